@@ -1,0 +1,51 @@
+"""Checking and converting single files outside a build: read → convert → validate, with every reject kept."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow as pa
+
+from . import formats
+from .errors import UsageError
+from .recipe import Source
+from .rejects import concat_rejects
+from .stages.convert import convert_raw
+from .stages.read import display_path, read_source, resolve_format, source_files
+from .stages.validate import validate_examples
+
+
+@dataclass
+class Checked:
+    """Valid examples of a set of files and every rejected record, in file order."""
+
+    format: str
+    records: int
+    examples: pa.Table
+    rejects: pa.Table
+
+
+def _quiet(done: int, total: int, what: str) -> None:
+    return None
+
+
+def check_files(pattern: str, fmt: str | None = None, columns: dict[str, str] | None = None,
+                root: Path | None = None) -> Checked:
+    """Read, convert and validate the files `pattern` names, as a one-source build would."""
+    root = root or Path.cwd()
+    if fmt is not None and fmt not in formats.names():
+        raise UsageError(f"unknown format {fmt!r}", hint=f"known formats: {', '.join(formats.names())}")
+    source = Source.model_validate({"name": "input", "from": pattern, "format": fmt, "columns": columns or {}})
+    files = source_files(source, root)
+    resolved = resolve_format(source, files, root)
+    read = read_source(source, files, root, resolved, _quiet)
+    converted = convert_raw(read.tables["raw"], resolved, "input", _quiet)
+    validated = validate_examples(converted.tables["examples"], _quiet)
+    rejects = concat_rejects([read.tables["rejects"], converted.tables["rejects"], validated.tables["rejects"]])
+    if rejects.num_rows:
+        rejects = rejects.sort_by([("file", "ascending"), ("row", "ascending")])
+    return Checked(resolved, read.stats["records"], validated.tables["examples"], rejects)
+
+
+__all__ = ["Checked", "check_files", "display_path"]

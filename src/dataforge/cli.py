@@ -1,0 +1,254 @@
+"""The `dataforge` command line. Heavy modules are imported inside commands so `--help` stays fast."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from .errors import DataforgeError, UsageError
+
+app = typer.Typer(
+    name="dataforge",
+    help="Prepare LLM fine-tuning data in one reproducible build: read, convert, validate, filter, "
+    "deduplicate, mix and split, with every dropped row accounted for.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+out = Console()
+err = Console(stderr=True)
+
+RecipeArg = Annotated[Path, typer.Argument(help="The recipe (mix.yaml).", show_default=False)]
+
+
+@app.command()
+def build(
+    recipe: RecipeArg,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+) -> None:
+    """Build a recipe: run every stage that is not cached, write train/val/rejects, report and manifest.
+
+    Outputs go to data/processed/<name>/ under the recipe's root (or `outputs.dir`). Exit 0 when the build
+    is written, 1 on unusable data, 2 on a bad recipe.
+    """
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from .engine.runner import run
+    from .recipe import load_recipe
+    from .stages.write import is_current, write_build, write_key
+
+    loaded = load_recipe(recipe)
+    with Progress(
+        TextColumn("{task.description:<28}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[note]}"),
+        TimeElapsedColumn(),
+        console=err,
+        disable=quiet,
+        transient=False,
+    ) as bars:
+
+        def on_stage(stage, status):
+            if status.state == "cached":
+                bars.add_task(stage.name, total=1, completed=1, note="[dim]cached[/]")
+                return lambda done, total, what: None
+            task = bars.add_task(stage.name, total=None, note=f"[yellow]{status.state}[/]: {status.reason}")
+
+            def progress(done: int, total: int, what: str) -> None:
+                bars.update(task, completed=done, total=max(total, 1), note=what)
+
+            return progress
+
+        result = run(loaded, on_stage)
+    key = write_key(loaded, result.entries)
+    ran = result.ran
+    if not ran and is_current(loaded, key):
+        out.print(f"[green]Everything is cached[/]: {len(result.stages)} stages, outputs in {loaded.build_dir} are current.")
+        return
+    manifest = write_build(loaded, result.stages, result.entries)
+    total = manifest["ledger"]["total"]
+    out.print(
+        f"[green]Built[/] {loaded.recipe.name}: {total['train']:,} train, {total['val']:,} val from {total['in']:,} "
+        f"records ({total['rejected']:,} rejected, {total['filtered']:,} filtered, "
+        f"{total['deduplicated']:,} duplicates, {total['downsampled']:,} downsampled)."
+    )
+    out.print(f"Re-ran {len(ran)} of {len(result.stages)} stages. Outputs: {loaded.build_dir}")
+    out.print(f"Report: {loaded.build_dir / 'report' / 'report.md'}")
+
+
+@app.command()
+def plan(recipe: RecipeArg) -> None:
+    """Show the build graph and, for each stage, whether it is cached or stale and why."""
+    from .engine.graph import build_graph
+    from .engine.runner import plan as make_plan
+    from .recipe import load_recipe
+
+    loaded = load_recipe(recipe)
+    stages = build_graph(loaded)
+    statuses = make_plan(loaded, stages)
+    table = Table(title=f"{loaded.recipe.name}: {len(stages)} stages")
+    table.add_column("stage")
+    table.add_column("after")
+    table.add_column("state")
+    table.add_column("why")
+    colours = {"cached": "green", "stale": "yellow", "new": "cyan"}
+    for s in statuses:
+        table.add_row(s.name, ", ".join(s.inputs) or "-", f"[{colours[s.state]}]{s.state}[/]", s.reason)
+    out.print(table)
+    todo = sum(s.state != "cached" for s in statuses)
+    out.print(f"{todo} stage(s) to run, {len(statuses) - todo} cached.")
+
+
+def _parse_columns(columns: list[str] | None) -> dict[str, str]:
+    mapping = {}
+    for item in columns or []:
+        if "=" not in item:
+            raise UsageError(f"--column {item!r}: expected FORMAT_COLUMN=FILE_COLUMN, e.g. conversations=dialog")
+        key, value = item.split("=", 1)
+        mapping[key.strip()] = value.strip()
+    return mapping
+
+
+FormatOpt = Annotated[
+    str | None, typer.Option("--format", "-f", help="The files' format (detected when omitted); see `dataforge formats`.")
+]
+ColumnOpt = Annotated[
+    list[str] | None,
+    typer.Option("--column", "-c", help="Renamed column as FORMAT_COLUMN=FILE_COLUMN; repeatable."),
+]
+
+
+@app.command()
+def validate(
+    files: Annotated[list[str], typer.Argument(help="Files, directories or globs (.jsonl, .json, .parquet).")],
+    format: FormatOpt = None,
+    column: ColumnOpt = None,
+    limit: Annotated[int, typer.Option(help="Print at most this many bad rows per input (0: all).")] = 50,
+) -> None:
+    """Check data files: every bad record is printed as FILE:LINE: FIELD: what is wrong.
+
+    Exit 0 when every record is valid, 1 when any is not.
+    """
+    from .checking import check_files
+
+    any_bad = False
+    for pattern in files:
+        checked = check_files(pattern, format, _parse_columns(column))
+        bad = checked.rejects.num_rows
+        any_bad |= bad > 0
+        shown = checked.rejects.to_pylist() if not limit else checked.rejects.slice(0, limit).to_pylist()
+        for r in shown:
+            where = f"{r['file']}:{r['line']}" if r["line"] is not None else f"{r['file']}#{r['row']}"
+            field = f" {r['field']}:" if r["field"] else ""
+            out.print(f"{where}:{field} {r['message']} [dim]({r['reason']})[/]", markup=True, highlight=False)
+        if bad > len(shown):
+            out.print(f"... and {bad - len(shown)} more bad rows in {pattern}")
+        verdict = "[green]all valid[/]" if not bad else f"[red]{bad} invalid[/]"
+        out.print(f"{pattern}: {checked.format}, {checked.records} records, {checked.examples.num_rows} valid, {verdict}")
+    if any_bad:
+        raise typer.Exit(1)
+
+
+@app.command()
+def convert(
+    input: Annotated[str, typer.Argument(help="File, directory or glob to convert.")],
+    to: Annotated[str, typer.Option("--to", "-t", help="Target format; see `dataforge formats`.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Output file: .jsonl, .json or .parquet.")],
+    format: FormatOpt = None,
+    column: ColumnOpt = None,
+) -> None:
+    """Convert files from one format to another through the canonical record.
+
+    Rows that cannot be read or are invalid are listed (and not written); what the target format cannot
+    carry (e.g. reasoning in Alpaca) is counted and printed. Exit 1 when any row was rejected or not written.
+    """
+    from . import formats
+    from .checking import check_files
+
+    target = formats.get(to)
+    suffix = output.suffix.lower()
+    if suffix not in {".jsonl", ".json", ".parquet"}:
+        raise UsageError(f"{output}: unsupported output type {suffix!r}", hint="use .jsonl, .json or .parquet")
+    checked = check_files(input, format, _parse_columns(column))
+    written = target.from_examples(checked.examples.to_pylist())
+    output.parent.mkdir(parents=True, exist_ok=True)
+    if suffix == ".jsonl":
+        output.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in written.records), encoding="utf-8")
+    elif suffix == ".json":
+        output.write_text(json.dumps(written.records, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    else:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        pq.write_table(pa.Table.from_pylist(written.records), output)
+    for r in checked.rejects.to_pylist():
+        where = f"{r['file']}:{r['line']}" if r["line"] is not None else f"{r['file']}#{r['row']}"
+        err.print(f"rejected {where}: {r['field'] or ''} {r['message']}", highlight=False)
+    for what, n in sorted(written.losses.items()):
+        err.print(f"[yellow]not carried[/] by {to}: {what}: {n} row(s)", highlight=False)
+    out.print(
+        f"{checked.records} records ({checked.format}) → {len(written.records)} {to} records in {output}; "
+        f"{checked.rejects.num_rows} rejected"
+    )
+    lost_rows = sum(n for what, n in written.losses.items() if "(not written)" in what)
+    if checked.rejects.num_rows or lost_rows:
+        raise typer.Exit(1)
+
+
+@app.command("formats")
+def list_formats() -> None:
+    """List the formats dataforge reads and writes."""
+    from . import formats
+
+    table = Table(title="formats")
+    table.add_column("name")
+    table.add_column("identified by")
+    table.add_column("description")
+    for name in formats.names():
+        f = formats.get(name)
+        table.add_row(name, ", ".join(sorted(f.signature)), f.description)
+    out.print(table)
+
+
+@app.command()
+def schema(
+    output: Annotated[Path, typer.Option("--output", "-o", help="Directory to write the schemas into.")] = Path(
+        "schemas"
+    ),
+) -> None:
+    """Write the JSON Schemas: example, recipe and every format."""
+    from .schemas import write_schemas
+
+    for path in write_schemas(output):
+        out.print(f"wrote {path}")
+
+
+def main() -> None:
+    """Entry point: run the app; errors about data or recipes are printed without a traceback."""
+    try:
+        app(standalone_mode=False)
+    except DataforgeError as exc:
+        err.print(f"[red]error:[/] {exc}", highlight=False, markup=True)
+        sys.exit(exc.exit_code)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        err.print("aborted")
+        sys.exit(130)
+    except KeyboardInterrupt:
+        err.print("interrupted; completed stages are cached, run the build again to resume")
+        sys.exit(130)
+    except Exception as exc:  # click usage errors arrive here in non-standalone mode
+        import click
+
+        if isinstance(exc, click.exceptions.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        raise

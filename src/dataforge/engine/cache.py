@@ -1,0 +1,192 @@
+"""Content-addressed stage cache (DESIGN.md seam 4).
+
+A stage's key is the hash of: its kind and version, its canonical config, the digests of its inputs'
+outputs, the sha256 of the files it reads, and the versions of the libraries that shape its output. Its
+outputs live in `<cache>/<stage>/<key>/`, written to a temporary directory first and renamed into place
+with the manifest inside, so an interrupted build leaves either a whole entry or none. A stage is reused
+only when an entry for its exact key exists.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from ..stages.base import Stage, StageInput, StageOutput
+
+_FILE_DIGESTS: dict[tuple[str, int, int], str] = {}
+
+
+def file_sha256(path: Path) -> str:
+    """sha256 of a file's bytes, memoised per (path, size, mtime) within the process."""
+    st = path.stat()
+    memo = (str(path.resolve()), st.st_size, st.st_mtime_ns)
+    if memo not in _FILE_DIGESTS:
+        h = hashlib.sha256()
+        with path.open("rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                h.update(chunk)
+        _FILE_DIGESTS[memo] = h.hexdigest()
+    return _FILE_DIGESTS[memo]
+
+
+def library_versions(names: tuple[str, ...]) -> dict[str, str]:
+    out = {}
+    for name in sorted(set(names) | {"dataforge"}):
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            out[name] = "absent"
+    return out
+
+
+def canonical_json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=str)
+
+
+@dataclass
+class Entry:
+    """A cached stage output: its directory and manifest."""
+
+    path: Path
+    manifest: dict[str, Any]
+
+    def as_input(self) -> StageInput:
+        tables = {name: self.path / f"{name}.parquet" for name in self.manifest["tables"]}
+        return StageInput(self.manifest["stage"], self.manifest["stats"], tables)
+
+    @property
+    def digest(self) -> str:
+        """What downstream keys depend on: the digests of every output file."""
+        return hashlib.sha256(canonical_json(self.manifest["outputs"]).encode()).hexdigest()
+
+
+class Cache:
+    """The stage cache of one build directory."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def key_parts(self, stage: Stage, inputs: dict[str, Entry], root: Path) -> dict[str, Any]:
+        """Everything the stage's output depends on, by name (kept in the manifest to explain staleness)."""
+        files = {}
+        for f in stage.files:
+            try:
+                shown = f.resolve().relative_to(root.resolve()).as_posix()
+            except ValueError:
+                shown = f.resolve().as_posix()
+            files[shown] = file_sha256(f)
+        return {
+            "stage": stage.kind,
+            "version": stage.version,
+            "config": json.loads(canonical_json(stage.config)),
+            "inputs": {name: inputs[name].digest for name in stage.inputs},
+            "files": files,
+            "libraries": library_versions(stage.libraries),
+        }
+
+    @staticmethod
+    def key(parts: dict[str, Any]) -> str:
+        return hashlib.sha256(canonical_json(parts).encode()).hexdigest()[:32]
+
+    def _dir(self, stage_name: str) -> Path:
+        return self.root / stage_name.replace(":", "--")
+
+    def lookup(self, stage_name: str, key: str) -> Entry | None:
+        path = self._dir(stage_name) / key
+        manifest = path / "manifest.json"
+        if not manifest.is_file():
+            return None
+        return Entry(path, json.loads(manifest.read_text()))
+
+    def latest(self, stage_name: str) -> Entry | None:
+        """The entry the last run of this stage produced or reused, to explain what changed since."""
+        pointer = self._dir(stage_name) / "LATEST"
+        if not pointer.is_file():
+            return None
+        return self.lookup(stage_name, pointer.read_text().strip())
+
+    def mark_latest(self, stage_name: str, key: str) -> None:
+        _atomic_write(self._dir(stage_name) / "LATEST", key.encode())
+
+    def store(self, stage: Stage, key: str, parts: dict[str, Any], output: StageOutput) -> Entry:
+        """Write `output` under `key` atomically and return its entry."""
+        final = self._dir(stage.name) / key
+        tmp = self._dir(stage.name) / f".tmp-{key}-{os.getpid()}"
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        tmp.mkdir(parents=True)
+        outputs = {}
+        tables = []
+        for name, table in output.tables.items():
+            if table is None:
+                continue
+            path = tmp / f"{name}.parquet"
+            write_parquet(table, path)
+            outputs[f"{name}.parquet"] = file_sha256(path)
+            tables.append(name)
+        stats_text = canonical_json(output.stats)
+        outputs["stats"] = hashlib.sha256(stats_text.encode()).hexdigest()
+        manifest = {
+            "stage": stage.name,
+            "key": key,
+            "parts": parts,
+            "tables": tables,
+            "stats": output.stats,
+            "outputs": outputs,
+        }
+        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True, ensure_ascii=False))
+        if final.exists():  # another run finished the same key first; its output is identical
+            shutil.rmtree(tmp)
+        else:
+            os.replace(tmp, final)
+        self.mark_latest(stage.name, key)
+        return Entry(final, manifest)
+
+    def prune(self, keep: dict[str, str]) -> int:
+        """Remove entries other than `keep` (stage → key) and stale temporaries; the number removed."""
+        removed = 0
+        if not self.root.is_dir():
+            return 0
+        for stage_dir in self.root.iterdir():
+            if not stage_dir.is_dir():
+                continue
+            wanted = keep.get(stage_dir.name.replace("--", ":"))
+            for entry in stage_dir.iterdir():
+                if entry.is_dir() and entry.name != wanted:
+                    shutil.rmtree(entry)
+                    removed += 1
+        return removed
+
+
+def write_parquet(table: pa.Table, path: Path) -> None:
+    """Deterministic Parquet: same table → same bytes (no timestamps; fixed compression and row groups)."""
+    pq.write_table(table, path, compression="zstd", row_group_size=64 * 1024, write_statistics=True)
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write `path` so readers see the old or the new content, never a part."""
+    _atomic_write(path, data)
+
+
+def atomic_write_parquet(table: pa.Table, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    write_parquet(table, tmp)
+    os.replace(tmp, path)

@@ -1,0 +1,74 @@
+"""The build graph, derived from the recipe: one read → convert → validate → filter branch per source,
+then dedup → mix → split over all of them. A recipe with three sources has three branches.
+"""
+
+from __future__ import annotations
+
+from graphlib import TopologicalSorter
+
+from ..recipe import LoadedRecipe
+from ..stages import convert, dedup_exact, filter, mix, read, split, validate
+from ..stages.base import Stage
+
+
+def build_graph(loaded: LoadedRecipe) -> list[Stage]:
+    """Every stage of the build, in a topological order (ties broken by recipe order)."""
+    recipe, root = loaded.recipe, loaded.root
+    stages: list[Stage] = []
+    filtered: list[str] = []
+    for src in recipe.sources:
+        files = tuple(read.source_files(src, root))
+        r = Stage(
+            name=f"read:{src.name}",
+            kind="read",
+            version=read.VERSION,
+            inputs=(),
+            config={
+                "from": src.from_,
+                "format": src.format,
+                "columns": dict(sorted(src.columns.items())),
+                "max_rows": src.max_rows,
+                "files": [read.display_path(f, root) for f in files],
+            },
+            run=read.make_read(src, root),
+            files=files,
+            source=src.name,
+        )
+        c = Stage(f"convert:{src.name}", "convert", convert.VERSION, (r.name,), {"source": src.name},
+                  convert.make_convert(src.name, r.name), source=src.name)
+        v = Stage(f"validate:{src.name}", "validate", validate.VERSION, (c.name,), {},
+                  validate.make_validate(c.name), source=src.name)
+        f = Stage(f"filter:{src.name}", "filter", filter.VERSION, (v.name,), recipe.filters.model_dump(),
+                  filter.make_filter(v.name, recipe.filters), source=src.name)
+        stages += [r, c, v, f]
+        filtered.append(f.name)
+    names = [s.name for s in recipe.sources]
+    d = Stage("dedup", "dedup", dedup_exact.VERSION, tuple(filtered), recipe.dedup.model_dump(),
+              dedup_exact.make_dedup(filtered, recipe.dedup.exact))
+    m = Stage("mix", "mix", mix.VERSION, (d.name,),
+              {**recipe.mix.model_dump(), "seed": recipe.seed, "sources": names},
+              mix.make_mix(d.name, names, recipe.mix, recipe.seed), libraries=("pyarrow", "numpy"))
+    s = Stage("split", "split", split.VERSION, (m.name,),
+              {**recipe.split.model_dump(), "seed": recipe.seed, "sources": names},
+              split.make_split(m.name, names, recipe.split, recipe.seed), libraries=("pyarrow", "numpy"))
+    stages += [d, m, s]
+    return topological(stages)
+
+
+def topological(stages: list[Stage]) -> list[Stage]:
+    """`stages` ordered so every stage follows its inputs; stable with respect to the given order."""
+    by_name = {s.name: s for s in stages}
+    sorter = TopologicalSorter({s.name: set(s.inputs) for s in stages})
+    sorter.prepare()
+    order: list[str] = []
+    rank = {s.name: i for i, s in enumerate(stages)}
+    while sorter.is_active():
+        ready = sorted(sorter.get_ready(), key=rank.__getitem__)
+        order.extend(ready)
+        sorter.done(*ready)
+    return [by_name[n] for n in order]
+
+
+def rejecting_stages(stages: list[Stage]) -> list[str]:
+    """Stages whose output includes a `rejects` table, in graph order."""
+    return [s.name for s in stages if s.kind != "split"]

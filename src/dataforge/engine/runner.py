@@ -1,0 +1,123 @@
+"""The local engine: runs the graph in topological order, reusing every stage whose key is cached."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..recipe import LoadedRecipe
+from ..stages.base import Progress, Stage
+from .cache import Cache, Entry
+from .graph import build_graph
+
+
+@dataclass
+class StageStatus:
+    """Whether a stage can be reused, and why not when it cannot."""
+
+    name: str
+    state: str  # cached | stale | new
+    reason: str
+    key: str | None = None
+    inputs: tuple[str, ...] = ()
+
+
+@dataclass
+class RunResult:
+    stages: list[Stage]
+    entries: dict[str, Entry]
+    statuses: list[StageStatus] = field(default_factory=list)
+
+    @property
+    def ran(self) -> list[str]:
+        return [s.name for s in self.statuses if s.state != "cached"]
+
+
+def cache_for(loaded: LoadedRecipe) -> Cache:
+    return Cache(loaded.build_dir / ".cache")
+
+
+def explain(old: dict[str, Any] | None, new: dict[str, Any]) -> str:
+    """Why a stage's key changed since its last run, in words."""
+    if old is None:
+        return "never built"
+    reasons = []
+    if old.get("version") != new["version"]:
+        reasons.append(f"stage code version {old.get('version')} → {new['version']}")
+    if old.get("config") != new["config"]:
+        changed = sorted(
+            k for k in set(old.get("config", {})) | set(new["config"])
+            if old.get("config", {}).get(k) != new["config"].get(k)
+        )
+        reasons.append(f"config changed: {', '.join(changed)}")
+    old_files, new_files = old.get("files", {}), new["files"]
+    for f in sorted(set(old_files) | set(new_files)):
+        if f not in old_files:
+            reasons.append(f"new file {f}")
+        elif f not in new_files:
+            reasons.append(f"file gone {f}")
+        elif old_files[f] != new_files[f]:
+            reasons.append(f"file changed {f}")
+    changed_inputs = sorted(k for k in new["inputs"] if old.get("inputs", {}).get(k) != new["inputs"][k])
+    if changed_inputs:
+        reasons.append(f"input changed: {', '.join(changed_inputs)}")
+    if old.get("libraries") != new["libraries"]:
+        diff = sorted(k for k in new["libraries"] if old.get("libraries", {}).get(k) != new["libraries"][k])
+        reasons.append(f"library version changed: {', '.join(diff)}")
+    return "; ".join(reasons) or "cache entry missing"
+
+
+def plan(loaded: LoadedRecipe, stages: list[Stage] | None = None) -> list[StageStatus]:
+    """What a build would do now: for each stage, cached or stale and why — without running anything."""
+    stages = stages or build_graph(loaded)
+    cache = cache_for(loaded)
+    entries: dict[str, Entry] = {}
+    out: list[StageStatus] = []
+    for stage in stages:
+        pending = [i for i in stage.inputs if i not in entries]
+        if pending:
+            out.append(StageStatus(stage.name, "stale", f"after {', '.join(pending)} re-runs", None, stage.inputs))
+            continue
+        parts = cache.key_parts(stage, entries, loaded.root)
+        key = cache.key(parts)
+        entry = cache.lookup(stage.name, key)
+        if entry is not None:
+            entries[stage.name] = entry
+            out.append(StageStatus(stage.name, "cached", "key matches", key, stage.inputs))
+        else:
+            latest = cache.latest(stage.name)
+            state = "new" if latest is None else "stale"
+            out.append(StageStatus(stage.name, state, explain(latest.manifest["parts"] if latest else None, parts),
+                                   key, stage.inputs))
+    return out
+
+
+StageProgress = Callable[[Stage, StageStatus], Progress]
+
+
+def run(loaded: LoadedRecipe, on_stage: StageProgress | None = None) -> RunResult:
+    """Run every stage that is not cached, in topological order; return all entries."""
+    stages = build_graph(loaded)
+    cache = cache_for(loaded)
+    entries: dict[str, Entry] = {}
+    statuses: list[StageStatus] = []
+    for stage in stages:
+        parts = cache.key_parts(stage, entries, loaded.root)
+        key = cache.key(parts)
+        entry = cache.lookup(stage.name, key)
+        if entry is not None:
+            status = StageStatus(stage.name, "cached", "key matches", key, stage.inputs)
+            cache.mark_latest(stage.name, key)
+        else:
+            latest = cache.latest(stage.name)
+            status = StageStatus(stage.name, "new" if latest is None else "stale",
+                                 explain(latest.manifest["parts"] if latest else None, parts), key, stage.inputs)
+        progress: Progress = on_stage(stage, status) if on_stage else (lambda done, total, what: None)
+        if entry is None:
+            inputs = {name: entries[name].as_input() for name in stage.inputs}
+            output = stage.run(inputs, progress)
+            entry = cache.store(stage, key, parts, output)
+        entries[stage.name] = entry
+        statuses.append(status)
+    return RunResult(stages, entries, statuses)

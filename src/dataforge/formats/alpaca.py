@@ -1,0 +1,161 @@
+"""Alpaca: `instruction` (+ optional `input`) → `output`, with optional `system` and `history` pairs.
+
+The user turn is `instruction` and `input` joined by a newline, as LLaMA-Factory does; `history` holds
+earlier `[user, assistant]` pairs.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from ..readers import RowShape
+from . import columnar as col
+from .base import Converted, Format, Written, assemble, reject_rows, split_rows
+
+ARROW = pa.schema(
+    [
+        pa.field("instruction", pa.string()),
+        pa.field("input", pa.string()),
+        pa.field("output", pa.string()),
+        pa.field("system", pa.string()),
+        pa.field("history", pa.list_(pa.list_(pa.string()))),
+    ]
+)
+
+JSON_SCHEMA: dict[str, Any] = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "$id": "https://dataforge.dev/schemas/formats/alpaca.schema.json",
+    "title": "Alpaca record",
+    "type": "object",
+    "required": ["instruction", "output"],
+    "properties": {
+        "instruction": {"type": "string", "description": "The user's request."},
+        "input": {"type": ["string", "null"], "description": "Optional context, appended to the instruction."},
+        "output": {"type": "string", "description": "The assistant's answer."},
+        "system": {"type": ["string", "null"], "description": "Optional system prompt."},
+        "history": {
+            "type": ["array", "null"],
+            "description": "Earlier turns as [user, assistant] pairs.",
+            "items": {"type": "array", "items": {"type": "string"}, "minItems": 2, "maxItems": 2},
+        },
+    },
+}
+
+
+class AlpacaFormat(Format):
+    name = "alpaca"
+    description = "instruction/input/output records, optional system and history (Stanford Alpaca, LLaMA-Factory)"
+    shape = RowShape(ARROW, JSON_SCHEMA)
+    signature = frozenset({"instruction", "output"})
+
+    def detect(self, sample: list[dict[str, Any]]) -> bool:
+        return bool(sample) and all("instruction" in r and "output" in r for r in sample)
+
+    def to_examples(self, raw: pa.Table, source: str) -> Converted:
+        rejects = []
+        bad = np.zeros(raw.num_rows, dtype=bool)
+        for column in ("instruction", "output"):
+            missing = col.is_null(raw[column].combine_chunks()) & ~bad
+            rejects.append(
+                reject_rows(
+                    raw, missing, reason="schema_violation", field=column,
+                    message=f"'{column}' is required but missing",
+                )
+            )
+            bad |= missing
+        history = raw["history"].combine_chunks()
+        pairs = pc.list_flatten(history)
+        pair_len = pc.list_value_length(pairs).to_numpy(zero_copy_only=False)
+        if (pair_len != 2).any():
+            pair_parent = pc.list_parent_indices(history).to_numpy(zero_copy_only=False)
+            broken = np.zeros(raw.num_rows, dtype=bool)
+            broken[pair_parent[pair_len != 2]] = True
+            broken &= ~bad
+            rejects.append(
+                reject_rows(
+                    raw, broken, reason="schema_violation", field="history",
+                    message="every history item must be a [user, assistant] pair of two strings",
+                )
+            )
+            bad |= broken
+        good = split_rows(raw, bad)
+        return Converted(self._convert(good, source), pa.concat_tables(rejects))
+
+    def _convert(self, raw: pa.Table, source: str) -> pa.Table:
+        n = raw.num_rows
+        instruction = raw["instruction"].combine_chunks()
+        extra = raw["input"].combine_chunks()
+        has_input = col.non_empty(extra)
+        has_instruction = col.non_empty(instruction)
+        joined = pc.binary_join_element_wise(instruction, extra, "\n")
+        user = pc.if_else(
+            pa.array(has_input & has_instruction),
+            joined,
+            pc.if_else(pa.array(has_input), extra, instruction),
+        )
+        system = raw["system"].combine_chunks()
+        history = raw["history"].combine_chunks()
+        pairs = pc.list_flatten(history)
+        pair_parent = pc.list_parent_indices(history).to_numpy(zero_copy_only=False)
+        turns = pc.list_flatten(pairs)  # user, assistant, user, assistant ...
+        turn_roles = np.tile(np.array(["user", "assistant"], dtype=object), len(pairs))
+        pair_index = col.list_positions(history).to_numpy(zero_copy_only=False)
+        turn_origin = [
+            f"history[{i}][{j}]" for i in pair_index.tolist() for j in (0, 1)
+        ]
+        parts = [
+            col.single(col.messages("system", system), col.non_empty(system), "system"),
+            col.many(
+                col.messages(pa.array(turn_roles, pa.string()), turns),
+                np.repeat(pair_parent, 2),
+                pa.array(turn_origin, pa.string()),
+            ),
+            col.single(col.messages("user", user), np.ones(n, dtype=bool), "instruction"),
+            col.single(col.messages("assistant", raw["output"].combine_chunks()), np.ones(n, dtype=bool), "output"),
+        ]
+        messages, origins = col.conversations(n, parts)
+        return assemble(raw, source, messages=messages, origins=origins)
+
+    def from_examples(self, examples: list[dict[str, Any]]) -> Written:
+        records: list[dict[str, Any]] = []
+        losses: Counter[str] = Counter()
+        for ex in examples:
+            msgs = list(ex["messages"] or ())
+            record: dict[str, Any] = {}
+            systems = [m for m in msgs if m["role"] == "system"]
+            if systems:
+                record["system"] = systems[0]["content"]
+                if len(systems) > 1:
+                    losses["system messages after the first"] += len(systems) - 1
+            turns = [m for m in msgs if m["role"] != "system"]
+            for m in turns:
+                if m.get("reasoning"):
+                    losses["reasoning"] += 1
+                if m.get("tool_calls"):
+                    losses["tool calls"] += 1
+            if any(m["role"] == "tool" for m in turns):
+                losses["tool results"] += sum(m["role"] == "tool" for m in turns)
+                turns = [m for m in turns if m["role"] != "tool"]
+            if ex.get("tools"):
+                losses["tool declarations"] += 1
+            roles = [m["role"] for m in turns]
+            if len(turns) < 2 or roles[-1] != "assistant" or roles != ["user", "assistant"] * (len(turns) // 2):
+                losses["rows not shaped as alternating user/assistant turns (not written)"] += 1
+                continue
+            pairs = [[turns[i]["content"] or "", turns[i + 1]["content"] or ""] for i in range(0, len(turns) - 2, 2)]
+            record["instruction"] = turns[-2]["content"] or ""
+            record["input"] = ""
+            record["output"] = turns[-1]["content"] or ""
+            if pairs:
+                record["history"] = pairs
+            if ex.get("metadata"):
+                for key, value in json.loads(ex["metadata"]).items():
+                    record.setdefault(key, value)
+            records.append(record)
+        return Written(records, losses)

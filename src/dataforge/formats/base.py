@@ -1,0 +1,141 @@
+"""What a format is: how it detects itself, reads raw rows into Examples, and writes Examples back.
+
+A format reads a whole Arrow table of raw rows at once (`to_examples`) and reports rows it cannot convert as
+rejects; it writes Examples back as plain records (`from_examples`) and counts what it could not carry.
+"""
+
+from __future__ import annotations
+
+import json
+from abc import ABC, abstractmethod
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from ..readers import EXTRA, LINE, ROW, RowShape
+from ..record import EXAMPLE_SCHEMA, Kind
+from ..rejects import REJECTS_SCHEMA, Outcome, empty_rejects
+from .columnar import ORIGIN
+
+FILE = "__file"
+ORDINAL = "__ordinal"  # the record's position in its source (all files, rejected records included)
+
+
+@dataclass
+class Converted:
+    """Examples (EXAMPLE_SCHEMA + `__origin`) and rejects from one batch of raw rows."""
+
+    examples: pa.Table
+    rejects: pa.Table
+
+
+@dataclass
+class Written:
+    """Records in a format's own shape, and counts of what could not be carried, by what."""
+
+    records: list[dict[str, Any]]
+    losses: Counter[str] = field(default_factory=Counter)
+
+
+class Format(ABC):
+    """One on-disk data format. Subclasses set the class attributes and implement three methods."""
+
+    name: ClassVar[str]
+    description: ClassVar[str]
+    shape: ClassVar[RowShape]
+    # Columns whose presence identifies the format, and the column that must hold messages (if any).
+    signature: ClassVar[frozenset[str]]
+
+    @abstractmethod
+    def detect(self, sample: list[dict[str, Any]]) -> bool:
+        """True when these records (already renamed by the column map) are in this format."""
+
+    @abstractmethod
+    def to_examples(self, raw: pa.Table, source: str) -> Converted:
+        """Examples for every convertible raw row; the rest as rejects naming the field at fault."""
+
+    @abstractmethod
+    def from_examples(self, examples: list[dict[str, Any]]) -> Written:
+        """Records in this format for EXAMPLE_SCHEMA rows (as dicts), counting what cannot be carried."""
+
+    def json_schema(self) -> dict[str, Any]:
+        return self.shape.json_schema
+
+
+def assemble(
+    raw: pa.Table,
+    source: str,
+    *,
+    messages: pa.Array,
+    origins: pa.Array,
+    kind: Kind = Kind.SFT,
+    tools: pa.Array | None = None,
+) -> pa.Table:
+    """An EXAMPLE_SCHEMA table (+ `__origin`) for `raw`'s rows from their converted messages."""
+    n = raw.num_rows
+    ids = pc.binary_join_element_wise(pa.scalar(f"{source}:"), raw[ORDINAL].cast(pa.string()), "")
+    columns = {
+        "id": ids,
+        "kind": pa.array(np.full(n, kind.value, dtype=object), pa.string()),
+        "messages": messages,
+        "tools": tools if tools is not None else pa.nulls(n, pa.string()),
+        "chosen": pa.nulls(n, EXAMPLE_SCHEMA.field("chosen").type),
+        "rejected": pa.nulls(n, EXAMPLE_SCHEMA.field("rejected").type),
+        "label": pa.nulls(n, pa.bool_()),
+        "text": pa.nulls(n, pa.string()),
+        "source": pa.array(np.full(n, source, dtype=object), pa.string()),
+        "file": raw[FILE],
+        "row": raw[ROW],
+        "line": raw[LINE],
+        "metadata": raw[EXTRA],
+    }
+    table = pa.table(columns, schema=EXAMPLE_SCHEMA)
+    return table.append_column(ORIGIN, origins)
+
+
+def reject_rows(
+    raw: pa.Table, mask: np.ndarray, *, reason: str, field: str | pa.Array, message: str | pa.Array
+) -> pa.Table:
+    """Convert-stage rejects for the raw rows where `mask` holds, with the raw record as JSON text."""
+    idx = np.flatnonzero(mask)
+    if len(idx) == 0:
+        return empty_rejects()
+    picked = raw.take(pa.array(idx))
+    data_cols = [c for c in picked.column_names if not c.startswith("__")]
+    raw_text = [json.dumps(r, ensure_ascii=False) for r in picked.select(data_cols).to_pylist()]
+
+    def col(value: str | pa.Array) -> pa.Array:
+        if isinstance(value, str):
+            return pa.array([value] * len(idx), pa.string())
+        return value.take(pa.array(idx)).cast(pa.string())
+
+    return pa.table(
+        {
+            "source": pa.nulls(len(idx), pa.string()),
+            "file": picked[FILE],
+            "row": picked[ROW],
+            "line": picked[LINE],
+            "example_id": pa.nulls(len(idx), pa.string()),
+            "stage": pa.array(["convert"] * len(idx), pa.string()),
+            "outcome": pa.array([Outcome.REJECTED.value] * len(idx), pa.string()),
+            "reason": pa.array([reason] * len(idx), pa.string()),
+            "field": col(field),
+            "message": col(message),
+            "duplicate_of": pa.nulls(len(idx), pa.string()),
+            "raw": pa.array(raw_text, pa.string()),
+        },
+        schema=REJECTS_SCHEMA,
+    )
+
+
+def split_rows(raw: pa.Table, bad: np.ndarray) -> pa.Table:
+    """The raw rows that are not `bad`."""
+    return raw.filter(pa.array(~bad)) if bad.any() else raw
+
+
+def first_message(messages: list[dict[str, Any]], role: str) -> dict[str, Any] | None:
+    return next((m for m in messages if m["role"] == role), None)

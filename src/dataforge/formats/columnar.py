@@ -1,0 +1,115 @@
+"""Vectorised building blocks for converters: message arrays and conversations assembled without per-row Python."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from ..record import MESSAGE_TYPE, MESSAGES_TYPE, TOOL_CALL_TYPE
+
+ORIGIN = "__origin"  # per message, the source field it came from (e.g. `conversations[3]`), for error messages
+
+
+def messages(
+    role: pa.Array | str,
+    content: pa.Array,
+    *,
+    reasoning: pa.Array | None = None,
+    tool_calls: pa.Array | None = None,
+    tool_call_id: pa.Array | None = None,
+    name: pa.Array | None = None,
+) -> pa.StructArray:
+    """A MESSAGE_TYPE array, one message per element of `content`; absent fields are null."""
+    n = len(content)
+    if isinstance(role, str):
+        role = pa.array(np.full(n, role, dtype=object), pa.string())
+
+    def opt(arr: pa.Array | None, typ: pa.DataType) -> pa.Array:
+        return pa.nulls(n, typ) if arr is None else arr.cast(typ)
+
+    return pa.StructArray.from_arrays(
+        [
+            role.cast(pa.string()),
+            content.cast(pa.string()),
+            opt(reasoning, pa.string()),
+            opt(tool_calls, pa.list_(TOOL_CALL_TYPE)),
+            opt(tool_call_id, pa.string()),
+            opt(name, pa.string()),
+        ],
+        fields=list(MESSAGE_TYPE),
+    )
+
+
+@dataclass(frozen=True)
+class Part:
+    """Messages that one source construct contributes to each row's conversation.
+
+    `values` are messages, `parents` the row each belongs to (non-decreasing within the part), `origin`
+    the source field each came from.
+    """
+
+    values: pa.Array
+    parents: np.ndarray
+    origin: pa.Array
+
+
+def single(values: pa.StructArray, present: np.ndarray, origin: str) -> Part:
+    """At most one message per row: row i contributes `values[i]` where `present[i]`."""
+    idx = np.flatnonzero(present)
+    taken = values.take(pa.array(idx, pa.int64()))
+    return Part(taken, idx, pa.array(np.full(len(idx), origin, dtype=object), pa.string()))
+
+
+def many(values: pa.Array, parents: np.ndarray, origin: pa.Array) -> Part:
+    """Any number of messages per row, already flattened, with their parent rows in order."""
+    return Part(values, np.asarray(parents, dtype=np.int64), origin)
+
+
+def conversations(n: int, parts: list[Part]) -> tuple[pa.ListArray, pa.ListArray]:
+    """(messages, origins) per row: every part's messages for a row, in part order, then source order.
+
+    Built with one stable argsort over (row, part) keys, so the cost is a few vector passes whatever the
+    shape of the conversations.
+    """
+    if not parts:
+        empty = pa.array([[]] * n, MESSAGES_TYPE)
+        return empty, pa.array([[]] * n, pa.list_(pa.string()))
+    k = len(parts)
+    keys = np.concatenate([p.parents * k + i for i, p in enumerate(parts)])
+    order = np.argsort(keys, kind="stable")
+    values = pa.concat_arrays([p.values.cast(MESSAGE_TYPE) for p in parts]).take(pa.array(order))
+    origins = pa.concat_arrays([p.origin for p in parts]).take(pa.array(order))
+    counts = np.bincount(np.concatenate([p.parents for p in parts]), minlength=n)
+    offsets = pa.array(np.concatenate(([0], np.cumsum(counts))).astype(np.int32), pa.int32())
+    return (
+        pa.ListArray.from_arrays(offsets, values, type=MESSAGES_TYPE),
+        pa.ListArray.from_arrays(offsets, origins, type=pa.list_(pa.string())),
+    )
+
+
+def indexed_origin(prefix: str, list_array: pa.Array, suffix: str = "") -> pa.Array:
+    """`prefix[i]suffix` for every flattened element of `list_array`, i being its index in its list."""
+    index = list_positions(list_array)
+    return pc.binary_join_element_wise(
+        pa.scalar(f"{prefix}["), index.cast(pa.string()), pa.scalar(f"]{suffix}"), ""
+    )
+
+
+def list_positions(list_array: pa.Array) -> pa.Array:
+    """For every flattened element, its 0-based position within its list."""
+    lengths = pc.fill_null(pc.list_value_length(list_array), 0).to_numpy(zero_copy_only=False)
+    total = int(lengths.sum())
+    starts = np.repeat(np.cumsum(lengths) - lengths, lengths)
+    return pa.array(np.arange(total, dtype=np.int64) - starts, pa.int64())
+
+
+def non_empty(arr: pa.Array) -> np.ndarray:
+    """Boolean mask: the string is present and not empty."""
+    return pc.fill_null(pc.greater(pc.utf8_length(arr), 0), False).to_numpy(zero_copy_only=False)
+
+
+def is_null(arr: pa.Array) -> np.ndarray:
+    return pc.is_null(arr).to_numpy(zero_copy_only=False)

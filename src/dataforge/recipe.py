@@ -1,0 +1,309 @@
+"""The recipe (`mix.yaml`): a typed model, loaded with every problem reported at once, each with its line.
+
+Every section forbids unknown keys so that a typo is an error with a suggestion, never a silently ignored
+setting. `schemas/recipe.schema.json` is generated from these models (`dataforge schema`).
+"""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from . import formats
+from .errors import RecipeError
+
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
+
+
+class Source(_Section):
+    """One input: a file, directory or glob in one format."""
+
+    name: Annotated[str, Field(pattern=NAME_PATTERN, description="Unique name, used in ids and reports.")]
+    from_: Annotated[
+        str,
+        Field(alias="from", min_length=1, description="Path, directory or glob, relative to the recipe's root."),
+    ]
+    format: str | None = Field(
+        default=None, description=f"One of {', '.join(formats.names())}; detected from the data when omitted."
+    )
+    columns: dict[str, str] = Field(
+        default_factory=dict,
+        description="Renamed columns: the format's column name → the name used in these files.",
+    )
+    max_rows: Annotated[int, Field(gt=0)] | None = Field(
+        default=None, description="Read at most this many records (in file order)."
+    )
+
+    @field_validator("format")
+    @classmethod
+    def _known_format(cls, value: str | None) -> str | None:
+        if value is not None and value not in formats.names():
+            raise ValueError(f"unknown format {value!r}; known formats: {', '.join(formats.names())}")
+        return value
+
+
+class Mix(_Section):
+    """How sources combine: `natural` keeps every row; `ratio` samples each source to its share."""
+
+    strategy: Literal["natural", "ratio"] = "natural"
+    ratios: dict[str, Annotated[float, Field(ge=0)]] = Field(
+        default_factory=dict,
+        description="Source name → weight; weights are normalised to shares of the final set.",
+    )
+    total: Annotated[int, Field(gt=0)] | None = Field(
+        default=None,
+        description="Rows in the final set; default: the largest total the ratios allow without repeating rows.",
+    )
+
+
+class Filters(_Section):
+    """Valid rows dropped by policy (counted as `filtered`, not rejected)."""
+
+    min_turns: Annotated[int, Field(ge=0)] = Field(default=1, description="Fewest assistant turns a row may have.")
+    max_turns: Annotated[int, Field(gt=0)] | None = Field(default=None, description="Most assistant turns.")
+    max_chars: Annotated[int, Field(gt=0)] | None = Field(
+        default=None, description="Most characters over all message contents (and reasoning)."
+    )
+    drop_empty: bool = Field(
+        default=True, description="Drop rows with a message whose content is only whitespace."
+    )
+
+
+class Dedup(_Section):
+    """Duplicate removal across all sources. Exact: normalised text hash (case, whitespace)."""
+
+    exact: bool = True
+
+
+class Split(_Section):
+    """Train/validation split, per source so every source is represented in both."""
+
+    validation: Annotated[float, Field(ge=0, lt=1)] = Field(
+        default=0.0, description="Share of each source's rows held out for validation."
+    )
+
+
+class Outputs(_Section):
+    """Where the build writes and which exports it produces."""
+
+    dir: str | None = Field(default=None, description="Build directory; default data/processed/<name> under root.")
+    exports: list[str] = Field(default_factory=list, description="Formats to export train/val as JSON Lines.")
+
+    @field_validator("exports")
+    @classmethod
+    def _known_exports(cls, value: list[str]) -> list[str]:
+        unknown = [v for v in value if v not in formats.names()]
+        if unknown:
+            raise ValueError(f"unknown export format(s) {unknown}; known formats: {', '.join(formats.names())}")
+        return value
+
+
+class Recipe(_Section):
+    """A dataforge build: sources in, one processed dataset out."""
+
+    name: Annotated[str, Field(pattern=NAME_PATTERN, description="Names the build directory.")]
+    seed: int = Field(default=0, description="Seeds every random choice (mix, split).")
+    root: str = Field(default=".", description="Directory relative paths resolve against, relative to the recipe.")
+    sources: Annotated[list[Source], Field(min_length=1)]
+    mix: Mix = Field(default_factory=Mix)
+    filters: Filters = Field(default_factory=Filters)
+    dedup: Dedup = Field(default_factory=Dedup)
+    split: Split = Field(default_factory=Split)
+    outputs: Outputs = Field(default_factory=Outputs)
+
+    def source(self, name: str) -> Source:
+        return next(s for s in self.sources if s.name == name)
+
+
+class LoadedRecipe(BaseModel):
+    """A validated recipe and where it lives."""
+
+    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
+    recipe: Recipe
+    path: Path
+    root: Path
+
+    @property
+    def build_dir(self) -> Path:
+        out = self.recipe.outputs.dir
+        return (self.root / out) if out else (self.root / "data" / "processed" / self.recipe.name)
+
+
+def recipe_json_schema() -> dict[str, Any]:
+    """The JSON Schema (2020-12) of a recipe file."""
+    schema = Recipe.model_json_schema(by_alias=True)
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": "https://dataforge.dev/schemas/recipe.schema.json",
+        **schema,
+    }
+
+
+def load_recipe(path: str | Path) -> LoadedRecipe:
+    """The recipe at `path`, or a RecipeError listing every problem with its line and a hint."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise RecipeError(str(path), ["the recipe file does not exist"]) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise RecipeError(str(path), [f"cannot read the recipe: {exc}"]) from None
+    return parse_recipe(text, path)
+
+
+def parse_recipe(text: str, path: Path) -> LoadedRecipe:
+    """Validate recipe YAML `text` (from `path`, used for messages and relative paths)."""
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}" if mark is not None else "line ?"
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise RecipeError(str(path), [f"{where}: not valid YAML: {problem}"]) from None
+    if not isinstance(data, dict):
+        raise RecipeError(str(path), ["line 1: a recipe is a mapping with at least `name` and `sources`"])
+    lines = _line_index(node)
+    problems: list[tuple[int, str]] = []
+    recipe: Recipe | None = None
+    try:
+        recipe = Recipe.model_validate(data)
+    except ValidationError as exc:
+        for err in exc.errors():
+            problems.append(_describe(err, lines, data))
+    problems.extend(_cross_checks(data, lines))
+    if problems or recipe is None:
+        ordered = sorted(set(problems), key=lambda p: (p[0], p[1]))
+        raise RecipeError(str(path), [f"line {line}: {msg}" for line, msg in ordered])
+    root = (path.parent / recipe.root).resolve()
+    return LoadedRecipe(recipe=recipe, path=path.resolve(), root=root)
+
+
+# --- error reporting -----------------------------------------------------------------------------
+
+
+def _line_index(node: yaml.Node | None) -> dict[tuple[Any, ...], int]:
+    """1-based line of every key and item in the YAML document, by path."""
+    index: dict[tuple[Any, ...], int] = {}
+
+    def walk(n: yaml.Node, path: tuple[Any, ...]) -> None:
+        index.setdefault(path, n.start_mark.line + 1)
+        if isinstance(n, yaml.MappingNode):
+            for key, value in n.value:
+                index[(*path, key.value)] = key.start_mark.line + 1
+                walk(value, (*path, key.value))
+        elif isinstance(n, yaml.SequenceNode):
+            for i, item in enumerate(n.value):
+                index[(*path, i)] = item.start_mark.line + 1
+                walk(item, (*path, i))
+
+    if node is not None:
+        walk(node, ())
+    return index
+
+
+def _line_of(path: tuple[Any, ...], lines: dict[tuple[Any, ...], int]) -> int:
+    while path and path not in lines:
+        path = path[:-1]
+    return lines.get(path, 1)
+
+
+def _dotted(path: tuple[Any, ...]) -> str:
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+_FIELDS_OF: dict[str, type[BaseModel]] = {
+    "": Recipe,
+    "sources": Source,
+    "mix": Mix,
+    "filters": Filters,
+    "dedup": Dedup,
+    "split": Split,
+    "outputs": Outputs,
+}
+
+
+def _allowed_keys(section_path: tuple[Any, ...]) -> list[str]:
+    names = [p for p in section_path if isinstance(p, str)]
+    model = _FIELDS_OF.get(names[-1] if names else "", Recipe)
+    return [f.alias or name for name, f in model.model_fields.items()]
+
+
+def _describe(err: dict[str, Any], lines: dict[tuple[Any, ...], int], data: dict[str, Any]) -> tuple[int, str]:
+    loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+    line = _line_of(loc, lines)
+    where = _dotted(loc) or "(recipe)"
+    kind = err["type"]
+    if kind == "extra_forbidden":
+        allowed = _allowed_keys(loc[:-1])
+        close = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
+        hint = f"did you mean `{close[0]}`?" if close else f"allowed keys here: {', '.join(allowed)}"
+        return line, f"{where}: unknown key ({hint})"
+    if kind == "missing":
+        return line, f"{where}: required but missing"
+    message = err["msg"].removeprefix("Value error, ")
+    found = err.get("input")
+    if kind in {"string_pattern_mismatch"}:
+        message = f"{found!r} is not a valid name (letters, digits, '_', '.', '-'; starting with a letter or digit)"
+    elif kind not in {"value_error"} and not isinstance(found, (dict, list)):
+        message = f"{message} (found {found!r})"
+    return line, f"{where}: {message}"
+
+
+def _cross_checks(data: dict[str, Any], lines: dict[tuple[Any, ...], int]) -> list[tuple[int, str]]:
+    """Checks that span fields: unique source names, mix ratios naming real sources."""
+    problems: list[tuple[int, str]] = []
+    sources = data.get("sources")
+    names: list[str] = []
+    if isinstance(sources, list):
+        seen: dict[str, int] = {}
+        for i, s in enumerate(sources):
+            if isinstance(s, dict) and isinstance(s.get("name"), str):
+                name = s["name"]
+                if name in seen:
+                    problems.append(
+                        (_line_of(("sources", i, "name"), lines),
+                         f"sources[{i}].name: {name!r} is already the name of sources[{seen[name]}]")
+                    )
+                seen.setdefault(name, i)
+                names.append(name)
+    mix = data.get("mix")
+    if isinstance(mix, dict):
+        ratios = mix.get("ratios")
+        strategy = mix.get("strategy", "natural")
+        if isinstance(ratios, dict):
+            for key in ratios:
+                if names and key not in names:
+                    problems.append(
+                        (_line_of(("mix", "ratios", key), lines),
+                         f"mix.ratios.{key}: no source is named {key!r} (sources: {', '.join(names)})")
+                    )
+            if strategy == "ratio":
+                for name in names:
+                    if name not in ratios:
+                        problems.append(
+                            (_line_of(("mix", "ratios"), lines),
+                             f"mix.ratios: no weight for source {name!r}; give every source a weight (0 to leave it out)")
+                        )
+                weights = [w for w in ratios.values() if isinstance(w, (int, float))]
+                if weights and sum(weights) <= 0:
+                    problems.append((_line_of(("mix", "ratios"), lines), "mix.ratios: weights sum to zero"))
+        if strategy == "ratio" and not ratios:
+            problems.append((_line_of(("mix",), lines), "mix: strategy `ratio` needs `ratios` (source → weight)"))
+        if strategy == "natural" and (ratios or mix.get("total")):
+            problems.append(
+                (_line_of(("mix", "strategy"), lines) if "strategy" in mix else _line_of(("mix",), lines),
+                 "mix: `ratios` and `total` apply only with `strategy: ratio`")
+            )
+    return problems

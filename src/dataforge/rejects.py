@@ -1,0 +1,101 @@
+"""The rejects table: every row that leaves the flow, with why, where it came from, and which stage dropped it."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any
+
+import pyarrow as pa
+
+
+class Outcome(StrEnum):
+    """Why a row left the flow, in the ledger's terms (DESIGN.md seam 5)."""
+
+    REJECTED = "rejected"  # bad data: unreadable, not convertible, invalid
+    FILTERED = "filtered"  # valid, removed by a recipe filter
+    DEDUPLICATED = "deduplicated"  # a copy of a row that was kept
+    DOWNSAMPLED = "downsampled"  # valid and unique, left out to meet the mix ratios
+
+
+REJECTS_SCHEMA = pa.schema(
+    [
+        pa.field("source", pa.string()),
+        pa.field("file", pa.string()),
+        pa.field("row", pa.int64()),
+        pa.field("line", pa.int64()),
+        pa.field("example_id", pa.string()),
+        pa.field("stage", pa.string()),
+        pa.field("outcome", pa.string()),
+        pa.field("reason", pa.string()),  # short stable code, e.g. `invalid_json`, `empty_content`
+        pa.field("field", pa.string()),  # path of the offending field in the source row, when known
+        pa.field("message", pa.string()),  # what was expected, what was found
+        pa.field("duplicate_of", pa.string()),  # dedup: id of the kept row
+        pa.field("raw", pa.string()),  # the source record (JSON text) for rejected rows
+    ]
+)
+
+
+def empty_rejects() -> pa.Table:
+    return REJECTS_SCHEMA.empty_table()
+
+
+def rejects_from_rows(rows: list[dict[str, Any]]) -> pa.Table:
+    """A rejects table from dicts holding any subset of REJECTS_SCHEMA's fields."""
+    return pa.Table.from_pylist(rows, schema=REJECTS_SCHEMA)
+
+
+def rejects_from_examples(
+    examples: pa.Table,
+    *,
+    stage: str,
+    outcome: Outcome,
+    reason: pa.Array | str,
+    message: pa.Array | str | None = None,
+    field: pa.Array | str | None = None,
+    duplicate_of: pa.Array | None = None,
+) -> pa.Table:
+    """Rejects for whole rows of an EXAMPLE_SCHEMA table, built column-wise (no per-row Python)."""
+    n = examples.num_rows
+
+    def column(value: pa.Array | str | None) -> pa.Array:
+        if value is None:
+            return pa.nulls(n, pa.string())
+        if isinstance(value, str):
+            return pa.array([value] * n, pa.string())
+        return value.cast(pa.string())
+
+    return pa.table(
+        {
+            "source": examples["source"],
+            "file": examples["file"],
+            "row": examples["row"],
+            "line": examples["line"],
+            "example_id": examples["id"],
+            "stage": column(stage),
+            "outcome": column(outcome.value),
+            "reason": column(reason),
+            "field": column(field),
+            "message": column(message),
+            "duplicate_of": column(duplicate_of),
+            "raw": pa.nulls(n, pa.string()),
+        },
+        schema=REJECTS_SCHEMA,
+    )
+
+
+def concat_rejects(tables: list[pa.Table]) -> pa.Table:
+    """All rejects in one table, in the order given."""
+    tables = [t for t in tables if t.num_rows]
+    if not tables:
+        return empty_rejects()
+    return pa.concat_tables([t.cast(REJECTS_SCHEMA) for t in tables]).combine_chunks()
+
+
+def count_by(table: pa.Table, *keys: str) -> list[dict[str, Any]]:
+    """Row counts grouped by `keys`, sorted by the keys for stable reports."""
+    if table.num_rows == 0:
+        return []
+    grouped = table.group_by(list(keys)).aggregate([([], "count_all")])
+    rows = [{**{k: r[k] for k in keys}, "count": r["count_all"]} for r in grouped.to_pylist()]
+    return sorted(rows, key=lambda r: tuple(str(r[k]) for k in keys))
+

@@ -1,0 +1,151 @@
+"""The summary report: `report.json` (every number, stable keys) and `report.md` (the headline, for CI)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from ..engine.cache import Entry
+from ..recipe import LoadedRecipe
+from ..rejects import count_by
+from ..stages.base import Stage
+
+REPORT_VERSION = 1
+EXAMPLES_PER_REASON = 3
+
+
+def _rows_by_source(path, sources: list[str]) -> dict[str, int]:
+    table = pq.read_table(path, columns=["source"])
+    counts = {c["source"]: c["count"] for c in count_by(table, "source")}
+    return {s: counts.get(s, 0) for s in sources}
+
+
+def stage_rows(stages: list[Stage], entries: dict[str, Entry], sources: list[str]) -> list[dict[str, Any]]:
+    """Rows each stage passed on (per source for global stages) and rows it removed."""
+    out = []
+    for stage in stages:
+        entry = entries[stage.name]
+        tables = {name: entry.path / f"{name}.parquet" for name in entry.manifest["tables"]}
+        row: dict[str, Any] = {"stage": stage.name, "kind": stage.kind, "source": stage.source}
+        for name, path in tables.items():
+            if name == "rejects":
+                row["removed"] = pq.ParquetFile(path).metadata.num_rows
+            elif stage.source is not None:
+                row["out"] = pq.ParquetFile(path).metadata.num_rows
+            else:
+                row[f"{name}_by_source" if name != "examples" else "out_by_source"] = _rows_by_source(path, sources)
+        out.append(row)
+    return out
+
+
+def reject_groups(rejects: pa.Table) -> list[dict[str, Any]]:
+    """Removed rows grouped by (stage, outcome, reason), each with a few examples and where they came from."""
+    groups = count_by(rejects, "stage", "outcome", "reason")
+    for g in groups:
+        mask = pc.and_(
+            pc.and_(pc.equal(rejects["stage"], g["stage"]), pc.equal(rejects["outcome"], g["outcome"])),
+            pc.equal(rejects["reason"], g["reason"]),
+        )
+        sample = rejects.filter(mask).slice(0, EXAMPLES_PER_REASON)
+        g["examples"] = [
+            {
+                "where": f"{r['file']}:{r['line']}" if r["line"] is not None else f"{r['file']}#{r['row']}",
+                "source": r["source"],
+                "field": r["field"],
+                "message": r["message"],
+                "duplicate_of": r["duplicate_of"],
+            }
+            for r in sample.select(["source", "file", "row", "line", "field", "message", "duplicate_of"]).to_pylist()
+        ]
+    order = {"rejected": 0, "filtered": 1, "deduplicated": 2, "downsampled": 3}
+    return sorted(groups, key=lambda g: (order.get(g["outcome"], 9), -g["count"], g["stage"], g["reason"]))
+
+
+def build_report(
+    loaded: LoadedRecipe,
+    stages: list[Stage],
+    entries: dict[str, Entry],
+    stage_stats: dict[str, dict[str, Any]],
+    book: dict[str, Any],
+    rejects: pa.Table,
+    train: pa.Table,
+    val: pa.Table,
+    export_losses: dict[str, Any],
+) -> dict[str, Any]:
+    """Every number of the build summary, with stable keys (documented in the README)."""
+    sources = [s.name for s in loaded.recipe.sources]
+    return {
+        "report_version": REPORT_VERSION,
+        "name": loaded.recipe.name,
+        "rows": {"train": train.num_rows, "val": val.num_rows, "removed": rejects.num_rows},
+        "ledger": book,
+        "sources": [
+            {"name": s, "format": stage_stats[f"read:{s}"]["format"], "files": stage_stats[f"read:{s}"]["files"]}
+            for s in sources
+        ],
+        "stages": stage_rows(stages, entries, sources),
+        "removed_by_reason": reject_groups(rejects),
+        "mix": stage_stats["mix"],
+        "split": stage_stats["split"],
+        "exports": export_losses,
+    }
+
+
+def render_markdown(report: dict[str, Any]) -> str:
+    """The report's headline numbers as Markdown, short enough for a CI job summary."""
+    book = report["ledger"]
+    total = book["total"]
+    lines = [
+        f"# dataforge build `{report['name']}`",
+        "",
+        f"**{report['rows']['train']:,} train · {report['rows']['val']:,} val** from {total['in']:,} records; "
+        f"{total['rejected']:,} rejected, {total['filtered']:,} filtered, {total['deduplicated']:,} duplicates, "
+        f"{total['downsampled']:,} downsampled. "
+        + ("Ledger balances." if total["balanced"] else "**Ledger does not balance.**"),
+        "",
+        "## Rows per source",
+        "",
+        "| source | format | in | rejected | filtered | duplicates | downsampled | train | val |",
+        "|---|---|--:|--:|--:|--:|--:|--:|--:|",
+    ]
+    formats = {s["name"]: s["format"] for s in report["sources"]}
+    for name, r in book["sources"].items():
+        lines.append(
+            f"| {name} | {formats[name]} | {r['in']:,} | {r['rejected']:,} | {r['filtered']:,} | "
+            f"{r['deduplicated']:,} | {r['downsampled']:,} | {r['train']:,} | {r['val']:,} |"
+        )
+    lines.append(
+        f"| **total** | | {total['in']:,} | {total['rejected']:,} | {total['filtered']:,} | "
+        f"{total['deduplicated']:,} | {total['downsampled']:,} | {total['train']:,} | {total['val']:,} |"
+    )
+    if report["removed_by_reason"]:
+        lines += ["", "## Removed rows by reason", "", "| stage | outcome | reason | rows | first example |",
+                  "|---|---|---|--:|---|"]
+        for g in report["removed_by_reason"]:
+            ex = g["examples"][0] if g["examples"] else None
+            shown = ""
+            if ex:
+                shown = f"`{ex['where']}`"
+                if ex["field"]:
+                    shown += f" `{ex['field']}`"
+                if ex["message"]:
+                    shown += f": {_cell(ex['message'])}"
+                if ex["duplicate_of"]:
+                    shown += f" (duplicate of `{ex['duplicate_of']}`)"
+            lines.append(f"| {g['stage']} | {g['outcome']} | {g['reason']} | {g['count']:,} | {shown} |")
+    losses = {fmt: v for fmt, v in report["exports"].items() if any(v.values())}
+    if losses:
+        lines += ["", "## What the exports could not carry", ""]
+        for fmt, per_split in losses.items():
+            for split_name, counts in per_split.items():
+                for what, n in counts.items():
+                    lines.append(f"- `{fmt}` {split_name}: {what}: {n:,}")
+    return "\n".join(lines) + "\n"
+
+
+def _cell(text: str, limit: int = 120) -> str:
+    text = " ".join(str(text).split()).replace("|", "\\|")
+    return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -1,0 +1,1 @@
+"""Stages: functions over tables, one module each, assembled into a graph by `dataforge.engine.graph`."""

@@ -1,0 +1,107 @@
+"""read: a source's files → one table of raw rows in its format, plus records that could not be read."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from .. import formats
+from ..errors import DataError
+from ..formats.base import FILE, ORDINAL
+from ..readers import ReadResult, read_file, resolve_files, sample_records
+from ..recipe import Source
+from ..rejects import concat_rejects
+from .base import Progress, StageInput, StageOutput
+
+VERSION = 1
+
+
+def source_files(source: Source, root: Path) -> list[Path]:
+    """The files a source names; an error saying what matched nothing."""
+    files = resolve_files(source.from_, root)
+    if not files:
+        raise DataError(
+            f"source {source.name!r}: `from: {source.from_}` matches no .jsonl, .json or .parquet file under {root}",
+            hint="check the path; relative paths resolve against the recipe's `root`",
+        )
+    return files
+
+
+def display_path(path: Path, root: Path) -> str:
+    """The path as recorded in provenance: relative to the recipe root when inside it (reproducible)."""
+    try:
+        return path.resolve().relative_to(root.resolve()).as_posix()
+    except ValueError:
+        return path.resolve().as_posix()
+
+
+def resolve_format(source: Source, files: list[Path], root: Path) -> str:
+    """The source's format: as declared, or detected from the first records of its first file."""
+    if source.format:
+        return source.format
+    sample: list[dict[str, Any]] = []
+    for f in files:
+        sample = sample_records(f)
+        if sample:
+            break
+    inverse = {v: k for k, v in source.columns.items()}
+    renamed = [{inverse.get(k, k): v for k, v in r.items()} for r in sample]
+    return formats.detect(renamed, f"source {source.name!r} ({display_path(files[0], root)})").name
+
+
+def read_source(source: Source, files: list[Path], root: Path, fmt: str, progress: Progress) -> StageOutput:
+    """Every record of every file of `source` (up to `max_rows`), in file order."""
+    shape = formats.get(fmt).shape
+    tables: list[pa.Table] = []
+    rejects: list[pa.Table] = []
+    per_file: list[dict[str, Any]] = []
+    offset = 0
+    for i, path in enumerate(files):
+        progress(i, len(files), display_path(path, root))
+        shown = display_path(path, root)
+        result: ReadResult = read_file(path, shown, shape, source.columns)
+        table = result.table
+        table = table.append_column(FILE, pa.array(np.full(table.num_rows, shown, dtype=object), pa.string()))
+        table = table.append_column(ORDINAL, pc.add(table["__row"], offset))
+        file_rejects = result.rejects
+        if file_rejects.num_rows:
+            file_rejects = _with_source(file_rejects, source.name)
+        if source.max_rows is not None and offset + result.records > source.max_rows:
+            keep = source.max_rows - offset
+            table = table.filter(pc.less(table["__row"], keep))
+            file_rejects = file_rejects.filter(pc.less(file_rejects["row"], keep))
+            per_file.append({"file": shown, "records": keep, "truncated_by_max_rows": True})
+            tables.append(table)
+            rejects.append(file_rejects)
+            offset += keep
+            break
+        per_file.append({"file": shown, "records": result.records})
+        tables.append(table)
+        rejects.append(file_rejects)
+        offset += result.records
+    progress(len(files), len(files), "")
+    raw = pa.concat_tables(tables, promote_options="default") if tables else None
+    return StageOutput(
+        {"raw": raw, "rejects": concat_rejects(rejects)},
+        {"format": fmt, "records": offset, "files": per_file},
+    )
+
+
+def _with_source(rejects: pa.Table, name: str) -> pa.Table:
+    i = rejects.schema.get_field_index("source")
+    return rejects.set_column(i, "source", pa.array([name] * rejects.num_rows, pa.string()))
+
+
+def make_read(source: Source, root: Path):
+    """The read stage's function for `source` (files are resolved when the graph is built)."""
+
+    def run(inputs: dict[str, StageInput], progress: Progress) -> StageOutput:
+        files = source_files(source, root)
+        fmt = resolve_format(source, files, root)
+        return read_source(source, files, root, fmt, progress)
+
+    return run

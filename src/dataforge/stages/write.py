@@ -1,0 +1,153 @@
+"""write: the build directory — train/val parquet, rejects, exports, summary report, manifest with ledger.
+
+This is the edge stage that touches the build directory. Every file is written atomically (temp + rename),
+the manifest last; its key covers every upstream entry and the output settings, so an unchanged build
+writes nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+import pyarrow as pa
+
+from .. import __version__, formats
+from ..engine.cache import (
+    Cache,
+    Entry,
+    atomic_write_bytes,
+    atomic_write_parquet,
+    canonical_json,
+    file_sha256,
+    library_versions,
+)
+from ..errors import DataforgeError
+from ..recipe import LoadedRecipe
+from ..rejects import Outcome, concat_rejects, count_by
+from ..report.summary import build_report, render_markdown
+from .base import Stage
+
+VERSION = 1
+LIBRARIES = ("pyarrow", "numpy", "jsonschema", "pydantic")
+
+
+class LedgerError(DataforgeError):
+    """The ledger does not balance: a bug in dataforge, never in the data."""
+
+    exit_code = 1
+
+
+def write_key(loaded: LoadedRecipe, entries: dict[str, Entry]) -> str:
+    parts = {
+        "version": VERSION,
+        "recipe": recipe_digest(loaded),
+        "entries": {name: e.digest for name, e in sorted(entries.items())},
+        "libraries": library_versions(LIBRARIES),
+    }
+    return Cache.key(parts)
+
+
+def recipe_digest(loaded: LoadedRecipe) -> str:
+    """sha256 of the recipe's validated content (comments and key order do not change it)."""
+    return hashlib.sha256(canonical_json(loaded.recipe.model_dump(by_alias=True)).encode()).hexdigest()
+
+
+def is_current(loaded: LoadedRecipe, key: str) -> bool:
+    manifest = loaded.build_dir / "manifest.json"
+    if not manifest.is_file():
+        return False
+    data = json.loads(manifest.read_text())
+    if data.get("build_key") != key:
+        return False
+    return all((loaded.build_dir / name).is_file() and file_sha256(loaded.build_dir / name) == digest
+               for name, digest in data.get("outputs", {}).items())
+
+
+def ledger(loaded: LoadedRecipe, entries: dict[str, Entry], rejects: pa.Table, train: pa.Table, val: pa.Table):
+    """Per source and in total: rows in = train + val + rejected + filtered + deduplicated + downsampled."""
+    rows: dict[str, dict[str, int]] = {}
+    counts = {(c["source"], c["outcome"]): c["count"] for c in count_by(rejects, "source", "outcome")}
+    train_src = train["source"].to_pylist()
+    val_src = val["source"].to_pylist()
+    for src in loaded.recipe.sources:
+        name = src.name
+        r = {"in": entries[f"read:{name}"].manifest["stats"]["records"]}
+        for outcome in Outcome:
+            r[outcome.value] = counts.get((name, outcome.value), 0)
+        r["train"] = train_src.count(name)
+        r["val"] = val_src.count(name)
+        out = r["train"] + r["val"] + sum(r[o.value] for o in Outcome)
+        r["balanced"] = out == r["in"]
+        rows[name] = r
+    total = {k: sum(r[k] for r in rows.values()) for k in ["in", *(o.value for o in Outcome), "train", "val"]}
+    total["balanced"] = all(r["balanced"] for r in rows.values())
+    return {"sources": rows, "total": total}
+
+
+def write_build(loaded: LoadedRecipe, stages: list[Stage], entries: dict[str, Entry]) -> dict[str, Any]:
+    """Write every output of the build; returns the manifest."""
+    out = loaded.build_dir
+    out.mkdir(parents=True, exist_ok=True)
+    split_entry = entries["split"].as_input()
+    train, val = split_entry.table("train"), split_entry.table("val")
+    reject_tables = [entries[s.name].as_input().table("rejects") for s in stages
+                     if entries[s.name].as_input().has("rejects")]
+    rejects = concat_rejects(reject_tables)
+    book = ledger(loaded, entries, rejects, train, val)
+    if not book["total"]["balanced"]:
+        bad = [n for n, r in book["sources"].items() if not r["balanced"]]
+        raise LedgerError(f"internal error: the ledger does not balance for {', '.join(bad)}: {book['sources']}")
+    written: dict[str, str] = {}
+
+    def parquet(table: pa.Table, name: str) -> None:
+        atomic_write_parquet(table, out / name)
+        written[name] = file_sha256(out / name)
+
+    def text(data: str, name: str) -> None:
+        atomic_write_bytes(out / name, data.encode("utf-8"))
+        written[name] = file_sha256(out / name)
+
+    parquet(train, "train.parquet")
+    parquet(val, "val.parquet")
+    parquet(rejects, "rejects.parquet")
+    export_losses = {}
+    for fmt in loaded.recipe.outputs.exports:
+        export_losses[fmt] = {}
+        for split_name, table in (("train", train), ("val", val)):
+            result = formats.get(fmt).from_examples(table.to_pylist())
+            lines = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in result.records)
+            text(lines, f"exports/{fmt}/{split_name}.jsonl")
+            export_losses[fmt][split_name] = dict(sorted(result.losses.items()))
+    stage_stats = {name: e.manifest["stats"] for name, e in entries.items()}
+    report = build_report(loaded, stages, entries, stage_stats, book, rejects, train, val, export_losses)
+    text(json.dumps(report, indent=2, ensure_ascii=False, sort_keys=True) + "\n", "report/report.json")
+    text(render_markdown(report), "report/report.md")
+    manifest = {
+        "dataforge": __version__,
+        "build_key": write_key(loaded, entries),
+        "recipe": {"name": loaded.recipe.name, "digest": recipe_digest(loaded)},
+        "sources": source_lock(loaded, entries),
+        "stages": {name: e.manifest["key"] for name, e in entries.items()},
+        "ledger": book,
+        "outputs": dict(sorted(written.items())),
+        "versions": library_versions(LIBRARIES + ("datasets", "transformers")),
+    }
+    atomic_write_bytes(out / "manifest.json",
+                       (json.dumps(manifest, indent=2, ensure_ascii=False, sort_keys=True) + "\n").encode())
+    return manifest
+
+
+def source_lock(loaded: LoadedRecipe, entries: dict[str, Entry]) -> list[dict[str, Any]]:
+    """Per source: its format and every file used, with sha256 and record count."""
+    lock = []
+    for src in loaded.recipe.sources:
+        entry = entries[f"read:{src.name}"].manifest
+        digests = entry["parts"]["files"]
+        lock.append({
+            "name": src.name,
+            "format": entry["stats"]["format"],
+            "files": [{**f, "sha256": digests.get(f["file"])} for f in entry["stats"]["files"]],
+        })
+    return lock

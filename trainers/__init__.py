@@ -1,0 +1,1 @@
+"""The bundled trl training stage (SFT, DPO, KTO); arrives with its own issue."""
