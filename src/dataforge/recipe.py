@@ -287,7 +287,7 @@ def _cross_checks(data: dict[str, Any], lines: dict[tuple[Any, ...], int]) -> li
                 if names and key not in names:
                     problems.append(
                         (_line_of(("mix", "ratios", key), lines),
-                         f"mix.ratios.{key}: no source is named {key!r} (sources: {', '.join(names)})")
+                         f"mix.ratios.{key}: no source is named {key!r} (sources: {', '.join(dict.fromkeys(names))})")
                     )
             if strategy == "ratio":
                 for name in names:

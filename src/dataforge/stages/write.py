@@ -90,6 +90,9 @@ def write_build(loaded: LoadedRecipe, stages: list[Stage], entries: dict[str, En
     """Write every output of the build; returns the manifest."""
     out = loaded.build_dir
     out.mkdir(parents=True, exist_ok=True)
+    # The manifest is the build's seal: removed first and written last, so a directory that has one is
+    # complete and consistent, whatever moment an earlier build was interrupted at.
+    (out / "manifest.json").unlink(missing_ok=True)
     split_entry = entries["split"].as_input()
     train, val = split_entry.table("train"), split_entry.table("val")
     reject_tables = [entries[s.name].as_input().table("rejects") for s in stages

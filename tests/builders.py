@@ -1,0 +1,31 @@
+"""Small builders for canonical examples used across tests (real records, not mocks)."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+from dataforge.record import Example, Kind, Message, Provenance, Role, examples_to_table
+
+
+def chat(source: str, row: int, *turns: tuple[str, str], system: str | None = None) -> Example:
+    """An sft example from (role, content) pairs."""
+    messages = [Message(Role.SYSTEM, system)] if system is not None else []
+    messages += [Message(Role(role), content) for role, content in turns]
+    return Example(
+        id=f"{source}:{row}",
+        kind=Kind.SFT,
+        provenance=Provenance(source, f"{source}.jsonl", row, row + 1),
+        messages=tuple(messages),
+    )
+
+
+def qa(source: str, row: int, question: str, answer: str) -> Example:
+    return chat(source, row, ("user", question), ("assistant", answer))
+
+
+def table(*examples: Example) -> pa.Table:
+    return examples_to_table(list(examples))
+
+
+def quiet(done: int, total: int, what: str) -> None:
+    """A progress callback that ignores progress."""

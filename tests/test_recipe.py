@@ -1,0 +1,131 @@
+import json
+from pathlib import Path
+
+import jsonschema
+import pytest
+import yaml
+
+from dataforge.errors import RecipeError
+from dataforge.recipe import load_recipe, parse_recipe, recipe_json_schema
+
+GOOD = """\
+name: demo
+seed: 3
+root: ..
+sources:
+  - name: a
+    from: data/a.jsonl
+    format: alpaca
+    columns: {instruction: prompt}
+    max_rows: 10
+  - name: b
+    from: "data/b/*.jsonl"
+mix:
+  strategy: ratio
+  ratios: {a: 7, b: 3}
+filters: {min_turns: 1, max_turns: 8, max_chars: 20000}
+split: {validation: 0.05}
+outputs: {exports: [openai]}
+"""
+
+
+def _problems(text: str) -> list[str]:
+    with pytest.raises(RecipeError) as err:
+        parse_recipe(text, Path("/tmp/pipelines/mix.yaml"))
+    assert err.value.exit_code == 2
+    return err.value.problems
+
+
+def test_a_good_recipe_loads_with_types_and_paths():
+    loaded = parse_recipe(GOOD, Path("/tmp/pipelines/mix.yaml"))
+    r = loaded.recipe
+    assert r.name == "demo" and r.seed == 3
+    assert [s.name for s in r.sources] == ["a", "b"]
+    assert r.sources[0].from_ == "data/a.jsonl"
+    assert r.sources[0].columns == {"instruction": "prompt"}
+    assert r.sources[1].format is None
+    assert r.mix.ratios == {"a": 7.0, "b": 3.0}
+    assert r.filters.max_turns == 8 and r.filters.drop_empty is True
+    assert loaded.root == Path("/tmp")
+    assert loaded.build_dir == Path("/tmp/data/processed/demo")
+
+
+def test_every_problem_is_reported_at_once_with_its_line():
+    text = """\
+name: "bad name!"
+seed: abc
+sources:
+  - name: a
+    from: x.json
+    format: alpacca
+    max_row: 3
+  - name: a
+    form: y.json
+mix:
+  strategy: ratio
+  ratios: {a: 1, zz: 2}
+split:
+  validation: 1.5
+filtres: {}
+"""
+    problems = _problems(text)
+    assert problems == [
+        "line 1: name: 'bad name!' is not a valid name (letters, digits, '_', '.', '-'; starting with a letter or digit)",
+        "line 2: seed: Input should be a valid integer, unable to parse string as an integer (found 'abc')",
+        "line 6: sources[0].format: unknown format 'alpacca'; known formats: alpaca, sharegpt, openai",
+        "line 7: sources[0].max_row: unknown key (did you mean `max_rows`?)",
+        "line 8: sources[1].from: required but missing",
+        "line 8: sources[1].name: 'a' is already the name of sources[0]",
+        "line 9: sources[1].form: unknown key (did you mean `format`?)",
+        "line 12: mix.ratios.zz: no source is named 'zz' (sources: a)",
+        "line 14: split.validation: Input should be less than 1 (found 1.5)",
+        "line 15: filtres: unknown key (did you mean `filters`?)",
+    ]
+
+
+def test_mix_consistency_checks():
+    base = "name: x\nsources:\n  - {name: a, from: a.jsonl}\n  - {name: b, from: b.jsonl}\n"
+    assert _problems(base + "mix:\n  strategy: ratio\n  ratios: {a: 1}\n") == [
+        "line 7: mix.ratios: no weight for source 'b'; give every source a weight (0 to leave it out)"
+    ]
+    assert _problems(base + "mix:\n  strategy: ratio\n") == [
+        "line 5: mix: strategy `ratio` needs `ratios` (source → weight)"
+    ]
+    assert _problems(base + "mix:\n  ratios: {a: 1, b: 1}\n") == [
+        "line 5: mix: `ratios` and `total` apply only with `strategy: ratio`"
+    ]
+    assert _problems(base + "mix:\n  strategy: ratio\n  ratios: {a: 0, b: 0}\n") == [
+        "line 7: mix.ratios: weights sum to zero"
+    ]
+
+
+def test_yaml_syntax_error_names_the_line():
+    assert _problems("name: x\nsources: [\n") == [
+        "line 3: not valid YAML: expected the node content, but found '<stream end>'"
+    ]
+
+
+def test_missing_required_sections():
+    assert _problems("seed: 1\n") == ["line 1: name: required but missing", "line 1: sources: required but missing"]
+    assert _problems("- a list\n") == ["line 1: a recipe is a mapping with at least `name` and `sources`"]
+
+
+def test_missing_file_is_a_recipe_error(tmp_path):
+    with pytest.raises(RecipeError) as err:
+        load_recipe(tmp_path / "nope.yaml")
+    assert err.value.problems == ["the recipe file does not exist"]
+
+
+def test_json_schema_accepts_good_and_rejects_unknown_keys():
+    schema = recipe_json_schema()
+    assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
+    validator = jsonschema.Draft202012Validator(schema)
+    assert list(validator.iter_errors(yaml.safe_load(GOOD))) == []
+    bad = yaml.safe_load(GOOD)
+    bad["sources"][0]["max_row"] = 3
+    assert [e.validator for e in validator.iter_errors(bad)] == ["additionalProperties"]
+
+
+def test_shipped_schema_file_is_current():
+    shipped = Path(__file__).resolve().parents[1] / "schemas" / "recipe.schema.json"
+    assert json.loads(shipped.read_text()) == recipe_json_schema()
