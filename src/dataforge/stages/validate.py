@@ -63,7 +63,12 @@ def problems(examples: pa.Table) -> tuple[np.ndarray, list[str | None], list[str
             m = idx[i]
             if flat_origin is not None:
                 base = flat_origin[m]
-                return base if suffix == ".content" else f"{base} ({suffix.lstrip('.')})"
+                if suffix == ".content":
+                    return base
+                # The origin names the content field (`conversations[2].value`); a role problem is about
+                # the turn as a whole, so name the turn.
+                head, _, _ = base.rpartition(".")
+                return head if head.endswith("]") else base
             return f"messages[{position[m]}]{suffix}"
         return name
 
