@@ -6,7 +6,6 @@ earlier `[user, assistant]` pairs.
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from typing import Any
 
@@ -16,7 +15,7 @@ import pyarrow.compute as pc
 
 from ..readers import RowShape
 from . import columnar as col
-from .base import Converted, Format, Written, assemble, reject_rows, split_rows
+from .base import Converted, Format, Written, add_metadata, assemble, reject_rows, split_rows
 
 ARROW = pa.schema(
     [
@@ -61,7 +60,7 @@ class AlpacaFormat(Format):
         rejects = []
         bad = np.zeros(raw.num_rows, dtype=bool)
         for column in ("instruction", "output"):
-            missing = col.is_null(raw[column].combine_chunks()) & ~bad
+            missing = col.is_null(col.whole(raw[column])) & ~bad
             rejects.append(
                 reject_rows(
                     raw, missing, reason="schema_violation", field=column,
@@ -69,7 +68,7 @@ class AlpacaFormat(Format):
                 )
             )
             bad |= missing
-        history = raw["history"].combine_chunks()
+        history = col.whole(raw["history"])
         pairs = pc.list_flatten(history)
         pair_len = pc.list_value_length(pairs).to_numpy(zero_copy_only=False)
         if (pair_len != 2).any():
@@ -89,8 +88,8 @@ class AlpacaFormat(Format):
 
     def _convert(self, raw: pa.Table, source: str) -> pa.Table:
         n = raw.num_rows
-        instruction = raw["instruction"].combine_chunks()
-        extra = raw["input"].combine_chunks()
+        instruction = col.whole(raw["instruction"])
+        extra = col.whole(raw["input"])
         has_input = col.non_empty(extra)
         has_instruction = col.non_empty(instruction)
         joined = pc.binary_join_element_wise(instruction, extra, "\n")
@@ -99,8 +98,8 @@ class AlpacaFormat(Format):
             joined,
             pc.if_else(pa.array(has_input), extra, instruction),
         )
-        system = raw["system"].combine_chunks()
-        history = raw["history"].combine_chunks()
+        system = col.whole(raw["system"])
+        history = col.whole(raw["history"])
         pairs = pc.list_flatten(history)
         pair_parent = pc.list_parent_indices(history).to_numpy(zero_copy_only=False)
         turns = pc.list_flatten(pairs)  # user, assistant, user, assistant ...
@@ -117,7 +116,7 @@ class AlpacaFormat(Format):
                 pa.array(turn_origin, pa.string()),
             ),
             col.single(col.messages("user", user), np.ones(n, dtype=bool), "instruction"),
-            col.single(col.messages("assistant", raw["output"].combine_chunks()), np.ones(n, dtype=bool), "output"),
+            col.single(col.messages("assistant", col.whole(raw["output"])), np.ones(n, dtype=bool), "output"),
         ]
         messages, origins = col.conversations(n, parts)
         return assemble(raw, source, messages=messages, origins=origins)
@@ -134,6 +133,10 @@ class AlpacaFormat(Format):
                 if len(systems) > 1:
                     losses["system messages after the first"] += len(systems) - 1
             turns = [m for m in msgs if m["role"] != "system"]
+            # Alpaca has no place for a speaker's name; it was dropped without a count before.
+            named = sum(bool(m.get("name")) for m in msgs)
+            if named:
+                losses["message names"] += named
             for m in turns:
                 if m.get("reasoning"):
                     losses["reasoning"] += 1
@@ -148,14 +151,17 @@ class AlpacaFormat(Format):
             if len(turns) < 2 or roles[-1] != "assistant" or roles != ["user", "assistant"] * (len(turns) // 2):
                 losses["rows not shaped as alternating user/assistant turns (not written)"] += 1
                 continue
+            # An assistant turn that only called tools has no text: written as "" it made a record that
+            # trains an empty answer (and fails validation when read back).
+            if any(m["role"] == "assistant" and not m["content"] for m in turns):
+                losses["rows with an assistant turn that only calls tools (not written)"] += 1
+                continue
             pairs = [[turns[i]["content"] or "", turns[i + 1]["content"] or ""] for i in range(0, len(turns) - 2, 2)]
             record["instruction"] = turns[-2]["content"] or ""
             record["input"] = ""
             record["output"] = turns[-1]["content"] or ""
             if pairs:
                 record["history"] = pairs
-            if ex.get("metadata"):
-                for key, value in json.loads(ex["metadata"]).items():
-                    record.setdefault(key, value)
+            add_metadata(record, ex.get("metadata"), self.shape.arrow.names, losses)
             records.append(record)
         return Written(records, losses)

@@ -132,6 +132,21 @@ def reject_rows(
     )
 
 
+def add_metadata(
+    record: dict[str, Any], metadata: str | None, columns: list[str], losses: Counter[str]
+) -> None:
+    """Metadata keys as extra top-level keys of `record`, except keys that name one of the format's
+    `columns`: those are counted as lost. (Merged with `setdefault` before, such a key was dropped silently
+    when the column was written, and read back as that column, e.g. a system prompt, when it was not.)"""
+    if not metadata:
+        return
+    for key, value in json.loads(metadata).items():
+        if key in columns:
+            losses["metadata keys named like a format column"] += 1
+        else:
+            record[key] = value
+
+
 def split_rows(raw: pa.Table, bad: np.ndarray) -> pa.Table:
     """The raw rows that are not `bad`."""
     return raw.filter(pa.array(~bad)) if bad.any() else raw

@@ -13,6 +13,17 @@ from ..record import MESSAGE_TYPE, MESSAGES_TYPE, TOOL_CALL_TYPE
 ORIGIN = "__origin"  # per message, the source field it came from (e.g. `conversations[3]`), for error messages
 
 
+def whole(column: pa.ChunkedArray | pa.Array) -> pa.Array:
+    """`column` as one array, copying only when it has several chunks.
+
+    `ChunkedArray.combine_chunks()` copies even a single chunk (every string of a column), and converters
+    call it on every column they read: on a 370 MiB file those copies were most of the convert stage.
+    """
+    if isinstance(column, pa.ChunkedArray):
+        return column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()
+    return column
+
+
 def messages(
     role: pa.Array | str,
     content: pa.Array,
@@ -79,15 +90,27 @@ def conversations(n: int, parts: list[Part]) -> tuple[pa.ListArray, pa.ListArray
         return empty, pa.array([[]] * n, pa.list_(pa.string()))
     k = len(parts)
     keys = np.concatenate([p.parents * k + i for i, p in enumerate(parts)])
-    order = np.argsort(keys, kind="stable")
-    values = pa.concat_arrays([p.values.cast(MESSAGE_TYPE) for p in parts]).take(pa.array(order))
-    origins = pa.concat_arrays([p.origin for p in parts]).take(pa.array(order))
+    if np.all(keys[:-1] <= keys[1:]):
+        # Already in order (one part, e.g. OpenAI messages): the stable sort is the identity, so the
+        # messages are used as they are instead of being concatenated and taken (two full copies).
+        values = _joined([p.values.cast(MESSAGE_TYPE) for p in parts])
+        origins = _joined([p.origin for p in parts])
+    else:
+        order = pa.array(np.argsort(keys, kind="stable"))
+        values = pa.concat_arrays([p.values.cast(MESSAGE_TYPE) for p in parts]).take(order)
+        origins = pa.concat_arrays([p.origin for p in parts]).take(order)
     counts = np.bincount(np.concatenate([p.parents for p in parts]), minlength=n)
     offsets = pa.array(np.concatenate(([0], np.cumsum(counts))).astype(np.int32), pa.int32())
     return (
         pa.ListArray.from_arrays(offsets, values, type=MESSAGES_TYPE),
         pa.ListArray.from_arrays(offsets, origins, type=pa.list_(pa.string())),
     )
+
+
+def _joined(arrays: list[pa.Array]) -> pa.Array:
+    """The arrays one after another; the only non-empty one as it is, without a copy."""
+    held = [a for a in arrays if len(a)]
+    return held[0] if len(held) == 1 else pa.concat_arrays(arrays)
 
 
 def indexed_origin(prefix: str, list_array: pa.Array, suffix: str = "") -> pa.Array:

@@ -15,7 +15,7 @@ import pyarrow.compute as pc
 from ..readers import RowShape
 from ..record import ROLES, TOOL_CALL_TYPE
 from . import columnar as col
-from .base import Converted, Format, Written, assemble, reject_rows, split_rows
+from .base import Converted, Format, Written, add_metadata, assemble, reject_rows, split_rows
 from .tooling import canonical_tools, openai_tools
 
 FUNCTION = pa.struct([pa.field("name", pa.string()), pa.field("arguments", pa.string())])
@@ -122,7 +122,7 @@ class OpenAIFormat(Format):
 
     def to_examples(self, raw: pa.Table, source: str) -> Converted:
         rejects = []
-        msgs = raw["messages"].combine_chunks()
+        msgs = col.whole(raw["messages"])
         bad = col.is_null(msgs)
         rejects.append(reject_rows(raw, bad, reason="schema_violation", field="messages",
                                    message="'messages' is required but missing"))
@@ -153,7 +153,7 @@ class OpenAIFormat(Format):
 
     def _convert(self, raw: pa.Table, source: str) -> tuple[pa.Table, pa.Table]:
         n = raw.num_rows
-        msgs = raw["messages"].combine_chunks()
+        msgs = col.whole(raw["messages"])
         flat = pc.list_flatten(msgs)
         parents = pc.list_parent_indices(msgs).to_numpy(zero_copy_only=False)
         origin = col.indexed_origin("messages", msgs, ".content")
@@ -171,6 +171,18 @@ class OpenAIFormat(Format):
                     continue
                 row_calls = []
                 for j, c in enumerate(value):
+                    call_at = origin[i].as_py().removesuffix(".content") + f".tool_calls[{j}]"
+                    function = c["function"] if c is not None else None
+                    # Arrow reads a call without `function` (or without a name) as nulls; it crashed here
+                    # (AttributeError) or passed with a null name, where the careful path rejects it.
+                    if function is None or function["name"] is None:
+                        r = int(parents[i])
+                        if not bad_rows[r]:
+                            bad_rows[r] = True
+                            fields[r] = f"{call_at}.function" + (".name" if function is not None else "")
+                            texts[r] = "a tool call needs a `function` object with a string `name`"
+                        row_calls.append({"id": None, "name": "", "arguments": "{}"})
+                        continue
                     args = c["function"].get("arguments")
                     try:
                         parsed = json.loads(args) if args else {}
@@ -196,7 +208,7 @@ class OpenAIFormat(Format):
             name=pc.struct_field(flat, "name"),
         )
         messages, origins = col.conversations(n, [col.many(values, parents, origin)])
-        tools, problems = canonical_tools(raw["tools"].combine_chunks())
+        tools, problems = canonical_tools(col.whole(raw["tools"]))
         for r, problem in problems.items():
             if not bad_rows[r]:
                 bad_rows[r] = True
@@ -229,8 +241,6 @@ class OpenAIFormat(Format):
             record: dict[str, Any] = {"messages": out}
             if ex.get("tools"):
                 record["tools"] = openai_tools(ex["tools"])
-            if ex.get("metadata"):
-                for key, value in json.loads(ex["metadata"]).items():
-                    record.setdefault(key, value)
+            add_metadata(record, ex.get("metadata"), self.shape.arrow.names, losses)
             records.append(record)
         return Written(records, losses)

@@ -18,7 +18,7 @@ import pyarrow.compute as pc
 from ..readers import RowShape
 from ..record import TOOL_CALL_TYPE
 from . import columnar as col
-from .base import Converted, Format, Written, assemble, reject_rows, split_rows
+from .base import Converted, Format, Written, add_metadata, assemble, reject_rows, split_rows
 from .tooling import canonical_tools, tools_text
 
 TURN = pa.struct([pa.field("from", pa.string()), pa.field("value", pa.string())])
@@ -94,7 +94,7 @@ class ShareGPTFormat(Format):
 
     def to_examples(self, raw: pa.Table, source: str) -> Converted:
         rejects = []
-        conv = raw["conversations"].combine_chunks()
+        conv = col.whole(raw["conversations"])
         bad = col.is_null(conv)
         rejects.append(
             reject_rows(raw, bad, reason="schema_violation", field="conversations",
@@ -140,7 +140,7 @@ class ShareGPTFormat(Format):
 
     def _convert(self, raw: pa.Table, source: str) -> tuple[pa.Table, pa.Table]:
         n = raw.num_rows
-        conv = raw["conversations"].combine_chunks()
+        conv = col.whole(raw["conversations"])
         turns = pc.list_flatten(conv)
         parents = pc.list_parent_indices(conv).to_numpy(zero_copy_only=False)
         spelled = pc.struct_field(turns, "from")
@@ -167,12 +167,12 @@ class ShareGPTFormat(Format):
             tool_calls = pa.array(calls, pa.list_(TOOL_CALL_TYPE))
             content = pc.if_else(pa.array(is_call), pa.nulls(len(turns), pa.string()), content)
         parts = [
-            col.single(col.messages("system", raw["system"].combine_chunks()),
-                       col.non_empty(raw["system"].combine_chunks()), "system"),
+            col.single(col.messages("system", col.whole(raw["system"])),
+                       col.non_empty(col.whole(raw["system"])), "system"),
             col.many(col.messages(roles, content, tool_calls=tool_calls), parents, origin),
         ]
         messages, origins = col.conversations(n, parts)
-        tools, tool_problems = canonical_tools(raw["tools"].combine_chunks())
+        tools, tool_problems = canonical_tools(col.whole(raw["tools"]))
         for r, problem in tool_problems.items():
             if not bad_rows[r]:
                 bad_rows[r] = True
@@ -190,6 +190,11 @@ class ShareGPTFormat(Format):
             for m in ex["messages"] or ():
                 if m.get("reasoning"):
                     losses["reasoning"] += 1
+                # ShareGPT turns have no place for these; they were dropped without a count before.
+                if m.get("name"):
+                    losses["message names"] += 1
+                if m.get("tool_call_id"):
+                    losses["tool result ids"] += 1
                 if m.get("tool_calls"):
                     if m.get("content"):
                         losses["assistant text beside tool calls"] += 1
@@ -203,9 +208,7 @@ class ShareGPTFormat(Format):
             record: dict[str, Any] = {"conversations": turns}
             if ex.get("tools"):
                 record["tools"] = tools_text(ex["tools"])
-            if ex.get("metadata"):
-                for key, value in json.loads(ex["metadata"]).items():
-                    record.setdefault(key, value)
+            add_metadata(record, ex.get("metadata"), self.shape.arrow.names, losses)
             records.append(record)
         return Written(records, losses)
 

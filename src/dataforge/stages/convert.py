@@ -21,7 +21,9 @@ def convert_raw(raw: pa.Table, fmt: str, source: str, progress: Progress) -> Sta
     total = raw.num_rows
     for start in range(0, max(total, 1), BATCH_ROWS):
         progress(start, total, source)
-        batch = raw.slice(start, BATCH_ROWS)
+        # One chunk per column (a batch spans several of the reader's blocks): converters then read each
+        # column without copying it. Table.combine_chunks copies only the columns that have several chunks.
+        batch = raw.slice(start, BATCH_ROWS).combine_chunks()
         converted = converter.to_examples(batch, source)
         examples.append(converted.examples)
         if converted.rejects.num_rows:

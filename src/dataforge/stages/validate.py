@@ -12,7 +12,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ..formats.columnar import ORIGIN, list_positions
+from ..formats.columnar import ORIGIN, list_positions, whole
 from ..record import KINDS, ROLES
 from ..rejects import Outcome, concat_rejects, rejects_from_examples
 from .base import Progress, StageInput, StageOutput
@@ -43,13 +43,13 @@ def problems(examples: pa.Table) -> tuple[np.ndarray, list[str | None], list[str
                 field[r] = where(i, r) if callable(where) else where
                 message[r] = what(i, r) if callable(what) else what
 
-    kind = examples["kind"].combine_chunks()
+    kind = whole(examples["kind"])
     unknown_kind = ~_np(pc.is_in(kind, value_set=_KINDS))
     mark(np.flatnonzero(unknown_kind), "unknown_kind", "kind",
          lambda i, r: f"unknown kind {kind[r].as_py()!r}; expected one of {', '.join(sorted(KINDS))}")
 
-    msgs = examples["messages"].combine_chunks()
-    origin = examples[ORIGIN].combine_chunks() if ORIGIN in examples.column_names else None
+    msgs = whole(examples["messages"])
+    origin = whole(examples[ORIGIN]) if ORIGIN in examples.column_names else None
     flat = pc.list_flatten(msgs)
     parents = _np(pc.list_parent_indices(msgs))
     position = _np(list_positions(msgs))
@@ -98,13 +98,13 @@ def problems(examples: pa.Table) -> tuple[np.ndarray, list[str | None], list[str
 
     pref = kind_np == "preference"
     for side in ("chosen", "rejected"):
-        length = _np(pc.fill_null(pc.list_value_length(examples[side].combine_chunks()), 0))
+        length = _np(pc.fill_null(pc.list_value_length(whole(examples[side])), 0))
         mark(np.flatnonzero(pref & (length == 0)), "missing_preference", side,
              f"a preference example needs a non-empty `{side}` completion")
-    label_missing = _np(pc.is_null(examples["label"].combine_chunks()))
+    label_missing = _np(pc.is_null(whole(examples["label"])))
     mark(np.flatnonzero((kind_np == "kto") & label_missing), "missing_label", "label",
          "a kto example needs a boolean `label`")
-    text_len = _np(pc.fill_null(pc.utf8_length(examples["text"].combine_chunks()), 0))
+    text_len = _np(pc.fill_null(pc.utf8_length(whole(examples["text"])), 0))
     mark(np.flatnonzero((kind_np == "pretrain") & (text_len == 0)), "empty_text", "text",
          "a pretrain example needs non-empty `text`")
     return bad, reason, field, message
@@ -127,7 +127,8 @@ def validate_examples(examples: pa.Table, progress: Progress) -> StageOutput:
     )
     if invalid.num_rows:
         rejects = _with_raw(rejects, invalid)
-    return StageOutput({"examples": clean.filter(pa.array(~bad)), "rejects": concat_rejects([rejects])},
+    kept = clean.filter(pa.array(~bad)) if bad.any() else clean  # filtering copies every column
+    return StageOutput({"examples": kept, "rejects": concat_rejects([rejects])},
                        {"invalid": int(bad.sum())})
 
 

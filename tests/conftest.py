@@ -1,0 +1,55 @@
+"""Shared test helpers: where the shared fixtures live, and tiny files written under `tmp_path`."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from dataforge.checking import Checked, check_files
+
+# Fixtures shared across the project (peer datasets and the like), beside the repository checkout.
+FIXTURES = Path(__file__).resolve().parents[1] / ".." / "shared" / "fixtures"
+
+
+def write_records(path: Path, content: str | bytes | list[Any]) -> Path:
+    """Write `content` to `path`: text or bytes as given; a list as JSONL, JSON or Parquet by suffix."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    elif isinstance(content, str):
+        path.write_text(content, encoding="utf-8")
+    elif path.suffix == ".parquet":
+        pq.write_table(pa.Table.from_pylist(content), path)
+    elif path.suffix == ".json":
+        path.write_text(json.dumps(content, ensure_ascii=False, indent=2), encoding="utf-8")
+    else:
+        path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in content), encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def write(tmp_path: Path) -> Callable[[str, str | bytes | list[Any]], Path]:
+    """`write(name, content)`: a file under `tmp_path` (see `write_records`)."""
+    return lambda name, content: write_records(tmp_path / name, content)
+
+
+@pytest.fixture
+def check(tmp_path: Path) -> Callable[..., Checked]:
+    """`check(path, fmt=None, columns=None)`: read → convert → validate, provenance relative to `tmp_path`."""
+
+    def run(path: Path, fmt: str | None = None, columns: dict[str, str] | None = None) -> Checked:
+        return check_files(str(path), fmt, columns, root=tmp_path)
+
+    return run
+
+
+@pytest.fixture(scope="session")
+def shared_fixtures() -> Path:
+    """The shared fixtures folder (`FIXTURES`); tests skip themselves when what they need is absent."""
+    return FIXTURES

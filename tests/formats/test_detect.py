@@ -1,0 +1,99 @@
+"""The format registry: names, lookup, and detection from a sample of records."""
+
+from __future__ import annotations
+
+import pytest
+
+from dataforge import formats
+from dataforge.checking import check_files
+from dataforge.errors import DataError, UsageError
+
+ALPACA = {"instruction": "q", "input": "", "output": "a"}
+SHAREGPT = {"conversations": [{"from": "human", "value": "q"}, {"from": "gpt", "value": "a"}]}
+OPENAI = {"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]}
+
+
+def test_registry_names_in_order_and_lookup():
+    assert formats.names() == ["alpaca", "sharegpt", "openai"]
+    assert [type(formats.get(n)).__name__ for n in formats.names()] == [
+        "AlpacaFormat",
+        "ShareGPTFormat",
+        "OpenAIFormat",
+    ]
+    with pytest.raises(UsageError) as err:
+        formats.get("csv")
+    assert (err.value.message, err.value.hint, err.value.exit_code) == (
+        "unknown format 'csv'",
+        "known formats: alpaca, sharegpt, openai",
+        2,
+    )
+
+
+@pytest.mark.parametrize(("record", "name"), [(ALPACA, "alpaca"), (SHAREGPT, "sharegpt"), (OPENAI, "openai")])
+def test_each_format_is_detected_from_its_records(record, name):
+    assert formats.detect([record, record], "x.jsonl").name == name
+
+
+def test_detect_says_which_columns_it_saw_when_nothing_matches():
+    with pytest.raises(DataError) as err:
+        formats.detect([{"prompt": "q", "completion": "a"}, {"prompt": "r"}], "source 's' (x.jsonl)")
+    assert (
+        err.value.message
+        == "source 's' (x.jsonl): could not detect the format from columns ['completion', 'prompt']"
+    )
+    assert err.value.hint == (
+        "set `format:` to one of alpaca, sharegpt, openai and map renamed columns with `columns:`"
+    )
+
+
+def test_detect_refuses_to_guess_between_several_formats():
+    with pytest.raises(DataError) as err:
+        formats.detect([{**SHAREGPT, **OPENAI}], "x.jsonl")
+    assert err.value.message == "x.jsonl: records match several formats (sharegpt, openai)"
+    assert err.value.hint == "set `format:` explicitly"
+
+
+def test_detect_needs_records():
+    with pytest.raises(DataError) as err:
+        formats.detect([], "x.jsonl")
+    assert err.value.message == "x.jsonl: no readable records to detect the format from"
+
+
+def test_detect_rejects_near_misses():
+    assert not formats.get("sharegpt").detect([{"conversations": [{"role": "user", "content": "q"}]}])
+    assert not formats.get("openai").detect([{"messages": "not a list"}])
+    assert not formats.get("alpaca").detect([{"instruction": "q"}])
+
+
+@pytest.mark.parametrize(("record", "name"), [(ALPACA, "alpaca"), (SHAREGPT, "sharegpt"), (OPENAI, "openai")])
+@pytest.mark.parametrize("suffix", [".jsonl", ".json", ".parquet"])
+def test_files_are_detected_whatever_their_kind(write, check, record, name, suffix):
+    checked = check(write("data" + suffix, [record]))
+    assert (checked.format, checked.records, checked.examples.num_rows) == (name, 1, 1)
+
+
+def test_detection_skips_unreadable_lines_at_the_head(write, check):
+    path = write("head.jsonl", "{broken\n[1]\n" + '{"instruction": "q", "output": "a"}\n')
+    checked = check(path)
+    assert checked.format == "alpaca"
+    assert [(r["row"], r["reason"]) for r in checked.rejects.to_pylist()] == [
+        (0, "invalid_json"),
+        (1, "not_an_object"),
+    ]
+
+
+def test_detection_sees_columns_through_the_column_map(write, check):
+    path = write("renamed.jsonl", [{"dialog": SHAREGPT["conversations"]}])
+    assert check(path, None, {"conversations": "dialog"}).format == "sharegpt"
+
+
+def test_check_files_names_an_unknown_format_and_missing_files(tmp_path):
+    with pytest.raises(UsageError) as err:
+        check_files(str(tmp_path / "x.jsonl"), "yaml", root=tmp_path)
+    assert err.value.message == "unknown format 'yaml'"
+    with pytest.raises(DataError) as missing:
+        check_files("nothing-here.jsonl", root=tmp_path)
+    assert missing.value.message == (
+        "source 'input': `from: nothing-here.jsonl` matches no .jsonl, .json or .parquet file "
+        f"under {tmp_path}"
+    )
