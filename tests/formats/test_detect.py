@@ -60,9 +60,10 @@ def test_detect_needs_records():
 
 
 def test_detect_rejects_near_misses():
-    assert not formats.get("sharegpt").detect([{"conversations": [{"role": "user", "content": "q"}]}])
-    assert not formats.get("openai").detect([{"messages": "not a list"}])
-    assert not formats.get("alpaca").detect([{"instruction": "q"}])
+    assert not formats.get("sharegpt").matches({"conversations": [{"role": "user", "content": "q"}]})
+    assert not formats.get("openai").matches({"messages": "not a list"})
+    assert not formats.get("alpaca").matches({"instruction": "q"})
+    assert formats.get("alpaca").matches({"instruction": "q", "output": "a"})
 
 
 @pytest.mark.parametrize(("record", "name"), [(ALPACA, "alpaca"), (SHAREGPT, "sharegpt"), (OPENAI, "openai")])
@@ -97,3 +98,13 @@ def test_check_files_names_an_unknown_format_and_missing_files(tmp_path):
         "source 'input': `from: nothing-here.jsonl` matches no .jsonl, .json or .parquet file "
         f"under {tmp_path}"
     )
+
+
+def test_one_malformed_record_at_the_head_does_not_hide_the_format():
+    sample = [{"instruction": "q"}] + [ALPACA] * 19
+    assert formats.detect(sample, "x.jsonl").name == "alpaca"
+
+
+def test_a_minority_is_not_enough_to_detect():
+    with pytest.raises(DataError, match="could not detect"):
+        formats.detect([ALPACA, {"prompt": "q"}, {"prompt": "r"}], "x.jsonl")

@@ -27,12 +27,18 @@ def get(name: str) -> Format:
 
 
 def detect(sample: list[dict[str, Any]], where: str) -> Format:
-    """The one format whose detector accepts `sample`; an error naming the candidates otherwise."""
-    matches = [f for f in REGISTRY.values() if f.detect(sample)]
-    if len(matches) == 1:
-        return matches[0]
+    """The format that most of `sample` is in; an error naming the candidates when none or several are.
+
+    A format is a candidate when it accepts more than half of the sampled records, so one malformed record
+    at the head of a file does not hide its format (that record is rejected later, with its line).
+    """
     if not sample:
         raise DataError(f"{where}: no readable records to detect the format from", hint="set `format:` explicitly")
+    scores = {f.name: sum(f.matches(r) for r in sample) for f in REGISTRY.values()}
+    best = max(scores.values())
+    matches = [REGISTRY[name] for name, score in scores.items() if score == best and 2 * score > len(sample)]
+    if len(matches) == 1:
+        return matches[0]
     keys = sorted({k for r in sample for k in r})
     if not matches:
         raise DataError(

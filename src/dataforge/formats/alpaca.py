@@ -53,8 +53,8 @@ class AlpacaFormat(Format):
     shape = RowShape(ARROW, JSON_SCHEMA)
     signature = frozenset({"instruction", "output"})
 
-    def detect(self, sample: list[dict[str, Any]]) -> bool:
-        return bool(sample) and all("instruction" in r and "output" in r for r in sample)
+    def matches(self, record: dict[str, Any]) -> bool:
+        return "instruction" in record and "output" in record
 
     def to_examples(self, raw: pa.Table, source: str) -> Converted:
         rejects = []

@@ -51,8 +51,8 @@ class Format(ABC):
     signature: ClassVar[frozenset[str]]
 
     @abstractmethod
-    def detect(self, sample: list[dict[str, Any]]) -> bool:
-        """True when these records (already renamed by the column map) are in this format."""
+    def matches(self, record: dict[str, Any]) -> bool:
+        """True when this record (already renamed by the column map) looks like this format."""
 
     @abstractmethod
     def to_examples(self, raw: pa.Table, source: str) -> Converted:

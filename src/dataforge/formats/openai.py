@@ -113,12 +113,9 @@ class OpenAIFormat(Format):
     shape = RowShape(ARROW, JSON_SCHEMA, _coerce)
     signature = frozenset({"messages"})
 
-    def detect(self, sample: list[dict[str, Any]]) -> bool:
-        def looks(r: dict[str, Any]) -> bool:
-            msgs = r.get("messages")
-            return isinstance(msgs, list) and all(isinstance(m, dict) and "role" in m for m in msgs)
-
-        return bool(sample) and all(looks(r) for r in sample)
+    def matches(self, record: dict[str, Any]) -> bool:
+        msgs = record.get("messages")
+        return isinstance(msgs, list) and all(isinstance(t, dict) and "role" in t for t in msgs)
 
     def to_examples(self, raw: pa.Table, source: str) -> Converted:
         rejects = []

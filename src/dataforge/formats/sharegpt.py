@@ -85,12 +85,9 @@ class ShareGPTFormat(Format):
     shape = RowShape(ARROW, JSON_SCHEMA, _coerce)
     signature = frozenset({"conversations"})
 
-    def detect(self, sample: list[dict[str, Any]]) -> bool:
-        def looks(r: dict[str, Any]) -> bool:
-            conv = r.get("conversations")
-            return isinstance(conv, list) and all(isinstance(t, dict) and "from" in t for t in conv)
-
-        return bool(sample) and all(looks(r) for r in sample)
+    def matches(self, record: dict[str, Any]) -> bool:
+        conv = record.get("conversations")
+        return isinstance(conv, list) and all(isinstance(t, dict) and "from" in t for t in conv)
 
     def to_examples(self, raw: pa.Table, source: str) -> Converted:
         rejects = []
