@@ -24,6 +24,11 @@ def test_infeasible_total_is_a_data_error_naming_the_source():
     assert "at most 60" in str(err.value)
 
 
+def test_a_weighted_source_with_no_rows_is_a_data_error():
+    with pytest.raises(DataError, match="source 'b' has no rows left"):
+        targets({"a": 10, "b": 0}, {"a": 1, "b": 1}, None)
+
+
 def test_ratio_mix_downsamples_reproducibly_and_reports_it():
     t = table(*_rows("a", 50), *_rows("b", 10))
     policy = Mix(strategy="ratio", ratios={"a": 0.5, "b": 0.5})

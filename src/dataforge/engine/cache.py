@@ -125,6 +125,9 @@ class Cache:
         if tmp.exists():
             shutil.rmtree(tmp)
         tmp.mkdir(parents=True)
+        produced = sorted(name for name, table in output.tables.items() if table is not None)
+        if produced != sorted(stage.outputs):
+            raise RuntimeError(f"stage {stage.name} declared outputs {list(stage.outputs)} but produced {produced}")
         outputs = {}
         tables = []
         for name, table in output.tables.items():

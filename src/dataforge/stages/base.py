@@ -50,6 +50,7 @@ class Stage:
     kind: str  # what it does: read, convert, validate, filter, dedup, mix, split
     version: int  # bump when the code changes what the stage outputs
     inputs: tuple[str, ...]
+    outputs: tuple[str, ...]  # the tables it produces, e.g. ("examples", "rejects")
     config: dict[str, Any]
     run: Callable[[dict[str, StageInput], Progress], StageOutput]
     # Files the stage reads from outside the graph; their sha256 joins the key.

@@ -31,6 +31,13 @@ def targets(available: dict[str, int], weights: dict[str, float], total: int | N
     """Rows to take from each source so shares match the weights exactly (largest remainder)."""
     norm = sum(weights.values())
     shares = {s: weights.get(s, 0.0) / norm for s in available}
+    empty = [s for s in available if shares[s] > 0 and available[s] == 0]
+    if empty:
+        raise DataError(
+            f"mix: source {empty[0]!r} has no rows left after validation, filtering and dedup, "
+            f"so no mix can give it a share of {shares[empty[0]]:.0%}",
+            hint="fix the source (see rejects.parquet) or give it weight 0",
+        )
     feasible = min(int(np.floor(available[s] / shares[s] + 1e-9)) for s in available if shares[s] > 0)
     if total is None:
         total = feasible

@@ -14,6 +14,7 @@ from typing import Any
 import pyarrow as pa
 
 from .. import __version__, formats
+from ..engine.graph import rejecting_stages
 from ..engine.cache import (
     Cache,
     Entry,
@@ -95,8 +96,7 @@ def write_build(loaded: LoadedRecipe, stages: list[Stage], entries: dict[str, En
     (out / "manifest.json").unlink(missing_ok=True)
     split_entry = entries["split"].as_input()
     train, val = split_entry.table("train"), split_entry.table("val")
-    reject_tables = [entries[s.name].as_input().table("rejects") for s in stages
-                     if entries[s.name].as_input().has("rejects")]
+    reject_tables = [entries[name].as_input().table("rejects") for name in rejecting_stages(stages)]
     rejects = concat_rejects(reject_tables)
     book = ledger(loaded, entries, rejects, train, val)
     if not book["total"]["balanced"]:
