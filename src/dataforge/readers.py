@@ -10,7 +10,6 @@ thing not counted, because they hold no record.
 from __future__ import annotations
 
 import glob
-import io
 import json
 import re
 from collections.abc import Callable, Iterator
@@ -166,7 +165,7 @@ def _read_jsonl_fast(data: bytes, shape: RowShape) -> ReadResult | None:
         return None
     try:
         table = pajson.read_json(
-            io.BytesIO(data),
+            pa.BufferReader(data),  # zero-copy; through io.BytesIO Arrow copied the file out block by block
             read_options=pajson.ReadOptions(block_size=BLOCK_SIZE),
             parse_options=pajson.ParseOptions(explicit_schema=shape.arrow, unexpected_field_behavior="infer"),
         )

@@ -70,7 +70,8 @@ class Part:
 def single(values: pa.StructArray, present: np.ndarray, origin: str) -> Part:
     """At most one message per row: row i contributes `values[i]` where `present[i]`."""
     idx = np.flatnonzero(present)
-    taken = values.take(pa.array(idx, pa.int64()))
+    # Every row present (Alpaca's instruction and output): taking them all would only copy the strings.
+    taken = values if len(idx) == len(values) else values.take(pa.array(idx, pa.int64()))
     return Part(taken, idx, pa.array(np.full(len(idx), origin, dtype=object), pa.string()))
 
 
@@ -131,7 +132,7 @@ def list_positions(list_array: pa.Array) -> pa.Array:
 
 def non_empty(arr: pa.Array) -> np.ndarray:
     """Boolean mask: the string is present and not empty."""
-    return pc.fill_null(pc.greater(pc.utf8_length(arr), 0), False).to_numpy(zero_copy_only=False)
+    return pc.fill_null(pc.greater(pc.binary_length(arr), 0), False).to_numpy(zero_copy_only=False)
 
 
 def is_null(arr: pa.Array) -> np.ndarray:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pyarrow as pa
 
 from .. import formats
@@ -11,6 +13,7 @@ from .read import _with_source
 
 VERSION = 1
 BATCH_ROWS = 65_536  # bounds the memory of the intermediate arrays
+BATCH_BYTES = 16 << 20  # a chunk at least this large is converted on its own, without copying it
 
 
 def convert_raw(raw: pa.Table, fmt: str, source: str, progress: Progress) -> StageOutput:
@@ -19,11 +22,10 @@ def convert_raw(raw: pa.Table, fmt: str, source: str, progress: Progress) -> Sta
     examples: list[pa.Table] = []
     rejects: list[pa.Table] = []
     total = raw.num_rows
-    for start in range(0, max(total, 1), BATCH_ROWS):
+    start = 0
+    for batch in _batches(raw):
         progress(start, total, source)
-        # One chunk per column (a batch spans several of the reader's blocks): converters then read each
-        # column without copying it. Table.combine_chunks copies only the columns that have several chunks.
-        batch = raw.slice(start, BATCH_ROWS).combine_chunks()
+        start += batch.num_rows
         converted = converter.to_examples(batch, source)
         examples.append(converted.examples)
         if converted.rejects.num_rows:
@@ -31,6 +33,31 @@ def convert_raw(raw: pa.Table, fmt: str, source: str, progress: Progress) -> Sta
     progress(total, total, source)
     table = pa.concat_tables(examples).combine_chunks() if examples else None
     return StageOutput({"examples": table, "rejects": concat_rejects(rejects)}, {"format": fmt})
+
+
+def _batches(raw: pa.Table) -> Iterator[pa.Table]:
+    """Consecutive slices of `raw` (at least one) of at most BATCH_ROWS rows, every column in one chunk.
+
+    Slices follow the table's own chunks (the reader's blocks, Parquet row groups), so a batch is usually a
+    zero-copy view; only runs of small chunks are combined, which copies little. Slicing at fixed offsets
+    instead made nearly every batch span two blocks, and combining them copied every string of the source.
+    """
+    group: list[pa.RecordBatch] = []
+    rows = size = 0
+    for batch in raw.to_batches(max_chunksize=BATCH_ROWS):
+        if group and (rows + batch.num_rows > BATCH_ROWS or size >= BATCH_BYTES):
+            yield _table(raw.schema, group)
+            group, rows, size = [], 0, 0
+        group.append(batch)
+        rows += batch.num_rows
+        size += batch.nbytes
+    if group or not raw.num_rows:
+        yield _table(raw.schema, group)
+
+
+def _table(schema: pa.Schema, batches: list[pa.RecordBatch]) -> pa.Table:
+    table = pa.Table.from_batches(batches, schema=schema)
+    return table.combine_chunks() if len(batches) > 1 else table
 
 
 def make_convert(source: str, read_stage: str):

@@ -76,7 +76,8 @@ def problems(examples: pa.Table) -> tuple[np.ndarray, list[str | None], list[str
     bad_role = ~_np(pc.is_in(role, value_set=_ROLES))
     has_calls = _np(pc.fill_null(pc.greater(pc.list_value_length(calls), 0), False))
     is_assistant = _np(pc.fill_null(pc.equal(role, "assistant"), False))
-    empty = ~_np(pc.fill_null(pc.greater(pc.utf8_length(content), 0), False)) & ~(is_assistant & has_calls)
+    # Byte length, not utf8_length: emptiness is the same question, answered from the offsets alone.
+    empty = ~_np(pc.fill_null(pc.greater(pc.binary_length(content), 0), False)) & ~(is_assistant & has_calls)
     late_system = _np(pc.fill_null(pc.equal(role, "system"), False)) & (position > 0)
 
     idx = np.flatnonzero(bad_role)
@@ -104,7 +105,7 @@ def problems(examples: pa.Table) -> tuple[np.ndarray, list[str | None], list[str
     label_missing = _np(pc.is_null(whole(examples["label"])))
     mark(np.flatnonzero((kind_np == "kto") & label_missing), "missing_label", "label",
          "a kto example needs a boolean `label`")
-    text_len = _np(pc.fill_null(pc.utf8_length(whole(examples["text"])), 0))
+    text_len = _np(pc.fill_null(pc.binary_length(whole(examples["text"])), 0))
     mark(np.flatnonzero((kind_np == "pretrain") & (text_len == 0)), "empty_text", "text",
          "a pretrain example needs non-empty `text`")
     return bad, reason, field, message
