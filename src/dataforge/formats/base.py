@@ -19,6 +19,7 @@ import pyarrow.compute as pc
 from ..readers import EXTRA, LINE, ROW, RowShape
 from ..record import EXAMPLE_SCHEMA, Kind
 from ..rejects import REJECTS_SCHEMA, Outcome, empty_rejects
+from ..tables import keep_rows
 from .columnar import ORIGIN
 
 FILE = "__file"
@@ -149,7 +150,7 @@ def add_metadata(
 
 def split_rows(raw: pa.Table, bad: np.ndarray) -> pa.Table:
     """The raw rows that are not `bad`."""
-    return raw.filter(pa.array(~bad)) if bad.any() else raw
+    return keep_rows(raw, ~bad)
 
 
 def first_message(messages: list[dict[str, Any]], role: str) -> dict[str, Any] | None:

@@ -13,6 +13,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..rejects import Outcome, concat_rejects, rejects_from_examples
+from ..tables import keep_rows
 from .base import Progress, StageInput, StageOutput
 
 VERSION = 1
@@ -99,7 +100,7 @@ def deduplicate(examples: pa.Table, enabled: bool, progress: Progress) -> StageO
         duplicate_of=ids.take(pa.array(keeper[dup])),
     )
     progress(n, n, "exact")
-    return StageOutput({"examples": examples.filter(pa.array(~dup)), "rejects": rejects},
+    return StageOutput({"examples": keep_rows(examples, ~dup), "rejects": rejects},
                        {"exact_duplicates": int(dup.sum())})
 
 

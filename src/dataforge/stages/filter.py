@@ -8,6 +8,7 @@ import pyarrow.compute as pc
 
 from ..recipe import Filters
 from ..rejects import Outcome, concat_rejects, rejects_from_examples
+from ..tables import keep_rows
 from .base import Progress, StageInput, StageOutput
 
 VERSION = 1
@@ -66,7 +67,7 @@ def filter_examples(examples: pa.Table, policy: Filters, progress: Progress) -> 
             )
         dropped |= hit
     progress(n, n, "")
-    return StageOutput({"examples": examples.filter(pa.array(~dropped)), "rejects": concat_rejects(rejects)},
+    return StageOutput({"examples": keep_rows(examples, ~dropped), "rejects": concat_rejects(rejects)},
                        {"filtered": int(dropped.sum())})
 
 

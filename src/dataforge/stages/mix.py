@@ -13,7 +13,6 @@ import zlib
 import numpy as np
 import pyarrow as pa
 
-
 from ..errors import DataError
 from ..recipe import Mix
 from ..rejects import Outcome, concat_rejects, rejects_from_examples

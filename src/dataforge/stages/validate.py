@@ -15,6 +15,7 @@ import pyarrow.compute as pc
 from ..formats.columnar import ORIGIN, list_positions, whole
 from ..record import KINDS, ROLES
 from ..rejects import Outcome, concat_rejects, rejects_from_examples
+from ..tables import keep_rows
 from .base import Progress, StageInput, StageOutput
 
 VERSION = 1
@@ -128,7 +129,7 @@ def validate_examples(examples: pa.Table, progress: Progress) -> StageOutput:
     )
     if invalid.num_rows:
         rejects = _with_raw(rejects, invalid)
-    kept = clean.filter(pa.array(~bad)) if bad.any() else clean  # filtering copies every column
+    kept = keep_rows(clean, ~bad)
     return StageOutput({"examples": kept, "rejects": concat_rejects([rejects])},
                        {"invalid": int(bad.sum())})
 

@@ -14,7 +14,6 @@ from typing import Any
 import pyarrow as pa
 
 from .. import __version__, formats
-from ..engine.graph import rejecting_stages
 from ..engine.cache import (
     Cache,
     Entry,
@@ -24,6 +23,7 @@ from ..engine.cache import (
     file_sha256,
     library_versions,
 )
+from ..engine.graph import rejecting_stages
 from ..errors import DataforgeError
 from ..recipe import LoadedRecipe
 from ..rejects import Outcome, concat_rejects, count_by
