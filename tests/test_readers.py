@@ -566,3 +566,38 @@ def test_sample_records_takes_readable_objects_from_the_head(write):
     assert [r["instruction"] for r in sample_records(arr)] == ["x", "y"]
     pqf = write("sample.parquet", [{"instruction": "p", "output": "1"}])
     assert sample_records(pqf) == [{"instruction": "p", "output": "1"}]
+
+
+def test_nested_fields_the_format_does_not_model_are_counted_on_every_path(write, tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from dataforge.formats import get
+    from dataforge.readers import read_file
+
+    shape = get("openai").shape
+    line = '{"messages": [{"role": "user", "content": "q", "weight": 1}, {"role": "assistant", "content": "a", "weight": 0}]}'
+    fast = read_file(write("w.jsonl", line + "\n"), "w.jsonl", shape)
+    careful = read_file(write("c.jsonl", line + "\nnot json\n"), "c.jsonl", shape)
+    array = read_file(write("a.json", f"[{line}]"), "a.json", shape)
+    pq.write_table(pa.table({"messages": [[{"role": "user", "content": "q", "weight": 1}]]}), tmp_path / "p.parquet")
+    parquet = read_file(tmp_path / "p.parquet", "p.parquet", shape)
+    assert fast.unmodelled == careful.unmodelled == array.unmodelled == {"messages[].weight": 2}
+    assert parquet.unmodelled == {"messages[].weight": 1}
+    assert fast.table.num_rows == careful.table.num_rows == 1
+
+
+def test_a_parquet_number_where_a_string_belongs_is_rejected_like_json(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from dataforge.formats import get
+    from dataforge.readers import read_file
+
+    pq.write_table(pa.table({"instruction": [1, 2], "output": ["a", "b"]}), tmp_path / "n.parquet")
+    result = read_file(tmp_path / "n.parquet", "n.parquet", get("alpaca").shape)
+    assert result.table.num_rows == 0
+    assert [(r["row"], r["field"], r["message"]) for r in result.rejects.to_pylist()] == [
+        (0, "instruction", "expected string, found a number"),
+        (1, "instruction", "expected string, found a number"),
+    ]

@@ -24,6 +24,7 @@ class Checked:
     records: int
     examples: pa.Table
     rejects: pa.Table
+    unmodelled: dict[str, int]  # nested fields the format does not model → values not carried
 
 
 def _quiet(done: int, total: int, what: str) -> None:
@@ -45,7 +46,8 @@ def check_files(pattern: str, fmt: str | None = None, columns: dict[str, str] | 
     rejects = concat_rejects([read.tables["rejects"], converted.tables["rejects"], validated.tables["rejects"]])
     if rejects.num_rows:
         rejects = rejects.sort_by([("file", "ascending"), ("row", "ascending")])
-    return Checked(resolved, read.stats["records"], validated.tables["examples"], rejects)
+    return Checked(resolved, read.stats["records"], validated.tables["examples"], rejects,
+                   read.stats["unmodelled_fields"])
 
 
 __all__ = ["Checked", "check_files", "display_path"]

@@ -125,6 +125,12 @@ ColumnOpt = Annotated[
 ]
 
 
+def _warn_unmodelled(found: dict[str, int], fmt: str) -> None:
+    for path, n in found.items():
+        err.print(f"[yellow]not carried[/]: {path} ({n} value(s)) is not a field of the {fmt} format",
+                  highlight=False)
+
+
 @app.command()
 def validate(
     files: Annotated[list[str], typer.Argument(help="Files, directories or globs (.jsonl, .json, .parquet).")],
@@ -150,6 +156,7 @@ def validate(
             out.print(f"{where}:{field} {r['message']} [dim]({r['reason']})[/]", markup=True, highlight=False)
         if bad > len(shown):
             out.print(f"... and {bad - len(shown)} more bad rows in {pattern}")
+        _warn_unmodelled(checked.unmodelled, checked.format)
         verdict = "[green]all valid[/]" if not bad else f"[red]{bad} invalid[/]"
         out.print(f"{pattern}: {checked.format}, {checked.records} records, {checked.examples.num_rows} valid, {verdict}")
     if any_bad:
@@ -191,6 +198,7 @@ def convert(
     for r in checked.rejects.to_pylist():
         where = f"{r['file']}:{r['line']}" if r["line"] is not None else f"{r['file']}#{r['row']}"
         err.print(f"rejected {where}: {r['field'] or ''} {r['message']}", highlight=False)
+    _warn_unmodelled(checked.unmodelled, checked.format)
     for what, n in sorted(written.losses.items()):
         err.print(f"[yellow]not carried[/] by {to}: {what}: {n} row(s)", highlight=False)
     out.print(

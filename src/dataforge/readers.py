@@ -14,7 +14,8 @@ import json
 import mmap
 import re
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ import pyarrow as pa
 import pyarrow.json as pajson
 import pyarrow.parquet as pq
 
+from . import unmodelled
 from .errors import DataError
 from .rejects import Outcome, empty_rejects, rejects_from_rows
 
@@ -55,6 +57,8 @@ class ReadResult:
     table: pa.Table
     rejects: pa.Table
     records: int  # records found in the file: rows kept + rows rejected
+    # Nested fields the format does not model, by path (e.g. `messages[].weight`): values dropped, counted.
+    unmodelled: dict[str, int] = field(default_factory=dict)
 
 
 def resolve_files(pattern: str, root: Path) -> list[Path]:
@@ -197,7 +201,8 @@ def _read_jsonl_fast(data: bytes | memoryview, shape: RowShape) -> ReadResult | 
     missing = [f.name for f in shape.arrow if f.name not in table.column_names]
     for name in missing:
         table = table.append_column(name, pa.nulls(table.num_rows, shape.arrow.field(name).type))
-    return ReadResult(_finish(table, shape, np.arange(len(lines)), lines), empty_rejects(), table.num_rows)
+    return ReadResult(_finish(table, shape, np.arange(len(lines)), lines), empty_rejects(), table.num_rows,
+                      dict(unmodelled.in_arrays(table, shape.arrow)))
 
 
 def _json_faithful(typ: pa.DataType) -> bool:
@@ -262,12 +267,39 @@ def _read_parquet(path: Path, display: str, shape: RowShape) -> ReadResult:
     try:
         columns = {}
         for f in shape.arrow:
+            if f.name in table.column_names and not _castable(table.schema.field(f.name).type, f.type):
+                raise pa.ArrowTypeError(f"{f.name}: {table.schema.field(f.name).type} is not {f.type}")
             columns[f.name] = table[f.name].cast(f.type) if f.name in table.column_names else pa.nulls(n, f.type)
         extras = [c for c in table.column_names if c not in columns]
         fitted = pa.table({**columns, **{c: table[c] for c in extras}})
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
         return _from_records(((i, None, r) for i, r in enumerate(table.to_pylist())), display, shape)
-    return ReadResult(_finish(fitted, shape, np.arange(n), None), empty_rejects(), n)
+    return ReadResult(_finish(fitted, shape, np.arange(n), None), empty_rejects(), n,
+                      dict(unmodelled.in_arrays(table, shape.arrow)))
+
+
+def _castable(source: pa.DataType, target: pa.DataType) -> bool:
+    """Whether a Parquet column of type `source` holds values of `target` without changing them.
+
+    Strings of any width, lists of any width and structs (missing fields become null; extra ones are
+    counted as unmodelled) qualify; a number where a string belongs does not, so such files take the
+    record-by-record path and those rows are rejected as they would be from JSON.
+    """
+    text = (pa.types.is_string, pa.types.is_large_string, pa.types.is_string_view)
+    if pa.types.is_null(source) or source == target:
+        return True
+    if any(t(target) for t in text):
+        return any(t(source) for t in text)
+    lists = (pa.types.is_list, pa.types.is_large_list, pa.types.is_list_view)
+    if any(t(target) for t in lists):
+        return any(t(source) for t in lists) and _castable(source.value_type, target.value_type)
+    if pa.types.is_struct(target):
+        if not pa.types.is_struct(source):
+            return False
+        have = {source.field(i).name: source.field(i).type for i in range(source.num_fields)}
+        return all(_castable(have[target.field(i).name], target.field(i).type)
+                   for i in range(target.num_fields) if target.field(i).name in have)
+    return False
 
 
 def _finish(table: pa.Table, shape: RowShape, rows: np.ndarray, lines: np.ndarray | None) -> pa.Table:
@@ -475,7 +507,10 @@ def _from_records(records, display: str, shape: RowShape) -> ReadResult:
         except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, UnicodeEncodeError):
             pass
         else:
-            return ReadResult(table, empty_rejects(), len(records))
+            found: Counter[str] = Counter()
+            for _, _, value in records:
+                unmodelled.in_record(value, shape.arrow, found)
+            return ReadResult(table, empty_rejects(), len(records), dict(found))
     return _validated_records(records, display, shape)
 
 
@@ -490,6 +525,7 @@ def _validated_records(records: list[Record], display: str, shape: RowShape) -> 
     extras: list[str | None] = []
     bad: list[dict[str, Any]] = []
     known = set(shape.arrow.names)
+    found: Counter[str] = Counter()
     count = 0
     for row, line, value in records:
         count += 1
@@ -513,13 +549,14 @@ def _validated_records(records: list[Record], display: str, shape: RowShape) -> 
         if shape.coerce is not None:
             value = shape.coerce(value)
         good.append({k: v for k, v in value.items() if k in known})
+        unmodelled.in_record(value, shape.arrow, found)
         extras.append(_extra_text({k: v for k, v in value.items() if k not in known}))
         rows.append(row)
         lines.append(line)
     table = pa.Table.from_pylist(good, schema=shape.arrow)
     has_lines = any(x is not None for x in lines) or not lines
     table = _with_provenance(table, rows, lines if has_lines else None, extras)
-    return ReadResult(table, rejects_from_rows(bad) if bad else empty_rejects(), count)
+    return ReadResult(table, rejects_from_rows(bad) if bad else empty_rejects(), count, dict(found))
 
 
 def _record_problem(value: Any, validator, shape: RowShape) -> tuple[str, str | None, str, str] | None:

@@ -29,7 +29,8 @@ def test_a_glob_reads_files_in_order_with_ordinals_across_files(tmp_path):
     assert raw["__ordinal"].to_pylist() == [0, 1, 2]
     assert raw["__line"].to_pylist() == [1, 2, 1]
     assert out.stats == {"format": "alpaca", "records": 3,
-                         "files": [{"file": "d/a.jsonl", "records": 2}, {"file": "d/b.jsonl", "records": 1}]}
+                         "files": [{"file": "d/a.jsonl", "records": 2}, {"file": "d/b.jsonl", "records": 1}],
+                         "unmodelled_fields": {}}
 
 
 def test_max_rows_stops_reading_and_counts_only_what_was_read(tmp_path):

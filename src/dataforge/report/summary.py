@@ -83,7 +83,12 @@ def build_report(
         "rows": {"train": train.num_rows, "val": val.num_rows, "removed": rejects.num_rows},
         "ledger": book,
         "sources": [
-            {"name": s, "format": stage_stats[f"read:{s}"]["format"], "files": stage_stats[f"read:{s}"]["files"]}
+            {
+                "name": s,
+                "format": stage_stats[f"read:{s}"]["format"],
+                "files": stage_stats[f"read:{s}"]["files"],
+                "unmodelled_fields": stage_stats[f"read:{s}"].get("unmodelled_fields", {}),
+            }
             for s in sources
         ],
         "stages": stage_rows(stages, entries, sources),
@@ -136,6 +141,11 @@ def render_markdown(report: dict[str, Any]) -> str:
                 if ex["duplicate_of"]:
                     shown += f" (duplicate of `{ex['duplicate_of']}`)"
             lines.append(f"| {g['stage']} | {g['outcome']} | {g['reason']} | {g['count']:,} | {shown} |")
+    unmodelled = [(s["name"], path, n) for s in report["sources"] for path, n in s["unmodelled_fields"].items()]
+    if unmodelled:
+        lines += ["", "## Fields the formats do not model (values not carried)", "",
+                  "| source | field | values |", "|---|---|--:|"]
+        lines += [f"| {name} | `{path}` | {n:,} |" for name, path, n in unmodelled]
     losses = {fmt: v for fmt, v in report["exports"].items() if any(v.values())}
     if losses:
         lines += ["", "## What the exports could not carry", ""]

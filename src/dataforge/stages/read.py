@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -59,11 +60,13 @@ def read_source(source: Source, files: list[Path], root: Path, fmt: str, progres
     tables: list[pa.Table] = []
     rejects: list[pa.Table] = []
     per_file: list[dict[str, Any]] = []
+    dropped: Counter[str] = Counter()
     offset = 0
     for i, path in enumerate(files):
         progress(i, len(files), display_path(path, root))
         shown = display_path(path, root)
         result: ReadResult = read_file(path, shown, shape, source.columns)
+        dropped.update(result.unmodelled)
         table = result.table
         table = table.append_column(FILE, pa.array(np.full(table.num_rows, shown, dtype=object), pa.string()))
         table = table.append_column(ORDINAL, pc.add(table["__row"], offset))
@@ -87,7 +90,7 @@ def read_source(source: Source, files: list[Path], root: Path, fmt: str, progres
     raw = pa.concat_tables(tables, promote_options="default") if tables else None
     return StageOutput(
         {"raw": raw, "rejects": concat_rejects(rejects)},
-        {"format": fmt, "records": offset, "files": per_file},
+        {"format": fmt, "records": offset, "files": per_file, "unmodelled_fields": dict(sorted(dropped.items()))},
     )
 
 
