@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -13,8 +14,10 @@ import pytest
 
 from dataforge.checking import Checked, check_files
 
-# Fixtures shared across the project (peer datasets and the like), beside the repository checkout.
-FIXTURES = Path(__file__).resolve().parents[1] / ".." / "shared" / "fixtures"
+# Fixtures shared across the project (peer datasets and the like): $DATAFORGE_FIXTURES, or beside the checkout.
+FIXTURES = Path(
+    os.environ.get("DATAFORGE_FIXTURES") or Path(__file__).resolve().parents[1] / ".." / "shared" / "fixtures"
+)
 
 
 def write_records(path: Path, content: str | bytes | list[Any]) -> Path:

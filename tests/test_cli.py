@@ -125,3 +125,12 @@ def test_help_of_every_command_describes_it():
     for command in ["build", "plan", "validate", "convert", "formats", "schema"]:
         code, out, _ = dataforge(command, "--help")
         assert code == 0 and "Usage:" in out, command
+
+
+def test_validate_warns_about_fields_the_format_does_not_carry(tmp_path):
+    f = tmp_path / "w.jsonl"
+    f.write_text(json.dumps({"messages": [{"role": "user", "content": "q", "weight": 0},
+                                          {"role": "assistant", "content": "a", "weight": 1}]}) + "\n")
+    code, out, err = dataforge("validate", f.name, cwd=tmp_path)
+    assert code == 0
+    assert "not carried: messages[].weight (2 value(s)) is not a field of the openai format" in err
