@@ -77,3 +77,14 @@ def test_demo_outputs_are_complete(demo_build):
     train = pq.read_table(out / "train.parquet")
     assert set(train["source"].to_pylist()) == {"alpaca", "sharegpt", "openai"}
     assert manifest["ledger"]["total"]["val"] == pq.read_table(out / "val.parquet").num_rows > 0
+
+
+def test_the_readme_quotes_the_demo_report_as_it_is(demo_build):
+    out, _ = demo_build
+    report = (out / "report" / "report.md").read_text().splitlines()
+    quoted = [line.removeprefix("> ") for line in (REPO / "README.md").read_text().splitlines()
+              if line.startswith("> ")]
+    headline = next(line for line in report if line.startswith("**"))
+    per_source = [line for line in report if line.startswith("| ") and line.count("|") == 10]
+    assert headline in quoted
+    assert per_source and all(line in quoted for line in per_source)
