@@ -61,7 +61,18 @@ _WORDS = (
     "数据 模型 训练 问题 回答 данные модель ответ δεδομένα 🙂 ✅ 🚀"
 ).split()
 _PUNCT = (
-    ". ", ". ", ", ", ", ", "? ", "! ", ": ", "; ", ".\n\n", ".\n- ", ' "', '" ',
+    ". ",
+    ". ",
+    ", ",
+    ", ",
+    "? ",
+    "! ",
+    ": ",
+    "; ",
+    ".\n\n",
+    ".\n- ",
+    ' "',
+    '" ',
     "\n```python\nx = f(y)\n```\n",
 )
 
@@ -90,14 +101,16 @@ class _Text:
         rng = self.rng
         n = int(lo * (hi / lo) ** rng.random())
         start = self.pool.find(" ", rng.randrange(len(self.pool) - 2 * hi)) + 1
-        return self.pool[start:start + n].strip() or "x"
+        return self.pool[start : start + n].strip() or "x"
 
 
 def _alpaca(text: _Text, rng: random.Random, broken: bool) -> dict[str, Any]:
     # Sizes follow real Alpaca data (LLaMA-Factory's alpaca_en_demo: rows of 841 bytes on average, median
     # 633): short instructions, optional input, longer answers.
     rec: dict[str, Any] = {
-        "instruction": text(20, 250), "input": text(20, 400) if rng.random() < 0.4 else "", "output": text(50, 2000),
+        "instruction": text(20, 250),
+        "input": text(20, 400) if rng.random() < 0.4 else "",
+        "output": text(50, 2000),
     }
     if rng.random() < 0.1:
         rec["system"] = text(100, 300)
@@ -142,9 +155,7 @@ def _openai(text: _Text, rng: random.Random, broken: bool) -> dict[str, Any]:
 _MAKERS = {"alpaca": _alpaca, "sharegpt": _sharegpt, "openai": _openai}
 
 
-def generate(
-    fmt: str, rows: int, seed: int, invalid_rate: float, directory: Path
-) -> tuple[Path, dict[str, Any]]:
+def generate(fmt: str, rows: int, seed: int, invalid_rate: float, directory: Path) -> tuple[Path, dict[str, Any]]:
     """The JSONL file for (fmt, rows, seed, invalid_rate), generated once and reused while it is intact."""
     stem = f"{fmt}-{rows}-s{seed}-i{invalid_rate:g}-v{GENERATOR_VERSION}"
     path = directory / f"{stem}.jsonl"
@@ -166,8 +177,15 @@ def generate(
             fh.write(json.dumps(make(text, rng, broken), ensure_ascii=False))
             fh.write("\n")
     tmp.replace(path)
-    meta = {"format": fmt, "rows": rows, "seed": seed, "invalid_rate": invalid_rate, "invalid": invalid,
-            "bytes": path.stat().st_size, "generator_version": GENERATOR_VERSION}
+    meta = {
+        "format": fmt,
+        "rows": rows,
+        "seed": seed,
+        "invalid_rate": invalid_rate,
+        "invalid": invalid,
+        "bytes": path.stat().st_size,
+        "generator_version": GENERATOR_VERSION,
+    }
     manifest.write_text(json.dumps(meta, indent=2))
     return path, meta
 
@@ -176,8 +194,15 @@ def generate(
 
 _ROLES = frozenset({"system", "user", "assistant", "tool"})
 _SHAREGPT_ROLE = {
-    "human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant", "chatgpt": "assistant",
-    "system": "system", "observation": "tool", "tool": "tool", "function_call": "assistant",
+    "human": "user",
+    "user": "user",
+    "gpt": "assistant",
+    "assistant": "assistant",
+    "chatgpt": "assistant",
+    "system": "system",
+    "observation": "tool",
+    "tool": "tool",
+    "function_call": "assistant",
 }
 
 
@@ -304,8 +329,15 @@ def worker_naive(path: Path, fmt: str) -> dict[str, Any]:
                 sample.append((row, [(m["role"], m["content"]) for m in msgs]))
             if len(sample) == len(keep):
                 break
-    return {"rows": rows, "valid": len(valid), "valid_digest": _digest(valid),
-            "sample_digest": _sample_digest(sample), "wall": wall, "cpu": cpu, "sys": sys_s}
+    return {
+        "rows": rows,
+        "valid": len(valid),
+        "valid_digest": _digest(valid),
+        "sample_digest": _sample_digest(sample),
+        "wall": wall,
+        "cpu": cpu,
+        "sys": sys_s,
+    }
 
 
 def worker_dataforge(path: Path, fmt: str) -> dict[str, Any]:
@@ -332,8 +364,13 @@ def worker_dataforge(path: Path, fmt: str) -> dict[str, Any]:
     head = examples.slice(0, SAMPLE).select(["row", "messages"]).to_pylist()
     sample = [(r["row"], [(m["role"], m["content"]) for m in r["messages"]]) for r in head]
     return {
-        "rows": read.stats["records"], "valid": examples.num_rows, "valid_digest": _digest(rows_col),
-        "sample_digest": _sample_digest(sample), "wall": t3 - t0, "cpu": c3 - c0, "sys": s3 - s0,
+        "rows": read.stats["records"],
+        "valid": examples.num_rows,
+        "valid_digest": _digest(rows_col),
+        "sample_digest": _sample_digest(sample),
+        "wall": t3 - t0,
+        "cpu": c3 - c0,
+        "sys": s3 - s0,
         "stages": {  # [wall, CPU, system CPU] seconds
             "read": [t1 - t0, c1 - c0, s1 - s0],
             "convert": [t2 - t1, c2 - c1, s2 - s1],
@@ -380,8 +417,18 @@ METHODS = [  # (label, worker method, Arrow threads or None for the default)
 
 
 def measure(method: str, path: Path, fmt: str, threads: int | None, repeat: int) -> dict[str, Any]:
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", method, "--file", str(path),
-           "--formats", fmt, "--repeat", str(repeat)]
+    cmd = [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "--worker",
+        method,
+        "--file",
+        str(path),
+        "--formats",
+        fmt,
+        "--repeat",
+        str(repeat),
+    ]
     if threads is not None:
         cmd += ["--threads", str(threads)]
     done = subprocess.run(cmd, capture_output=True, text=True)
@@ -431,15 +478,15 @@ def render(results: list[dict[str, Any]], env: dict[str, Any]) -> str:
         "per-core target is met, and rows per user-CPU second (what the code itself costs, without the "
         "kernel's page-fault work):",
         "",
-        "| format | run | read | convert | validate | target met (per core) "
-        "| rows/s per core, user CPU only |",
+        "| format | run | read | convert | validate | target met (per core) | rows/s per core, user CPU only |",
         "|---|---|--:|--:|--:|---|--:|",
     ]
     for r in results:
         if "stages" in r:
             s = r["stages"]
-            cell = " | ".join(f"{s[k][0]:.2f} / {s[k][1]:.2f} ({s[k][2] / s[k][1]:.0%})"
-                              for k in ("read", "convert", "validate"))
+            cell = " | ".join(
+                f"{s[k][0]:.2f} / {s[k][1]:.2f} ({s[k][2] / s[k][1]:.0%})" for k in ("read", "convert", "validate")
+            )
             run = "1 core" if r["threads"] == 1 else "all cores"
             met = "yes" if r["rows_per_cpu_s"] >= TARGET_PER_CORE else "**no**"
             lines.append(f"| {r['format']} | {run} | {cell} | {met} | {_fmt_int(r['rows_per_user_s'])} |")
@@ -449,13 +496,15 @@ def render(results: list[dict[str, Any]], env: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--rows", type=int, default=200_000, help="rows per format (default 200,000)")
-    ap.add_argument("--formats", default=",".join(FORMATS),
-                    help="comma-separated subset of " + ",".join(FORMATS))
+    ap.add_argument("--formats", default=",".join(FORMATS), help="comma-separated subset of " + ",".join(FORMATS))
     ap.add_argument("--seed", type=int, default=20240601)
-    ap.add_argument("--invalid-rate", type=float, default=0.005,
-                    help="share of schema-valid but structurally invalid rows (default 0.005)")
-    ap.add_argument("--repeat", type=int, default=1,
-                    help="runs per measurement, the best wall time kept (default 1)")
+    ap.add_argument(
+        "--invalid-rate",
+        type=float,
+        default=0.005,
+        help="share of schema-valid but structurally invalid rows (default 0.005)",
+    )
+    ap.add_argument("--repeat", type=int, default=1, help="runs per measurement, the best wall time kept (default 1)")
     ap.add_argument("--data-dir", type=Path, default=OUT / "data", help="where generated files are cached")
     ap.add_argument("--out", type=Path, default=OUT, help="where ingest.md and ingest.json go")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
@@ -474,29 +523,41 @@ def main(argv: list[str] | None = None) -> int:
 
     import pyarrow as pa
 
-    env = {"rows": args.rows, "seed": args.seed, "invalid_rate": args.invalid_rate, "repeat": args.repeat,
-           "cpus": os.cpu_count(), "python": platform.python_version(), "pyarrow": pa.__version__,
-           "machine": platform.machine(), "processor": platform.processor() or platform.machine()}
+    env = {
+        "rows": args.rows,
+        "seed": args.seed,
+        "invalid_rate": args.invalid_rate,
+        "repeat": args.repeat,
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "pyarrow": pa.__version__,
+        "machine": platform.machine(),
+        "processor": platform.processor() or platform.machine(),
+    }
     results: list[dict[str, Any]] = []
     started = time.perf_counter()
     for fmt in fmts:
         t0 = time.perf_counter()
         path, meta = generate(fmt, args.rows, args.seed, args.invalid_rate, args.data_dir)
-        print(f"[{fmt}] {path} ({meta['bytes'] / 2**20:,.0f} MiB, {meta['invalid']:,} invalid rows; "
-              f"{time.perf_counter() - t0:.1f}s to generate or find)", file=sys.stderr)
+        print(
+            f"[{fmt}] {path} ({meta['bytes'] / 2**20:,.0f} MiB, {meta['invalid']:,} invalid rows; "
+            f"{time.perf_counter() - t0:.1f}s to generate or find)",
+            file=sys.stderr,
+        )
         per_fmt = []
         for label, method, threads in METHODS:
             r = measure(method, path, fmt, threads, args.repeat)
-            r.update(format=fmt, label=label, method=method, threads=threads, file=path.name,
-                     bytes=meta["bytes"])
+            r.update(format=fmt, label=label, method=method, threads=threads, file=path.name, bytes=meta["bytes"])
             r.setdefault("valid", None)
             r["rows_per_s"] = r["rows"] / r["wall"]
             r["rows_per_cpu_s"] = r["rows"] / r["cpu"] if r["cpu"] > 0 else float("nan")
             user = r["cpu"] - r["sys"]
             r["rows_per_user_s"] = r["rows"] / user if user > 0 else float("nan")
             r["mib_per_s"] = meta["bytes"] / 2**20 / r["wall"]
-            print(f"[{fmt}] {label}: {r['wall']:.2f}s wall, {r['cpu']:.2f}s CPU, "
-                  f"{r['rows_per_s']:,.0f} rows/s", file=sys.stderr)
+            print(
+                f"[{fmt}] {label}: {r['wall']:.2f}s wall, {r['cpu']:.2f}s CPU, {r['rows_per_s']:,.0f} rows/s",
+                file=sys.stderr,
+            )
             per_fmt.append(r)
         naive = next(r for r in per_fmt if r["method"] == "naive")
         for r in per_fmt:
@@ -507,11 +568,15 @@ def main(argv: list[str] | None = None) -> int:
             what = f"{fmt}, {r['label']}"
             _check(r["rows"] == args.rows, f"{what}: read {r['rows']:,} rows, expected {args.rows:,}")
             if r["method"] != "json.loads":
-                _check(r["valid"] == expected_valid,
-                       f"{what}: {r['valid']:,} valid rows, the generator made {expected_valid:,}")
+                _check(
+                    r["valid"] == expected_valid,
+                    f"{what}: {r['valid']:,} valid rows, the generator made {expected_valid:,}",
+                )
                 _check(r["valid_digest"] == naive["valid_digest"], f"{what}: not the rows naive keeps")
-                _check(r["sample_digest"] == naive["sample_digest"],
-                       f"{what}: messages of the first {SAMPLE:,} valid rows differ from naive's")
+                _check(
+                    r["sample_digest"] == naive["sample_digest"],
+                    f"{what}: messages of the first {SAMPLE:,} valid rows differ from naive's",
+                )
         results.extend(per_fmt)
     env["total_seconds"] = time.perf_counter() - started
 
@@ -520,8 +585,9 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "ingest.md").write_text(table)
     (args.out / "ingest.json").write_text(json.dumps({"env": env, "results": results}, indent=2) + "\n")
-    print(f"wrote {args.out / 'ingest.md'} and {args.out / 'ingest.json'} ({env['total_seconds']:.0f}s)",
-          file=sys.stderr)
+    print(
+        f"wrote {args.out / 'ingest.md'} and {args.out / 'ingest.json'} ({env['total_seconds']:.0f}s)", file=sys.stderr
+    )
     return 0
 
 

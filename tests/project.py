@@ -34,7 +34,13 @@ def make_project(root: Path, recipe: str = RECIPE, rows: int = 30) -> Path:
     data = root / "data"
     (data / "openai").mkdir(parents=True, exist_ok=True)
     alpaca = [{"instruction": q, "input": "", "output": a} for q, a in (_qa(i, "alpaca") for i in range(rows))]
-    alpaca.append({"instruction": "Question 0 about alpaca?", "input": "", "output": "Answer 0: alpaca is explained in a few words."})
+    alpaca.append(
+        {
+            "instruction": "Question 0 about alpaca?",
+            "input": "",
+            "output": "Answer 0: alpaca is explained in a few words.",
+        }
+    )
     alpaca.append({"instruction": "Empty answer", "input": "", "output": ""})
     (data / "alpaca.json").write_text(json.dumps(alpaca, indent=2), encoding="utf-8")
     lines = []
@@ -44,7 +50,9 @@ def make_project(root: Path, recipe: str = RECIPE, rows: int = 30) -> Path:
     q, a = _qa(1, "alpaca")  # cross-source duplicate of alp row 1
     lines.append(json.dumps({"conversations": [{"from": "human", "value": q}, {"from": "gpt", "value": a}]}))
     lines.append('{"conversations": [broken')
-    lines.append(json.dumps({"conversations": [{"from": "human", "value": "x" * 500}, {"from": "gpt", "value": "long"}]}))
+    lines.append(
+        json.dumps({"conversations": [{"from": "human", "value": "x" * 500}, {"from": "gpt", "value": "long"}]})
+    )
     (data / "sharegpt.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
     for part in (0, 1):
         msgs = []

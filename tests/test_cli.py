@@ -5,12 +5,18 @@ import subprocess
 import sys
 
 import pyarrow.parquet as pq
+
 from project import make_project
 
 
 def dataforge(*args, cwd=None):
-    proc = subprocess.run([sys.executable, "-m", "dataforge", *map(str, args)], capture_output=True, text=True,
-                          cwd=cwd, env={"COLUMNS": "200", "PATH": "/usr/bin:/bin", "NO_COLOR": "1"})
+    proc = subprocess.run(
+        [sys.executable, "-m", "dataforge", *map(str, args)],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env={"COLUMNS": "200", "PATH": "/usr/bin:/bin", "NO_COLOR": "1"},
+    )
     return proc.returncode, proc.stdout, proc.stderr
 
 
@@ -34,7 +40,8 @@ def test_plan_lists_every_stage_with_its_state(tmp_path):
     assert "15 stage(s) to run, 0 cached." in out
     dataforge("build", "-q", recipe)
     (tmp_path / "data/openai/part0.jsonl").write_text(
-        '{"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]}\n')
+        '{"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]}\n'
+    )
     code, out, _ = dataforge("plan", recipe)
     assert "file changed data/openai/part0.jsonl" in out
     assert "7 stage(s) to run, 8 cached." in out
@@ -63,14 +70,19 @@ def test_a_source_matching_no_file_is_a_clear_error(tmp_path):
 
 def test_validate_names_file_line_and_field_of_each_bad_row(tmp_path):
     f = tmp_path / "chat.jsonl"
-    f.write_text("\n".join([
-        json.dumps({"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]}),
-        json.dumps({"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": ""}]}),
-        "",
-        "not json",
-        json.dumps({"messages": [{"role": "user", "content": 5}]}),
-        json.dumps({"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "fine"}]}),
-    ]) + "\n")
+    f.write_text(
+        "\n".join(
+            [
+                json.dumps({"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]}),
+                json.dumps({"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": ""}]}),
+                "",
+                "not json",
+                json.dumps({"messages": [{"role": "user", "content": 5}]}),
+                json.dumps({"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "fine"}]}),
+            ]
+        )
+        + "\n"
+    )
     code, out, _ = dataforge("validate", f.name, cwd=tmp_path)
     assert code == 1
     lines = out.splitlines()
@@ -90,18 +102,27 @@ def test_validate_good_file_exits_0(tmp_path):
 
 def test_convert_round_trip_and_reports_what_cannot_be_carried(tmp_path):
     src = tmp_path / "tools.jsonl"
-    src.write_text(json.dumps({"conversations": [
-        {"from": "human", "value": "weather?"},
-        {"from": "function_call", "value": '{"name": "w", "arguments": {"city": "Oslo"}}'},
-        {"from": "observation", "value": "{\"t\": 3}"},
-        {"from": "gpt", "value": "3 degrees"}]}) + "\n")
+    src.write_text(
+        json.dumps(
+            {
+                "conversations": [
+                    {"from": "human", "value": "weather?"},
+                    {"from": "function_call", "value": '{"name": "w", "arguments": {"city": "Oslo"}}'},
+                    {"from": "observation", "value": '{"t": 3}'},
+                    {"from": "gpt", "value": "3 degrees"},
+                ]
+            }
+        )
+        + "\n"
+    )
     code, out, _ = dataforge("convert", src, "--to", "openai", "-o", tmp_path / "o.jsonl", cwd=tmp_path)
     assert code == 0, out
     record = json.loads((tmp_path / "o.jsonl").read_text())
     assert record["messages"][1]["tool_calls"][0]["function"] == {"name": "w", "arguments": '{"city": "Oslo"}'}
     assert record["messages"][2] == {"role": "tool", "content": '{"t": 3}'}
-    code, out, _ = dataforge("convert", tmp_path / "o.jsonl", "--to", "sharegpt", "-o", tmp_path / "back.json",
-                             cwd=tmp_path)
+    code, out, _ = dataforge(
+        "convert", tmp_path / "o.jsonl", "--to", "sharegpt", "-o", tmp_path / "back.json", cwd=tmp_path
+    )
     assert code == 0
     back = json.loads((tmp_path / "back.json").read_text())
     assert back == [json.loads(src.read_text())]
@@ -117,8 +138,13 @@ def test_formats_and_schema_commands(tmp_path):
     code, out, _ = dataforge("schema", "-o", tmp_path / "s")
     assert code == 0
     written = sorted(p.relative_to(tmp_path / "s").as_posix() for p in (tmp_path / "s").rglob("*.json"))
-    assert written == ["example.schema.json", "formats/alpaca.schema.json", "formats/openai.schema.json",
-                       "formats/sharegpt.schema.json", "recipe.schema.json"]
+    assert written == [
+        "example.schema.json",
+        "formats/alpaca.schema.json",
+        "formats/openai.schema.json",
+        "formats/sharegpt.schema.json",
+        "recipe.schema.json",
+    ]
 
 
 def test_help_of_every_command_describes_it():
@@ -129,8 +155,17 @@ def test_help_of_every_command_describes_it():
 
 def test_validate_warns_about_fields_the_format_does_not_carry(tmp_path):
     f = tmp_path / "w.jsonl"
-    f.write_text(json.dumps({"messages": [{"role": "user", "content": "q", "weight": 0},
-                                          {"role": "assistant", "content": "a", "weight": 1}]}) + "\n")
+    f.write_text(
+        json.dumps(
+            {
+                "messages": [
+                    {"role": "user", "content": "q", "weight": 0},
+                    {"role": "assistant", "content": "a", "weight": 1},
+                ]
+            }
+        )
+        + "\n"
+    )
     code, out, err = dataforge("validate", f.name, cwd=tmp_path)
     assert code == 0
     assert "not carried: messages[].weight (2 value(s)) is not a field of the openai format" in err

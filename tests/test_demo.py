@@ -68,9 +68,15 @@ def test_nothing_is_removed_that_was_not_planted(demo_build):
 def test_demo_outputs_are_complete(demo_build):
     out, manifest = demo_build
     assert set(manifest["outputs"]) == {
-        "train.parquet", "val.parquet", "rejects.parquet", "report/report.json", "report/report.md",
-        "exports/openai/train.jsonl", "exports/openai/val.jsonl",
-        "exports/sharegpt/train.jsonl", "exports/sharegpt/val.jsonl",
+        "train.parquet",
+        "val.parquet",
+        "rejects.parquet",
+        "report/report.json",
+        "report/report.md",
+        "exports/openai/train.jsonl",
+        "exports/openai/val.jsonl",
+        "exports/sharegpt/train.jsonl",
+        "exports/sharegpt/val.jsonl",
     }
     report = (out / "report" / "report.md").read_text()
     assert "Ledger balances." in report
@@ -82,8 +88,9 @@ def test_demo_outputs_are_complete(demo_build):
 def test_the_readme_quotes_the_demo_report_as_it_is(demo_build):
     out, _ = demo_build
     report = (out / "report" / "report.md").read_text().splitlines()
-    quoted = [line.removeprefix("> ") for line in (REPO / "README.md").read_text().splitlines()
-              if line.startswith("> ")]
+    quoted = [
+        line.removeprefix("> ") for line in (REPO / "README.md").read_text().splitlines() if line.startswith("> ")
+    ]
     headline = next(line for line in report if line.startswith("**"))
     per_source = [line for line in report if line.startswith("| ") and line.count("|") == 10]
     assert headline in quoted

@@ -134,9 +134,7 @@ def test_jsonl_lone_surrogate_escape_is_a_reject_not_a_crash(write):
 def test_jsonl_scalar_or_array_line_is_not_an_object(write, line, found):
     result = read(write("scalar.jsonl", "\n".join([rec("a"), line, rec("b")]) + "\n"))
     assert kept(result) == [(0, 1, "a"), (2, 3, "b")]
-    assert rejected(result) == [
-        (1, 2, "not_an_object", None, f"expected a JSON object per record, found {found}")
-    ]
+    assert rejected(result) == [(1, 2, "not_an_object", None, f"expected a JSON object per record, found {found}")]
     assert result.rejects["raw"].to_pylist() == [line]
 
 
@@ -150,9 +148,7 @@ def test_jsonl_starting_with_null_is_read_not_crashed(write):
         "r = read_file(p, p.name, formats.get('alpaca').shape); "
         "print(json.dumps([r.records, r.table['__line'].to_pylist(), r.rejects['reason'].to_pylist()]))"
     )
-    proc = subprocess.run(
-        [sys.executable, "-c", code, str(path)], capture_output=True, text=True, timeout=120
-    )
+    proc = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert json.loads(proc.stdout) == [2, [2], ["not_an_object"]]
 
@@ -237,14 +233,12 @@ def test_missing_required_column_names_the_column_on_both_paths(write, check, fm
     # Fast path: Arrow reads the missing column as null; convert rejects the row.
     fast = check(write("fast.jsonl", f"{good}\n{record}\n"), fmt)
     assert [
-        (r["stage"], r["row"], r["line"], r["reason"], r["field"], r["message"])
-        for r in fast.rejects.to_pylist()
+        (r["stage"], r["row"], r["line"], r["reason"], r["field"], r["message"]) for r in fast.rejects.to_pylist()
     ] == [("convert", 1, 2, "schema_violation", field, message)]
     # Careful path (a broken line elsewhere): the JSON Schema rejects it at read, with the same field.
     slow = check(write("slow.jsonl", f"{good}\n{record}\n{BROKEN}\n"), fmt)
     assert [
-        (r["stage"], r["row"], r["line"], r["reason"], r["field"], r["message"])
-        for r in slow.rejects.to_pylist()
+        (r["stage"], r["row"], r["line"], r["reason"], r["field"], r["message"]) for r in slow.rejects.to_pylist()
     ] == [
         ("read", 1, 2, "schema_violation", field, message),
         ("read", 2, 3, "invalid_json", None, BROKEN_MESSAGE),
@@ -308,8 +302,7 @@ def test_json_array_broken_nested_element_costs_exactly_one_reject(write):
 def test_json_one_line_array_resumes_after_a_broken_element(write):
     # Everything after the broken element on its line was lost before (one reject, records undercounted).
     text = (
-        '[{"instruction": "a", "output": "1"}, {"instruction": , "output": "2"}, '
-        '{"instruction": "c", "output": "3"}]'
+        '[{"instruction": "a", "output": "1"}, {"instruction": , "output": "2"}, {"instruction": "c", "output": "3"}]'
     )
     result = read(write("oneline.json", text))
     assert result.records == 3
@@ -341,9 +334,7 @@ def test_json_text_after_the_array_is_a_reject_not_a_silent_skip(write):
     text = '[{"instruction": "a", "output": "1"}]\n[{"instruction": "b", "output": "2"}]\n'
     result = read(write("two-arrays.json", text))
     assert kept(result) == [(0, 1, "a")]
-    assert rejected(result) == [
-        (1, 2, "invalid_json", None, "unexpected text after the closing ']' of the array")
-    ]
+    assert rejected(result) == [(1, 2, "invalid_json", None, "unexpected text after the closing ']' of the array")]
     assert result.rejects["raw"].to_pylist() == ['[{"instruction": "b", "output": "2"}]\n']
 
 
@@ -365,18 +356,14 @@ def test_json_file_holding_json_lines_reads_every_object(write):
 def test_json_file_that_is_not_an_array_or_object_is_a_data_error(write, text, found):
     with pytest.raises(DataError) as err:
         read(write("scalar.json", text))
-    assert (
-        err.value.message == f"scalar.json:1: expected a JSON array of records (or an object), found {found}"
-    )
+    assert err.value.message == f"scalar.json:1: expected a JSON array of records (or an object), found {found}"
     assert err.value.hint == "JSON files hold one array of objects; use .jsonl for one object per line"
 
 
 def test_json_file_with_invalid_utf8_is_a_data_error_naming_the_line(write):
     with pytest.raises(DataError) as err:
         read(write("latin1.json", b'[\n  {"instruction": "caf\xe9", "output": "1"}\n]\n'))
-    assert (
-        err.value.message == "latin1.json:2: invalid UTF-8 at byte 24; a JSON array file must be valid UTF-8"
-    )
+    assert err.value.message == "latin1.json:2: invalid UTF-8 at byte 24; a JSON array file must be valid UTF-8"
 
 
 def test_json_empty_array_holds_no_records(write):
@@ -461,9 +448,7 @@ def test_column_map_renames_to_format_columns_and_rejects_name_the_file_column(w
 
 def test_column_map_with_detection_and_conversion(write, check):
     text = (
-        '{"prompt": "Hi?", "response": "Hello."}\n'
-        '{"prompt": "Bye?", "response": 5}\n'
-        '{"prompt": "", "response": "?"}\n'
+        '{"prompt": "Hi?", "response": "Hello."}\n{"prompt": "Bye?", "response": 5}\n{"prompt": "", "response": "?"}\n'
     )
     checked = check(write("mapped.jsonl", text), None, {"instruction": "prompt", "output": "response"})
     assert checked.format == "alpaca"
@@ -479,11 +464,7 @@ def test_column_map_with_detection_and_conversion(write, check):
 
 def test_column_map_applies_the_formats_coercion_under_the_files_names(write):
     # Tools given as an array are coerced to JSON text; the coercion must see the renamed column.
-    text = (
-        json.dumps({"dialog": [{"from": "human", "value": "hi"}], "functions": [{"name": "f"}]})
-        + "\n"
-        + BROKEN
-    )
+    text = json.dumps({"dialog": [{"from": "human", "value": "hi"}], "functions": [{"name": "f"}]}) + "\n" + BROKEN
     result = read(write("coerced.jsonl", text), "sharegpt", {"conversations": "dialog", "tools": "functions"})
     assert result.table["tools"].to_pylist() == ['[{"name": "f"}]']
     assert result.table["conversations"].to_pylist() == [[{"from": "human", "value": "hi"}]]
@@ -576,7 +557,14 @@ def test_nested_fields_the_format_does_not_model_are_counted_on_every_path(write
     from dataforge.readers import read_file
 
     shape = get("openai").shape
-    line = '{"messages": [{"role": "user", "content": "q", "weight": 1}, {"role": "assistant", "content": "a", "weight": 0}]}'
+    line = json.dumps(
+        {
+            "messages": [
+                {"role": "user", "content": "q", "weight": 1},
+                {"role": "assistant", "content": "a", "weight": 0},
+            ]
+        }
+    )
     fast = read_file(write("w.jsonl", line + "\n"), "w.jsonl", shape)
     careful = read_file(write("c.jsonl", line + "\nnot json\n"), "c.jsonl", shape)
     array = read_file(write("a.json", f"[{line}]"), "a.json", shape)

@@ -70,7 +70,8 @@ filtres: {}
 """
     problems = _problems(text)
     assert problems == [
-        "line 1: name: 'bad name!' is not a valid name (letters, digits, '_', '.', '-'; starting with a letter or digit)",
+        "line 1: name: 'bad name!' is not a valid name "
+        "(letters, digits, '_', '.', '-'; starting with a letter or digit)",
         "line 2: seed: Input should be a valid integer, unable to parse string as an integer (found 'abc')",
         "line 6: sources[0].format: unknown format 'alpacca'; known formats: alpaca, sharegpt, openai",
         "line 7: sources[0].max_row: unknown key (did you mean `max_rows`?)",

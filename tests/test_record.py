@@ -32,9 +32,7 @@ VALIDATOR = Draft202012Validator(EXAMPLE_JSON_SCHEMA)
 
 
 def full_example() -> Example:
-    call = ToolCall(
-        name="search", arguments={"z": 1, "a": ["数据", None], "nested": {"k": True}}, id="call_1"
-    )
+    call = ToolCall(name="search", arguments={"z": 1, "a": ["数据", None], "nested": {"k": True}}, id="call_1")
     return Example(
         id="src:3",
         kind=Kind.SFT,

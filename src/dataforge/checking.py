@@ -31,8 +31,9 @@ def _quiet(done: int, total: int, what: str) -> None:
     return None
 
 
-def check_files(pattern: str, fmt: str | None = None, columns: dict[str, str] | None = None,
-                root: Path | None = None) -> Checked:
+def check_files(
+    pattern: str, fmt: str | None = None, columns: dict[str, str] | None = None, root: Path | None = None
+) -> Checked:
     """Read, convert and validate the files `pattern` names, as a one-source build would."""
     root = root or Path.cwd()
     if fmt is not None and fmt not in formats.names():
@@ -46,8 +47,9 @@ def check_files(pattern: str, fmt: str | None = None, columns: dict[str, str] | 
     rejects = concat_rejects([read.tables["rejects"], converted.tables["rejects"], validated.tables["rejects"]])
     if rejects.num_rows:
         rejects = rejects.sort_by([("file", "ascending"), ("row", "ascending")])
-    return Checked(resolved, read.stats["records"], validated.tables["examples"], rejects,
-                   read.stats["unmodelled_fields"])
+    return Checked(
+        resolved, read.stats["records"], validated.tables["examples"], rejects, read.stats["unmodelled_fields"]
+    )
 
 
 __all__ = ["Checked", "check_files", "display_path"]

@@ -70,7 +70,9 @@ def build(
     key = write_key(loaded, result.entries)
     ran = result.ran
     if not ran and is_current(loaded, key):
-        out.print(f"[green]Everything is cached[/]: {len(result.stages)} stages, outputs in {loaded.build_dir} are current.")
+        out.print(
+            f"[green]Everything is cached[/]: {len(result.stages)} stages, outputs in {loaded.build_dir} are current."
+        )
         return
     manifest = write_build(loaded, result.stages, result.entries)
     total = manifest["ledger"]["total"]
@@ -117,7 +119,8 @@ def _parse_columns(columns: list[str] | None) -> dict[str, str]:
 
 
 FormatOpt = Annotated[
-    str | None, typer.Option("--format", "-f", help="The files' format (detected when omitted); see `dataforge formats`.")
+    str | None,
+    typer.Option("--format", "-f", help="The files' format (detected when omitted); see `dataforge formats`."),
 ]
 ColumnOpt = Annotated[
     list[str] | None,
@@ -127,8 +130,7 @@ ColumnOpt = Annotated[
 
 def _warn_unmodelled(found: dict[str, int], fmt: str) -> None:
     for path, n in found.items():
-        err.print(f"[yellow]not carried[/]: {path} ({n} value(s)) is not a field of the {fmt} format",
-                  highlight=False)
+        err.print(f"[yellow]not carried[/]: {path} ({n} value(s)) is not a field of the {fmt} format", highlight=False)
 
 
 @app.command()
@@ -158,7 +160,9 @@ def validate(
             out.print(f"... and {bad - len(shown)} more bad rows in {pattern}")
         _warn_unmodelled(checked.unmodelled, checked.format)
         verdict = "[green]all valid[/]" if not bad else f"[red]{bad} invalid[/]"
-        out.print(f"{pattern}: {checked.format}, {checked.records} records, {checked.examples.num_rows} valid, {verdict}")
+        out.print(
+            f"{pattern}: {checked.format}, {checked.records} records, {checked.examples.num_rows} valid, {verdict}"
+        )
     if any_bad:
         raise typer.Exit(1)
 

@@ -13,8 +13,8 @@ import glob
 import json
 import mmap
 import re
-from collections.abc import Callable, Iterator
 from collections import Counter
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -201,8 +201,12 @@ def _read_jsonl_fast(data: bytes | memoryview, shape: RowShape) -> ReadResult | 
     missing = [f.name for f in shape.arrow if f.name not in table.column_names]
     for name in missing:
         table = table.append_column(name, pa.nulls(table.num_rows, shape.arrow.field(name).type))
-    return ReadResult(_finish(table, shape, np.arange(len(lines)), lines), empty_rejects(), table.num_rows,
-                      dict(unmodelled.in_arrays(table, shape.arrow)))
+    return ReadResult(
+        _finish(table, shape, np.arange(len(lines)), lines),
+        empty_rejects(),
+        table.num_rows,
+        dict(unmodelled.in_arrays(table, shape.arrow)),
+    )
 
 
 def _json_faithful(typ: pa.DataType) -> bool:
@@ -211,8 +215,13 @@ def _json_faithful(typ: pa.DataType) -> bool:
         return _json_faithful(typ.value_type)
     return any(
         check(typ)
-        for check in (pa.types.is_null, pa.types.is_boolean, pa.types.is_integer, pa.types.is_floating,
-                      pa.types.is_string)
+        for check in (
+            pa.types.is_null,
+            pa.types.is_boolean,
+            pa.types.is_integer,
+            pa.types.is_floating,
+            pa.types.is_string,
+        )
     )
 
 
@@ -234,7 +243,7 @@ def _record_lines(data: bytes | memoryview) -> tuple[np.ndarray, np.ndarray]:
     first[nonblank] = buf[starts[nonblank]]
     nonblank &= ~_WHITESPACE[first]
     for i in np.flatnonzero((ends > starts) & ~nonblank):  # lines that are empty or open with whitespace
-        rest = bytes(data[starts[i]:ends[i]]).lstrip(b" \t\r\n")
+        rest = bytes(data[starts[i] : ends[i]]).lstrip(b" \t\r\n")
         if rest:
             nonblank[i] = True
             first[i] = rest[0]
@@ -252,7 +261,7 @@ def _newlines(buf: np.ndarray) -> np.ndarray:
     mask = np.empty(_SCAN, dtype=bool)
     found = []
     for start in range(0, len(buf), _SCAN):
-        block = buf[start:start + _SCAN]
+        block = buf[start : start + _SCAN]
         np.equal(block, 0x0A, out=mask[: len(block)])
         found.append(np.flatnonzero(mask[: len(block)]) + start)
     return np.concatenate(found)
@@ -274,8 +283,9 @@ def _read_parquet(path: Path, display: str, shape: RowShape) -> ReadResult:
         fitted = pa.table({**columns, **{c: table[c] for c in extras}})
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
         return _from_records(((i, None, r) for i, r in enumerate(table.to_pylist())), display, shape)
-    return ReadResult(_finish(fitted, shape, np.arange(n), None), empty_rejects(), n,
-                      dict(unmodelled.in_arrays(table, shape.arrow)))
+    return ReadResult(
+        _finish(fitted, shape, np.arange(n), None), empty_rejects(), n, dict(unmodelled.in_arrays(table, shape.arrow))
+    )
 
 
 def _castable(source: pa.DataType, target: pa.DataType) -> bool:
@@ -297,8 +307,11 @@ def _castable(source: pa.DataType, target: pa.DataType) -> bool:
         if not pa.types.is_struct(source):
             return False
         have = {source.field(i).name: source.field(i).type for i in range(source.num_fields)}
-        return all(_castable(have[target.field(i).name], target.field(i).type)
-                   for i in range(target.num_fields) if target.field(i).name in have)
+        return all(
+            _castable(have[target.field(i).name], target.field(i).type)
+            for i in range(target.num_fields)
+            if target.field(i).name in have
+        )
     return False
 
 
@@ -353,10 +366,14 @@ def _jsonl_records(data: bytes) -> Iterator[Record]:
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError as exc:
-            yield row, lineno, _Broken(
-                "invalid_utf8",
-                f"invalid UTF-8 at byte {exc.start} of the line; re-encode the file as UTF-8",
-                raw.decode("utf-8", "replace"),
+            yield (
+                row,
+                lineno,
+                _Broken(
+                    "invalid_utf8",
+                    f"invalid UTF-8 at byte {exc.start} of the line; re-encode the file as UTF-8",
+                    raw.decode("utf-8", "replace"),
+                ),
             )
         else:
             try:
@@ -394,7 +411,7 @@ def _json_array_records(data: bytes, display: str) -> Iterator[Record]:
         pos += 1
     else:
         raise DataError(
-            f"{display}:1: expected a JSON array of records (or an object), found {text[pos:pos + 20]!r}",
+            f"{display}:1: expected a JSON array of records (or an object), found {text[pos : pos + 20]!r}",
             hint="JSON files hold one array of objects; use .jsonl for one object per line",
         )
     row = 0
@@ -411,7 +428,7 @@ def _json_array_records(data: bytes, display: str) -> Iterator[Record]:
             if after < n:  # a second array, or stray text: one reject rather than a silent skip
                 line += text.count("\n", pos, after)
                 message = "unexpected text after the closing ']' of the array"
-                yield row, line, _Broken("invalid_json", message, text[after:after + 2000])
+                yield row, line, _Broken("invalid_json", message, text[after : after + 2000])
             break
         try:
             value, end = decoder.raw_decode(text, pos)
@@ -570,8 +587,7 @@ def _record_problem(value: Any, validator, shape: RowShape) -> tuple[str, str | 
         return (
             "invalid_unicode",
             None,
-            f"a string holds a lone surrogate ({raw[exc.start]!r}), which is not valid Unicode; "
-            "fix the escape",
+            f"a string holds a lone surrogate ({raw[exc.start]!r}), which is not valid Unicode; fix the escape",
             json.dumps(value),
         )
     if not isinstance(value, dict):

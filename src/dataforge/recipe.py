@@ -72,9 +72,7 @@ class Filters(_Section):
     max_chars: Annotated[int, Field(gt=0)] | None = Field(
         default=None, description="Most characters over all message contents (and reasoning)."
     )
-    drop_empty: bool = Field(
-        default=True, description="Drop rows with a message whose content is only whitespace."
-    )
+    drop_empty: bool = Field(default=True, description="Drop rows with a message whose content is only whitespace.")
 
 
 class Dedup(_Section):
@@ -263,47 +261,58 @@ def _describe(err: dict[str, Any], lines: dict[tuple[Any, ...], int], data: dict
 
 def _cross_checks(data: dict[str, Any], lines: dict[tuple[Any, ...], int]) -> list[tuple[int, str]]:
     """Checks that span fields: unique source names, mix ratios naming real sources."""
-    problems: list[tuple[int, str]] = []
-    sources = data.get("sources")
-    names: list[str] = []
-    if isinstance(sources, list):
-        seen: dict[str, int] = {}
-        for i, s in enumerate(sources):
-            if isinstance(s, dict) and isinstance(s.get("name"), str):
-                name = s["name"]
-                if name in seen:
-                    problems.append(
-                        (_line_of(("sources", i, "name"), lines),
-                         f"sources[{i}].name: {name!r} is already the name of sources[{seen[name]}]")
-                    )
-                seen.setdefault(name, i)
-                names.append(name)
+    names, problems = _source_names(data.get("sources"), lines)
     mix = data.get("mix")
     if isinstance(mix, dict):
-        ratios = mix.get("ratios")
-        strategy = mix.get("strategy", "natural")
-        if isinstance(ratios, dict):
-            for key in ratios:
-                if names and key not in names:
+        problems += _mix_problems(mix, list(dict.fromkeys(names)), lines)
+    return problems
+
+
+def _source_names(sources: Any, lines: dict[tuple[Any, ...], int]) -> tuple[list[str], list[tuple[int, str]]]:
+    """The sources' names in order, and a problem for every name used twice."""
+    names: list[str] = []
+    problems: list[tuple[int, str]] = []
+    first: dict[str, int] = {}
+    for i, s in enumerate(sources if isinstance(sources, list) else []):
+        if not (isinstance(s, dict) and isinstance(s.get("name"), str)):
+            continue
+        name = s["name"]
+        if name in first:
+            where = _line_of(("sources", i, "name"), lines)
+            problems.append((where, f"sources[{i}].name: {name!r} is already the name of sources[{first[name]}]"))
+        first.setdefault(name, i)
+        names.append(name)
+    return names, problems
+
+
+def _mix_problems(mix: dict[str, Any], names: list[str], lines: dict[tuple[Any, ...], int]) -> list[tuple[int, str]]:
+    """Ratios that name unknown sources, miss a source, sum to zero, or do not match the strategy."""
+    problems: list[tuple[int, str]] = []
+    ratios = mix.get("ratios")
+    strategy = mix.get("strategy", "natural")
+    ratios_line = _line_of(("mix", "ratios"), lines)
+    if isinstance(ratios, dict):
+        for key in ratios:
+            if names and key not in names:
+                known = ", ".join(names)
+                where = _line_of(("mix", "ratios", key), lines)
+                problems.append((where, f"mix.ratios.{key}: no source is named {key!r} (sources: {known})"))
+        if strategy == "ratio":
+            for name in names:
+                if name not in ratios:
                     problems.append(
-                        (_line_of(("mix", "ratios", key), lines),
-                         f"mix.ratios.{key}: no source is named {key!r} (sources: {', '.join(dict.fromkeys(names))})")
-                    )
-            if strategy == "ratio":
-                for name in names:
-                    if name not in ratios:
-                        problems.append(
-                            (_line_of(("mix", "ratios"), lines),
-                             f"mix.ratios: no weight for source {name!r}; give every source a weight (0 to leave it out)")
+                        (
+                            ratios_line,
+                            f"mix.ratios: no weight for source {name!r}; "
+                            "give every source a weight (0 to leave it out)",
                         )
-                weights = [w for w in ratios.values() if isinstance(w, (int, float))]
-                if weights and sum(weights) <= 0:
-                    problems.append((_line_of(("mix", "ratios"), lines), "mix.ratios: weights sum to zero"))
-        if strategy == "ratio" and not ratios:
-            problems.append((_line_of(("mix",), lines), "mix: strategy `ratio` needs `ratios` (source → weight)"))
-        if strategy == "natural" and (ratios or mix.get("total")):
-            problems.append(
-                (_line_of(("mix", "strategy"), lines) if "strategy" in mix else _line_of(("mix",), lines),
-                 "mix: `ratios` and `total` apply only with `strategy: ratio`")
-            )
+                    )
+            weights = [w for w in ratios.values() if isinstance(w, (int, float))]
+            if weights and sum(weights) <= 0:
+                problems.append((ratios_line, "mix.ratios: weights sum to zero"))
+    if strategy == "ratio" and not ratios:
+        problems.append((_line_of(("mix",), lines), "mix: strategy `ratio` needs `ratios` (source → weight)"))
+    if strategy == "natural" and (ratios or mix.get("total")):
+        where = _line_of(("mix", "strategy") if "strategy" in mix else ("mix",), lines)
+        problems.append((where, "mix: `ratios` and `total` apply only with `strategy: ratio`"))
     return problems

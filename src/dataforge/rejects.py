@@ -98,4 +98,3 @@ def count_by(table: pa.Table, *keys: str) -> list[dict[str, Any]]:
     grouped = table.group_by(list(keys)).aggregate([([], "count_all")])
     rows = [{**{k: r[k] for k in keys}, "count": r["count_all"]} for r in grouped.to_pylist()]
     return sorted(rows, key=lambda r: tuple(str(r[k]) for k in keys))
-

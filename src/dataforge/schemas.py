@@ -49,7 +49,10 @@ EXAMPLE_JSON_SCHEMA: dict[str, Any] = {
         "id": {"type": "string", "description": "`<source>:<ordinal>`, stable across runs."},
         "kind": {"enum": [k.value for k in Kind]},
         "messages": {"$ref": "#/$defs/messages", "description": "The conversation (the prompt, for preference)."},
-        "tools": {**_TEXT_OR_NULL, "description": "JSON text: array of function specs {name, description, parameters}."},
+        "tools": {
+            **_TEXT_OR_NULL,
+            "description": "JSON text: array of function specs {name, description, parameters}.",
+        },
         "chosen": {"$ref": "#/$defs/messages"},
         "rejected": {"$ref": "#/$defs/messages"},
         "label": {"type": ["boolean", "null"], "description": "KTO: whether the completion is desirable."},

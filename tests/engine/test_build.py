@@ -7,11 +7,11 @@ import time
 from pathlib import Path
 
 import pyarrow.parquet as pq
-from project import RECIPE, make_project
 
 from dataforge.engine.runner import plan, run
 from dataforge.recipe import load_recipe
 from dataforge.stages.write import is_current, write_build, write_key
+from project import RECIPE, make_project
 
 BRANCH = ["read:{s}", "convert:{s}", "validate:{s}", "filter:{s}"]
 GLOBAL = ["dedup", "mix", "split"]
@@ -30,16 +30,48 @@ def test_build_writes_outputs_and_a_balanced_ledger(tmp_path):
     loaded, result, manifest = build(make_project(tmp_path))
     out = loaded.build_dir
     assert out == tmp_path / "data" / "processed" / "tiny"
-    for name in ["train.parquet", "val.parquet", "rejects.parquet", "manifest.json", "report/report.md",
-                 "report/report.json", "exports/openai/train.jsonl", "exports/sharegpt/val.jsonl"]:
+    for name in [
+        "train.parquet",
+        "val.parquet",
+        "rejects.parquet",
+        "manifest.json",
+        "report/report.md",
+        "report/report.json",
+        "exports/openai/train.jsonl",
+        "exports/sharegpt/val.jsonl",
+    ]:
         assert (out / name).is_file(), name
     book = manifest["ledger"]
-    assert book["sources"]["alp"] == {"in": 32, "rejected": 1, "filtered": 0, "deduplicated": 1, "downsampled": 0,
-                                      "train": 24, "val": 6, "balanced": True}
-    assert book["sources"]["sgpt"] == {"in": 33, "rejected": 1, "filtered": 1, "deduplicated": 1, "downsampled": 0,
-                                       "train": 24, "val": 6, "balanced": True}
-    assert book["sources"]["oai"] == {"in": 31, "rejected": 1, "filtered": 0, "deduplicated": 0, "downsampled": 0,
-                                      "train": 24, "val": 6, "balanced": True}
+    assert book["sources"]["alp"] == {
+        "in": 32,
+        "rejected": 1,
+        "filtered": 0,
+        "deduplicated": 1,
+        "downsampled": 0,
+        "train": 24,
+        "val": 6,
+        "balanced": True,
+    }
+    assert book["sources"]["sgpt"] == {
+        "in": 33,
+        "rejected": 1,
+        "filtered": 1,
+        "deduplicated": 1,
+        "downsampled": 0,
+        "train": 24,
+        "val": 6,
+        "balanced": True,
+    }
+    assert book["sources"]["oai"] == {
+        "in": 31,
+        "rejected": 1,
+        "filtered": 0,
+        "deduplicated": 0,
+        "downsampled": 0,
+        "train": 24,
+        "val": 6,
+        "balanced": True,
+    }
     rejects = pq.read_table(out / "rejects.parquet").to_pylist()
     where = {(r["source"], r["file"], r["line"], r["reason"], r["field"]) for r in rejects}
     assert ("sgpt", "data/sharegpt.jsonl", 32, "invalid_json", None) in where
@@ -71,8 +103,11 @@ def test_editing_one_source_reruns_only_its_branch_and_what_follows(tmp_path):
     recipe = make_project(tmp_path)
     build(recipe)
     path = tmp_path / "data" / "sharegpt.jsonl"
-    path.write_text(path.read_text() + json.dumps({"conversations": [
-        {"from": "human", "value": "new?"}, {"from": "gpt", "value": "yes"}]}) + "\n")
+    path.write_text(
+        path.read_text()
+        + json.dumps({"conversations": [{"from": "human", "value": "new?"}, {"from": "gpt", "value": "yes"}]})
+        + "\n"
+    )
     statuses = {s.name: s for s in plan(load_recipe(recipe))}
     assert statuses["read:sgpt"].state == "stale"
     assert statuses["read:sgpt"].reason == "file changed data/sharegpt.jsonl"
@@ -119,8 +154,11 @@ def test_a_killed_build_leaves_no_partial_output_and_resumes(tmp_path):
     recipe = make_project(tmp_path, rows=20000)
     reference = tmp_path / "ref"
     build(make_project(reference, rows=20000))
-    proc = subprocess.Popen([sys.executable, "-m", "dataforge", "build", "-q", str(recipe)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "dataforge", "build", "-q", str(recipe)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     cache = tmp_path / "data" / "processed" / "tiny" / ".cache"
     deadline = time.time() + 60
     while time.time() < deadline and not (cache / "convert--alp" / "LATEST").exists():

@@ -18,8 +18,7 @@ def turns(checked) -> list[list[tuple[str, str | None]]]:
 
 def rejects(checked) -> list[tuple]:
     return [
-        (r["stage"], r["row"], r["line"], r["reason"], r["field"], r["message"])
-        for r in checked.rejects.to_pylist()
+        (r["stage"], r["row"], r["line"], r["reason"], r["field"], r["message"]) for r in checked.rejects.to_pylist()
     ]
 
 

@@ -38,8 +38,7 @@ def test_detect_says_which_columns_it_saw_when_nothing_matches():
     with pytest.raises(DataError) as err:
         formats.detect([{"prompt": "q", "completion": "a"}, {"prompt": "r"}], "source 's' (x.jsonl)")
     assert (
-        err.value.message
-        == "source 's' (x.jsonl): could not detect the format from columns ['completion', 'prompt']"
+        err.value.message == "source 's' (x.jsonl): could not detect the format from columns ['completion', 'prompt']"
     )
     assert err.value.hint == (
         "set `format:` to one of alpaca, sharegpt, openai and map renamed columns with `columns:`"
@@ -95,8 +94,7 @@ def test_check_files_names_an_unknown_format_and_missing_files(tmp_path):
     with pytest.raises(DataError) as missing:
         check_files("nothing-here.jsonl", root=tmp_path)
     assert missing.value.message == (
-        "source 'input': `from: nothing-here.jsonl` matches no .jsonl, .json or .parquet file "
-        f"under {tmp_path}"
+        f"source 'input': `from: nothing-here.jsonl` matches no .jsonl, .json or .parquet file under {tmp_path}"
     )
 
 

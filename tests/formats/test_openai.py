@@ -14,8 +14,7 @@ OPENAI = formats.get("openai")
 
 def rejects(checked) -> list[tuple]:
     return [
-        (r["stage"], r["row"], r["line"], r["reason"], r["field"], r["message"])
-        for r in checked.rejects.to_pylist()
+        (r["stage"], r["row"], r["line"], r["reason"], r["field"], r["message"]) for r in checked.rejects.to_pylist()
     ]
 
 
@@ -231,9 +230,7 @@ def test_tool_call_without_function_is_rejected_on_the_careful_path_too(write, c
 
 
 def test_system_message_after_the_first_is_misplaced(write, check):
-    checked = check(
-        write("late.jsonl", [chat(user("hi"), {"role": "system", "content": "late"}, assistant("x"))])
-    )
+    checked = check(write("late.jsonl", [chat(user("hi"), {"role": "system", "content": "late"}, assistant("x"))]))
     [reject] = checked.rejects.to_pylist()
     assert (reject["reason"], reject["message"]) == (
         "misplaced_system",

@@ -79,15 +79,9 @@ def test_peer_file_survives_openai_and_back(llamafactory, tmp_path, name, fmt):
 def test_peer_tool_calls_arrive_as_tool_calls(llamafactory, name):
     raw = json.loads((llamafactory / name).read_text(encoding="utf-8"))
     checked = check_files(str(llamafactory / name), "sharegpt", root=llamafactory)
-    calls = [
-        c for row in checked.examples.to_pylist() for m in row["messages"] for c in m["tool_calls"] or ()
-    ]
-    expected = [
-        json.loads(t["value"]) for r in raw for t in r["conversations"] if t["from"] == "function_call"
-    ]
-    assert [(c["name"], json.loads(c["arguments"])) for c in calls] == [
-        (e["name"], e["arguments"]) for e in expected
-    ]
+    calls = [c for row in checked.examples.to_pylist() for m in row["messages"] for c in m["tool_calls"] or ()]
+    expected = [json.loads(t["value"]) for r in raw for t in r["conversations"] if t["from"] == "function_call"]
+    assert [(c["name"], json.loads(c["arguments"])) for c in calls] == [(e["name"], e["arguments"]) for e in expected]
     assert sum(row["tools"] is not None for row in checked.examples.to_pylist()) == sum(
         bool(json.loads(r["tools"] or "[]")) for r in raw
     )
@@ -96,9 +90,7 @@ def test_peer_tool_calls_arrive_as_tool_calls(llamafactory, name):
 def _alternates(turns: list[dict[str, str]]) -> bool:
     """Whether the turns alpaca can hold (system and observations aside) alternate human/assistant."""
     sides = [
-        "user" if t["from"] == "human" else "assistant"
-        for t in turns
-        if t["from"] not in ("system", "observation")
+        "user" if t["from"] == "human" else "assistant" for t in turns if t["from"] not in ("system", "observation")
     ]
     return len(sides) >= 2 and sides == ["user", "assistant"] * (len(sides) // 2)
 

@@ -17,8 +17,7 @@ def turns(checked) -> list[list[tuple[str, str | None]]]:
 
 def rejects(checked) -> list[tuple]:
     return [
-        (r["stage"], r["row"], r["line"], r["reason"], r["field"], r["message"])
-        for r in checked.rejects.to_pylist()
+        (r["stage"], r["row"], r["line"], r["reason"], r["field"], r["message"]) for r in checked.rejects.to_pylist()
     ]
 
 
@@ -286,15 +285,9 @@ def test_from_examples_counts_what_sharegpt_cannot_carry():
 
 def test_metadata_keys_named_like_sharegpt_columns_are_counted_not_written():
     written = SHAREGPT.from_examples(
-        [
-            example(
-                Message(Role.USER, "q"), Message(Role.ASSISTANT, "a"), metadata={"tools": "[]", "system": "s"}
-            )
-        ]
+        [example(Message(Role.USER, "q"), Message(Role.ASSISTANT, "a"), metadata={"tools": "[]", "system": "s"})]
     )
-    assert written.records == [
-        {"conversations": [{"from": "human", "value": "q"}, {"from": "gpt", "value": "a"}]}
-    ]
+    assert written.records == [{"conversations": [{"from": "human", "value": "q"}, {"from": "gpt", "value": "a"}]}]
     assert written.losses == {"metadata keys named like a format column": 2}
 
 

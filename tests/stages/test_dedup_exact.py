@@ -1,6 +1,6 @@
 import pyarrow as pa
-from builders import chat, qa, quiet, table
 
+from builders import chat, qa, quiet, table
 from dataforge.record import Example, Kind, Message, Provenance, Role, ToolCall
 from dataforge.stages.dedup_exact import deduplicate, normalise, row_text
 
@@ -40,9 +40,13 @@ def test_roles_matter_and_system_prompts_matter():
 def test_tool_calls_are_part_of_the_identity():
     def call(row, city):
         return Example(
-            id=f"t:{row}", kind=Kind.SFT, provenance=Provenance("t", "t.jsonl", row, row + 1),
-            messages=(Message(Role.USER, "weather?"),
-                      Message(Role.ASSISTANT, None, tool_calls=(ToolCall("w", {"city": city}),))),
+            id=f"t:{row}",
+            kind=Kind.SFT,
+            provenance=Provenance("t", "t.jsonl", row, row + 1),
+            messages=(
+                Message(Role.USER, "weather?"),
+                Message(Role.ASSISTANT, None, tool_calls=(ToolCall("w", {"city": city}),)),
+            ),
         )
 
     t = table(call(0, "Paris"), call(1, "Rome"), call(2, "Paris"))

@@ -1,5 +1,4 @@
 from builders import chat, qa, quiet, table
-
 from dataforge.recipe import Filters
 from dataforge.stages.filter import filter_examples, row_measures
 
@@ -26,8 +25,7 @@ def test_each_rule_filters_with_its_reason_and_first_rule_wins():
     result = filter_examples(t, Filters(max_turns=3, max_chars=40), quiet)
     assert result.tables["examples"]["id"].to_pylist() == ["s:3"]
     reasons = {r["example_id"]: r["reason"] for r in result.tables["rejects"].to_pylist()}
-    assert reasons == {"s:0": "blank_message", "s:1": "too_many_turns", "s:2": "too_many_chars",
-                       "s:4": "blank_message"}
+    assert reasons == {"s:0": "blank_message", "s:1": "too_many_turns", "s:2": "too_many_chars", "s:4": "blank_message"}
     assert set(result.tables["rejects"]["outcome"].to_pylist()) == {"filtered"}
     assert result.stats == {"filtered": 4}
 

@@ -1,6 +1,6 @@
 import pytest
-from builders import qa, quiet, table
 
+from builders import qa, quiet, table
 from dataforge.errors import DataError
 from dataforge.recipe import Mix, Split
 from dataforge.stages.mix import mix, targets

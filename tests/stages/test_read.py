@@ -3,8 +3,8 @@ import json
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from builders import quiet
 
+from builders import quiet
 from dataforge.errors import DataError
 from dataforge.recipe import Source
 from dataforge.stages.read import read_source, resolve_format, source_files
@@ -28,9 +28,12 @@ def test_a_glob_reads_files_in_order_with_ordinals_across_files(tmp_path):
     assert raw["__file"].to_pylist() == ["d/a.jsonl", "d/a.jsonl", "d/b.jsonl"]
     assert raw["__ordinal"].to_pylist() == [0, 1, 2]
     assert raw["__line"].to_pylist() == [1, 2, 1]
-    assert out.stats == {"format": "alpaca", "records": 3,
-                         "files": [{"file": "d/a.jsonl", "records": 2}, {"file": "d/b.jsonl", "records": 1}],
-                         "unmodelled_fields": {}}
+    assert out.stats == {
+        "format": "alpaca",
+        "records": 3,
+        "files": [{"file": "d/a.jsonl", "records": 2}, {"file": "d/b.jsonl", "records": 1}],
+        "unmodelled_fields": {},
+    }
 
 
 def test_max_rows_stops_reading_and_counts_only_what_was_read(tmp_path):
@@ -44,8 +47,7 @@ def test_max_rows_stops_reading_and_counts_only_what_was_read(tmp_path):
 
 
 def test_column_map_and_parquet_detection(tmp_path):
-    table = pa.table({"dialog": [[{"from": "human", "value": "hi"}, {"from": "gpt", "value": "yo"}]],
-                      "lang": ["en"]})
+    table = pa.table({"dialog": [[{"from": "human", "value": "hi"}, {"from": "gpt", "value": "yo"}]], "lang": ["en"]})
     pq.write_table(table, tmp_path / "c.parquet")
     src = Source.model_validate({"name": "s", "from": "c.parquet", "columns": {"conversations": "dialog"}})
     files = source_files(src, tmp_path)

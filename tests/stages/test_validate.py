@@ -1,6 +1,6 @@
 import pyarrow as pa
-from builders import chat, qa, quiet, table
 
+from builders import chat, qa, quiet, table
 from dataforge.record import Example, Kind, Message, Provenance, Role, ToolCall
 from dataforge.stages.validate import validate_examples
 
@@ -66,8 +66,13 @@ def test_origin_column_names_the_source_field_and_is_dropped():
 def test_non_chat_kinds_need_their_own_fields():
     base = dict(provenance=Provenance("p", "p.jsonl", 0, 1))
     rows = [
-        Example(id="p:0", kind=Kind.PREFERENCE, messages=(Message(Role.USER, "q"),),
-                chosen=(Message(Role.ASSISTANT, "good"),), **base),
+        Example(
+            id="p:0",
+            kind=Kind.PREFERENCE,
+            messages=(Message(Role.USER, "q"),),
+            chosen=(Message(Role.ASSISTANT, "good"),),
+            **base,
+        ),
         Example(id="p:1", kind=Kind.KTO, messages=(Message(Role.USER, "q"), Message(Role.ASSISTANT, "a")), **base),
         Example(id="p:2", kind=Kind.PRETRAIN, text="", **base),
         Example(id="p:3", kind=Kind.PRETRAIN, text="Some text.", **base),

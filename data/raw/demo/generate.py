@@ -11,74 +11,171 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 rng = random.Random(20261123)
 
-CITIES = [("France", "Paris", "the Seine"), ("Japan", "Tokyo", "the Sumida"), ("Egypt", "Cairo", "the Nile"),
-          ("Canada", "Ottawa", "the Ottawa River"), ("Peru", "Lima", "the Rimac"), ("Kenya", "Nairobi", "the Nairobi River"),
-          ("Norway", "Oslo", "the Akerselva"), ("Vietnam", "Hanoi", "the Red River"), ("Hungary", "Budapest", "the Danube"),
-          ("Argentina", "Buenos Aires", "the Rio de la Plata"), ("Australia", "Canberra", "Lake Burley Griffin"),
-          ("Portugal", "Lisbon", "the Tagus")]
-DISHES = [("pancakes", "flour, milk, eggs and a pinch of salt", "a hot buttered pan", 2),
-          ("risotto", "arborio rice, stock, onion and parmesan", "a wide heavy pot", 25),
-          ("guacamole", "ripe avocados, lime, onion, coriander and salt", "a bowl and a fork", 10),
-          ("tomato soup", "tomatoes, onion, garlic, stock and olive oil", "a saucepan", 30),
-          ("banana bread", "ripe bananas, flour, sugar, butter, eggs and baking soda", "a loaf tin", 60),
-          ("fried rice", "cold cooked rice, eggs, spring onions, soy sauce and peas", "a very hot wok", 12),
-          ("hummus", "chickpeas, tahini, lemon juice, garlic and olive oil", "a food processor", 10),
-          ("omelette", "eggs, butter, salt and a filling such as cheese", "a small non-stick pan", 5)]
-PY_TASKS = [("reverse a string", "s[::-1]", "Slicing with a step of -1 walks the string backwards."),
-            ("count words in a sentence", "len(sentence.split())", "split() with no argument splits on any run of whitespace."),
-            ("remove duplicates from a list while keeping order", "list(dict.fromkeys(items))", "Dictionaries keep insertion order, so the first occurrence of each item wins."),
-            ("read a file line by line", "with open(path) as fh:\n    for line in fh:\n        print(line.rstrip())", "Iterating over the file object reads one line at a time, so large files do not fill memory."),
-            ("sort a list of dicts by a key", "sorted(rows, key=lambda r: r['age'])", "The key function picks the value to compare; sorted() returns a new list."),
-            ("merge two dictionaries", "merged = {**a, **b}", "Keys from b win when both dictionaries have them."),
-            ("check whether a number is prime", "all(n % d for d in range(2, int(n ** 0.5) + 1)) and n > 1", "A divisor larger than the square root would pair with one smaller than it, so checking up to the root is enough."),
-            ("flatten a list of lists", "[x for row in rows for x in row]", "The comprehension reads like two nested for loops.")]
-SQL_TASKS = [("find the ten most recent orders", "SELECT * FROM orders ORDER BY created_at DESC LIMIT 10;"),
-             ("count customers per country", "SELECT country, COUNT(*) AS customers FROM customers GROUP BY country;"),
-             ("find products never ordered", "SELECT p.* FROM products p LEFT JOIN order_items i ON i.product_id = p.id WHERE i.id IS NULL;"),
-             ("compute the average order value per month", "SELECT date_trunc('month', created_at) AS month, AVG(total) FROM orders GROUP BY 1 ORDER BY 1;"),
-             ("delete duplicate emails keeping the lowest id", "DELETE FROM users a USING users b WHERE a.email = b.email AND a.id > b.id;")]
-SCIENCE = [("Why is the sky blue?", "Sunlight contains every colour. Air molecules scatter short wavelengths much more strongly than long ones (Rayleigh scattering), so blue light is redirected across the whole sky while most red and yellow light passes straight through. At sunset the light crosses more air, the blue is scattered away before it reaches you, and the sky near the horizon turns orange."),
-           ("How do vaccines work?", "A vaccine shows the immune system a harmless piece or copy of a pathogen. The body responds by making antibodies and memory cells. If the real pathogen arrives later, those memory cells recognise it and the response is fast and strong, often before the person feels ill."),
-           ("What causes the seasons?", "The Earth's axis is tilted by about 23.5 degrees. As the planet orbits the Sun, each hemisphere spends part of the year tilted towards it, with longer days and more direct sunlight (summer), and part tilted away (winter). The distance to the Sun changes very little and is not the cause."),
-           ("Why does ice float?", "Water expands when it freezes: the molecules lock into a hexagonal lattice held by hydrogen bonds that keeps them further apart than in the liquid. Ice is therefore about 9% less dense than water and floats, which insulates lakes and lets life survive beneath the surface in winter."),
-           ("What is photosynthesis?", "Photosynthesis is how plants, algae and some bacteria turn light into chemical energy. Chlorophyll absorbs light, which drives the splitting of water and the fixing of carbon dioxide into sugars. Oxygen is released as a by-product."),
-           ("How does a rainbow form?", "Sunlight enters a raindrop, bends (refracts), reflects off the back of the drop and bends again on the way out. Each wavelength bends by a slightly different angle, so the colours fan out. You see a rainbow when the Sun is behind you and rain is in front of you."),
-           ("What is inflation?", "Inflation is the general rise of prices over time, which means each unit of money buys less. Moderate inflation is normal in a growing economy; central banks usually aim for around 2% a year and raise interest rates when it runs higher."),
-           ("Why do we have leap years?", "A year, one orbit of the Sun, lasts about 365.2422 days. Adding a day every four years corrects most of the drift; skipping the leap day in century years not divisible by 400 corrects the rest, keeping the calendar aligned with the seasons.")]
-WRITING = [("a polite email declining a meeting", "Subject: Re: Thursday meeting\n\nHi Sam,\n\nThank you for the invitation. Unfortunately I have a conflicting commitment on Thursday afternoon and will not be able to attend. Could you share the notes afterwards? I am happy to follow up on any action items by email.\n\nBest regards,\nAlex"),
-           ("a short product description for a steel water bottle", "Keep drinks cold for 24 hours or hot for 12 with this double-walled stainless steel bottle. The leak-proof lid fits in one hand, the powder-coated finish will not sweat, and at 750 ml it holds enough for a full day out."),
-           ("a thank-you note to a teacher", "Dear Ms. Rivera,\n\nThank you for a wonderful year. Your patience and your enthusiasm for science made every lesson something to look forward to, and I finally understand why the sky is blue. I will miss your class.\n\nWith gratitude,\nMia"),
-           ("a haiku about autumn", "Maple leaves let go,\nthe wind writes in red and gold,\nthe path remembers."),
-           ("an opening line for a mystery novel", "The lighthouse had been dark for eleven years, so when its beam swept across Harriet's bedroom at three in the morning, she knew someone had found the key.")]
+CITIES = [
+    ("France", "Paris", "the Seine"),
+    ("Japan", "Tokyo", "the Sumida"),
+    ("Egypt", "Cairo", "the Nile"),
+    ("Canada", "Ottawa", "the Ottawa River"),
+    ("Peru", "Lima", "the Rimac"),
+    ("Kenya", "Nairobi", "the Nairobi River"),
+    ("Norway", "Oslo", "the Akerselva"),
+    ("Vietnam", "Hanoi", "the Red River"),
+    ("Hungary", "Budapest", "the Danube"),
+    ("Argentina", "Buenos Aires", "the Rio de la Plata"),
+    ("Australia", "Canberra", "Lake Burley Griffin"),
+    ("Portugal", "Lisbon", "the Tagus"),
+]
+DISHES = [
+    ("pancakes", "flour, milk, eggs and a pinch of salt", "a hot buttered pan", 2),
+    ("risotto", "arborio rice, stock, onion and parmesan", "a wide heavy pot", 25),
+    ("guacamole", "ripe avocados, lime, onion, coriander and salt", "a bowl and a fork", 10),
+    ("tomato soup", "tomatoes, onion, garlic, stock and olive oil", "a saucepan", 30),
+    ("banana bread", "ripe bananas, flour, sugar, butter, eggs and baking soda", "a loaf tin", 60),
+    ("fried rice", "cold cooked rice, eggs, spring onions, soy sauce and peas", "a very hot wok", 12),
+    ("hummus", "chickpeas, tahini, lemon juice, garlic and olive oil", "a food processor", 10),
+    ("omelette", "eggs, butter, salt and a filling such as cheese", "a small non-stick pan", 5),
+]
+PY_TASKS = [
+    ("reverse a string", "s[::-1]", "Slicing with a step of -1 walks the string backwards."),
+    ("count words in a sentence", "len(sentence.split())", "split() with no argument splits on any run of whitespace."),
+    (
+        "remove duplicates from a list while keeping order",
+        "list(dict.fromkeys(items))",
+        "Dictionaries keep insertion order, so the first occurrence of each item wins.",
+    ),
+    (
+        "read a file line by line",
+        "with open(path) as fh:\n    for line in fh:\n        print(line.rstrip())",
+        "Iterating over the file object reads one line at a time, so large files do not fill memory.",
+    ),
+    (
+        "sort a list of dicts by a key",
+        "sorted(rows, key=lambda r: r['age'])",
+        "The key function picks the value to compare; sorted() returns a new list.",
+    ),
+    ("merge two dictionaries", "merged = {**a, **b}", "Keys from b win when both dictionaries have them."),
+    (
+        "check whether a number is prime",
+        "all(n % d for d in range(2, int(n ** 0.5) + 1)) and n > 1",
+        "A divisor larger than the square root would pair with one smaller than it, so checking up to the root is enough.",
+    ),
+    (
+        "flatten a list of lists",
+        "[x for row in rows for x in row]",
+        "The comprehension reads like two nested for loops.",
+    ),
+]
+SQL_TASKS = [
+    ("find the ten most recent orders", "SELECT * FROM orders ORDER BY created_at DESC LIMIT 10;"),
+    ("count customers per country", "SELECT country, COUNT(*) AS customers FROM customers GROUP BY country;"),
+    (
+        "find products never ordered",
+        "SELECT p.* FROM products p LEFT JOIN order_items i ON i.product_id = p.id WHERE i.id IS NULL;",
+    ),
+    (
+        "compute the average order value per month",
+        "SELECT date_trunc('month', created_at) AS month, AVG(total) FROM orders GROUP BY 1 ORDER BY 1;",
+    ),
+    (
+        "delete duplicate emails keeping the lowest id",
+        "DELETE FROM users a USING users b WHERE a.email = b.email AND a.id > b.id;",
+    ),
+]
+SCIENCE = [
+    (
+        "Why is the sky blue?",
+        "Sunlight contains every colour. Air molecules scatter short wavelengths much more strongly than long ones (Rayleigh scattering), so blue light is redirected across the whole sky while most red and yellow light passes straight through. At sunset the light crosses more air, the blue is scattered away before it reaches you, and the sky near the horizon turns orange.",
+    ),
+    (
+        "How do vaccines work?",
+        "A vaccine shows the immune system a harmless piece or copy of a pathogen. The body responds by making antibodies and memory cells. If the real pathogen arrives later, those memory cells recognise it and the response is fast and strong, often before the person feels ill.",
+    ),
+    (
+        "What causes the seasons?",
+        "The Earth's axis is tilted by about 23.5 degrees. As the planet orbits the Sun, each hemisphere spends part of the year tilted towards it, with longer days and more direct sunlight (summer), and part tilted away (winter). The distance to the Sun changes very little and is not the cause.",
+    ),
+    (
+        "Why does ice float?",
+        "Water expands when it freezes: the molecules lock into a hexagonal lattice held by hydrogen bonds that keeps them further apart than in the liquid. Ice is therefore about 9% less dense than water and floats, which insulates lakes and lets life survive beneath the surface in winter.",
+    ),
+    (
+        "What is photosynthesis?",
+        "Photosynthesis is how plants, algae and some bacteria turn light into chemical energy. Chlorophyll absorbs light, which drives the splitting of water and the fixing of carbon dioxide into sugars. Oxygen is released as a by-product.",
+    ),
+    (
+        "How does a rainbow form?",
+        "Sunlight enters a raindrop, bends (refracts), reflects off the back of the drop and bends again on the way out. Each wavelength bends by a slightly different angle, so the colours fan out. You see a rainbow when the Sun is behind you and rain is in front of you.",
+    ),
+    (
+        "What is inflation?",
+        "Inflation is the general rise of prices over time, which means each unit of money buys less. Moderate inflation is normal in a growing economy; central banks usually aim for around 2% a year and raise interest rates when it runs higher.",
+    ),
+    (
+        "Why do we have leap years?",
+        "A year, one orbit of the Sun, lasts about 365.2422 days. Adding a day every four years corrects most of the drift; skipping the leap day in century years not divisible by 400 corrects the rest, keeping the calendar aligned with the seasons.",
+    ),
+]
+WRITING = [
+    (
+        "a polite email declining a meeting",
+        "Subject: Re: Thursday meeting\n\nHi Sam,\n\nThank you for the invitation. Unfortunately I have a conflicting commitment on Thursday afternoon and will not be able to attend. Could you share the notes afterwards? I am happy to follow up on any action items by email.\n\nBest regards,\nAlex",
+    ),
+    (
+        "a short product description for a steel water bottle",
+        "Keep drinks cold for 24 hours or hot for 12 with this double-walled stainless steel bottle. The leak-proof lid fits in one hand, the powder-coated finish will not sweat, and at 750 ml it holds enough for a full day out.",
+    ),
+    (
+        "a thank-you note to a teacher",
+        "Dear Ms. Rivera,\n\nThank you for a wonderful year. Your patience and your enthusiasm for science made every lesson something to look forward to, and I finally understand why the sky is blue. I will miss your class.\n\nWith gratitude,\nMia",
+    ),
+    ("a haiku about autumn", "Maple leaves let go,\nthe wind writes in red and gold,\nthe path remembers."),
+    (
+        "an opening line for a mystery novel",
+        "The lighthouse had been dark for eleven years, so when its beam swept across Harriet's bedroom at three in the morning, she knew someone had found the key.",
+    ),
+]
 
 
 def math_problem(i: int) -> tuple[str, str]:
     a, b = rng.randint(3, 40), rng.randint(2, 12)
     kind = i % 4
     if kind == 0:
-        return (f"A box holds {b} pencils. How many pencils are in {a} boxes?",
-                f"Each box holds {b} pencils, so {a} boxes hold {a} × {b} = {a * b} pencils.")
+        return (
+            f"A box holds {b} pencils. How many pencils are in {a} boxes?",
+            f"Each box holds {b} pencils, so {a} boxes hold {a} × {b} = {a * b} pencils.",
+        )
     if kind == 1:
         total = a * b
-        return (f"{total} apples are shared equally among {b} children. How many does each child get?",
-                f"Divide the apples by the number of children: {total} ÷ {b} = {a}. Each child gets {a} apples.")
+        return (
+            f"{total} apples are shared equally among {b} children. How many does each child get?",
+            f"Divide the apples by the number of children: {total} ÷ {b} = {a}. Each child gets {a} apples.",
+        )
     if kind == 2:
         speed = b * 10
-        return (f"A train travels at {speed} km/h for {a} hours. How far does it go?",
-                f"Distance = speed × time = {speed} km/h × {a} h = {speed * a} km.")
+        return (
+            f"A train travels at {speed} km/h for {a} hours. How far does it go?",
+            f"Distance = speed × time = {speed} km/h × {a} h = {speed * a} km.",
+        )
     price = a + 0.5
-    return (f"A notebook costs ${price:.2f}. How much do {b} notebooks cost?",
-            f"Multiply the price by the quantity: {b} × ${price:.2f} = ${b * price:.2f}.")
+    return (
+        f"A notebook costs ${price:.2f}. How much do {b} notebooks cost?",
+        f"Multiply the price by the quantity: {b} × ${price:.2f} = ${b * price:.2f}.",
+    )
 
 
 def conversion(i: int) -> tuple[str, str]:
     v = rng.randint(2, 250)
     kind = i % 3
     if kind == 0:
-        return (f"Convert {v} kilometres to miles.", f"One kilometre is about 0.621371 miles, so {v} km ≈ {v * 0.621371:.2f} miles.")
+        return (
+            f"Convert {v} kilometres to miles.",
+            f"One kilometre is about 0.621371 miles, so {v} km ≈ {v * 0.621371:.2f} miles.",
+        )
     if kind == 1:
-        return (f"What is {v} degrees Fahrenheit in Celsius?",
-                f"Use C = (F − 32) × 5/9: ({v} − 32) × 5/9 ≈ {(v - 32) * 5 / 9:.1f} °C.")
+        return (
+            f"What is {v} degrees Fahrenheit in Celsius?",
+            f"Use C = (F − 32) × 5/9: ({v} − 32) × 5/9 ≈ {(v - 32) * 5 / 9:.1f} °C.",
+        )
     return (f"How many grams are in {v} ounces?", f"One ounce is 28.3495 g, so {v} oz ≈ {v * 28.3495:.1f} g.")
 
 
@@ -86,25 +183,47 @@ def pool() -> list[tuple[str, str]]:
     """Distinct (question, answer) pairs across topics."""
     qa: list[tuple[str, str]] = []
     for country, capital, river in CITIES:
-        qa.append((f"What is the capital of {country}?",
-                   f"The capital of {country} is {capital}. It lies on {river} and is the country's main political centre."))
-        qa.append((f"Suggest a one-day walking plan for {capital}.",
-                   f"Start early in the old centre of {capital} while the streets are quiet, then follow {river} towards the main museums. "
-                   f"Have lunch where locals eat, spend the afternoon in a park or market, and end the day at a viewpoint for sunset."))
+        qa.append(
+            (
+                f"What is the capital of {country}?",
+                f"The capital of {country} is {capital}. It lies on {river} and is the country's main political centre.",
+            )
+        )
+        qa.append(
+            (
+                f"Suggest a one-day walking plan for {capital}.",
+                f"Start early in the old centre of {capital} while the streets are quiet, then follow {river} towards the main museums. "
+                f"Have lunch where locals eat, spend the afternoon in a park or market, and end the day at a viewpoint for sunset.",
+            )
+        )
     for dish, ingredients, tool, minutes in DISHES:
-        qa.append((f"How do I make {dish}?",
-                   f"For {dish} you need {ingredients}. Prepare everything before you start, use {tool}, and cook for about {minutes} minutes, "
-                   f"tasting and adjusting the seasoning at the end."))
-        qa.append((f"How long does {dish} keep, and how should I store it?",
-                   f"Cooked {dish} keeps for two to three days in an airtight container in the fridge. Cool it quickly, "
-                   f"store it within two hours of cooking, and reheat only the portion you will eat."))
-        qa.append((f"What can I use instead of eggs in {dish}?",
-                   f"In {dish} you can often replace each egg with a tablespoon of ground flaxseed mixed with three tablespoons of water, "
-                   f"left to thicken for five minutes. The texture changes slightly, so expect a denser result."))
+        qa.append(
+            (
+                f"How do I make {dish}?",
+                f"For {dish} you need {ingredients}. Prepare everything before you start, use {tool}, and cook for about {minutes} minutes, "
+                f"tasting and adjusting the seasoning at the end.",
+            )
+        )
+        qa.append(
+            (
+                f"How long does {dish} keep, and how should I store it?",
+                f"Cooked {dish} keeps for two to three days in an airtight container in the fridge. Cool it quickly, "
+                f"store it within two hours of cooking, and reheat only the portion you will eat.",
+            )
+        )
+        qa.append(
+            (
+                f"What can I use instead of eggs in {dish}?",
+                f"In {dish} you can often replace each egg with a tablespoon of ground flaxseed mixed with three tablespoons of water, "
+                f"left to thicken for five minutes. The texture changes slightly, so expect a denser result.",
+            )
+        )
     for task, code, why in PY_TASKS:
         qa.append((f"How do I {task} in Python?", f"```python\n{code}\n```\n{why}"))
     for task, sql in SQL_TASKS:
-        qa.append((f"Write a SQL query to {task}.", f"```sql\n{sql}\n```\nAdjust table and column names to your schema."))
+        qa.append(
+            (f"Write a SQL query to {task}.", f"```sql\n{sql}\n```\nAdjust table and column names to your schema.")
+        )
     qa.extend(SCIENCE)
     for what, text in WRITING:
         qa.append((f"Write {what}.", text))
@@ -113,8 +232,15 @@ def pool() -> list[tuple[str, str]]:
     for i in range(60):
         qa.append(conversion(i))
     qa.append(("Quelle est la capitale de l'Italie ?", "La capitale de l'Italie est Rome, traversée par le Tibre."))
-    qa.append(("用一句话解释什么是机器学习。", "机器学习是让计算机从数据中自动学习规律，并用这些规律对新数据做出预测的方法。"))
-    qa.append(("¿Cuántos días tiene un año bisiesto?", "Un año bisiesto tiene 366 días; el día adicional es el 29 de febrero."))
+    qa.append(
+        ("用一句话解释什么是机器学习。", "机器学习是让计算机从数据中自动学习规律，并用这些规律对新数据做出预测的方法。")
+    )
+    qa.append(
+        (
+            "¿Cuántos días tiene un año bisiesto?",
+            "Un año bisiesto tiene 366 días; el día adicional es el 29 de febrero.",
+        )
+    )
     seen, unique = set(), []
     for q, a in qa:
         if q not in seen:
@@ -123,8 +249,11 @@ def pool() -> list[tuple[str, str]]:
     return unique
 
 
-SYSTEMS = ["You are a helpful assistant.", "You are a concise assistant. Answer in as few words as needed.",
-           "You are a friendly tutor who explains step by step."]
+SYSTEMS = [
+    "You are a helpful assistant.",
+    "You are a concise assistant. Answer in as few words as needed.",
+    "You are a friendly tutor who explains step by step.",
+]
 
 
 def near_copy(text: str) -> str:
@@ -163,15 +292,35 @@ def main() -> None:
         planted.append(("alpaca.json", len(alpaca) - 1, f"exact copy of record {k * 5}", "dedup", "exact_duplicate"))
     for k in range(2):  # normalised duplicates: case and whitespace only
         src = alpaca[40 + k]
-        copy = {"instruction": src["instruction"].upper(), "input": "", "output": "  " + src["output"].replace(" ", "  ")}
+        copy = {
+            "instruction": src["instruction"].upper(),
+            "input": "",
+            "output": "  " + src["output"].replace(" ", "  "),
+        }
         if "system" in src:
             copy["system"] = src["system"]
         alpaca.append(copy)
-        planted.append(("alpaca.json", len(alpaca) - 1, f"copy of record {40 + k} differing in case/whitespace", "dedup", "exact_duplicate"))
+        planted.append(
+            (
+                "alpaca.json",
+                len(alpaca) - 1,
+                f"copy of record {40 + k} differing in case/whitespace",
+                "dedup",
+                "exact_duplicate",
+            )
+        )
     for k in range(3):  # near-duplicates (a later issue's MinHash dedup)
         src = alpaca[10 + k]
         alpaca.append({"instruction": src["instruction"], "input": "", "output": near_copy(src["output"])})
-        planted.append(("alpaca.json", len(alpaca) - 1, f"near copy of record {10 + k} (two words edited)", "-", "kept (a near-duplicate: exact dedup keeps it)"))
+        planted.append(
+            (
+                "alpaca.json",
+                len(alpaca) - 1,
+                f"near copy of record {10 + k} (two words edited)",
+                "-",
+                "kept (a near-duplicate: exact dedup keeps it)",
+            )
+        )
     alpaca.append({"instruction": "Tell me a joke about databases.", "input": "", "output": ""})
     planted.append(("alpaca.json", len(alpaca) - 1, "empty `output`", "validate", "empty_content"))
     alpaca.append({"input": "", "output": "An answer without a question."})
@@ -179,8 +328,12 @@ def main() -> None:
     alpaca.append({"instruction": "List three primary colours.", "input": "", "output": ["red", "yellow", "blue"]})
     planted.append(("alpaca.json", len(alpaca) - 1, "`output` is a list", "read", "schema_violation"))
     long_answer = " ".join([SCIENCE[i % len(SCIENCE)][1] for i in range(24)])
-    alpaca.append({"instruction": "Summarise everything you know about natural science.", "input": "", "output": long_answer})
-    planted.append(("alpaca.json", len(alpaca) - 1, f"answer of {len(long_answer)} characters", "filter", "too_many_chars"))
+    alpaca.append(
+        {"instruction": "Summarise everything you know about natural science.", "input": "", "output": long_answer}
+    )
+    planted.append(
+        ("alpaca.json", len(alpaca) - 1, f"answer of {len(long_answer)} characters", "filter", "too_many_chars")
+    )
 
     # ---- sharegpt.jsonl -------------------------------------------------------------------
     share_lines: list[str] = []
@@ -198,23 +351,46 @@ def main() -> None:
     for i in range(0, len(share_qa) - 2, 1):
         n = 1 + (i % 3)
         pairs = [share_qa[(i + j) % len(share_qa)] for j in range(n)]
-        share_recs.append(conv(pairs, system=SYSTEMS[i % 3] if i % 5 == 0 else None,
-                               system_column=SYSTEMS[1] if i % 7 == 3 and i % 5 != 0 else None))
+        share_recs.append(
+            conv(
+                pairs,
+                system=SYSTEMS[i % 3] if i % 5 == 0 else None,
+                system_column=SYSTEMS[1] if i % 7 == 3 and i % 5 != 0 else None,
+            )
+        )
     for rec in share_recs:
         share_lines.append(json.dumps(rec, ensure_ascii=False))
     for k in range(5):
         share_lines.append(share_lines[k * 3])
-        planted.append(("sharegpt.jsonl", len(share_lines), f"exact copy of line {k * 3 + 1}", "dedup", "exact_duplicate"))
+        planted.append(
+            ("sharegpt.jsonl", len(share_lines), f"exact copy of line {k * 3 + 1}", "dedup", "exact_duplicate")
+        )
     for k in range(4):  # cross-source duplicates of alpaca rows (no input, no system)
         src = alpaca[k * 7 + 1]
         if "system" in src:
             continue
         share_lines.append(json.dumps(conv([(src["instruction"], src["output"])]), ensure_ascii=False))
-        planted.append(("sharegpt.jsonl", len(share_lines), f"same turns as alpaca.json record {k * 7 + 1}", "dedup", "exact_duplicate"))
+        planted.append(
+            (
+                "sharegpt.jsonl",
+                len(share_lines),
+                f"same turns as alpaca.json record {k * 7 + 1}",
+                "dedup",
+                "exact_duplicate",
+            )
+        )
     for k in range(2):
         q, a = share_qa[20 + k]
         share_lines.append(json.dumps(conv([(q, near_copy(a))]), ensure_ascii=False))
-        planted.append(("sharegpt.jsonl", len(share_lines), "near copy of another row", "-", "kept (a near-duplicate: exact dedup keeps it)"))
+        planted.append(
+            (
+                "sharegpt.jsonl",
+                len(share_lines),
+                "near copy of another row",
+                "-",
+                "kept (a near-duplicate: exact dedup keeps it)",
+            )
+        )
     share_lines.append("")
     planted.append(("sharegpt.jsonl", len(share_lines), "blank line", "-", "skipped (holds no record)"))
     share_lines.append('{"conversations": [{"from": "human", "value": "Is this JSON?"}, {"from": "gpt", "value": "No"')
@@ -225,11 +401,22 @@ def main() -> None:
     planted.append(("sharegpt.jsonl", len(share_lines), "a JSON array, not an object", "read", "not_an_object"))
     share_lines.append(json.dumps(conv([("What is 2 + 2?", "")])))
     planted.append(("sharegpt.jsonl", len(share_lines), "empty assistant value", "validate", "empty_content"))
-    share_lines.append(json.dumps({"conversations": [{"from": "human", "value": "Hello?"}, {"from": "bot", "value": "Hi."}]}))
+    share_lines.append(
+        json.dumps({"conversations": [{"from": "human", "value": "Hello?"}, {"from": "bot", "value": "Hi."}]})
+    )
     planted.append(("sharegpt.jsonl", len(share_lines), "unknown role `bot`", "convert", "unknown_role"))
     share_lines.append(json.dumps({"conversations": [{"from": "human", "value": "Anyone there?"}]}))
     planted.append(("sharegpt.jsonl", len(share_lines), "no assistant turn", "validate", "no_assistant_turn"))
-    share_lines.append(json.dumps({"conversations": [{"from": "human", "value": "How many legs does a spider have?"}, {"from": "gpt", "value": 8}]}))
+    share_lines.append(
+        json.dumps(
+            {
+                "conversations": [
+                    {"from": "human", "value": "How many legs does a spider have?"},
+                    {"from": "gpt", "value": 8},
+                ]
+            }
+        )
+    )
     planted.append(("sharegpt.jsonl", len(share_lines), "`value` is a number", "read", "schema_violation"))
     share_lines.append(json.dumps(conv(long_qa[:6]), ensure_ascii=False))
     planted.append(("sharegpt.jsonl", len(share_lines), "6 exchanges", "filter", "too_many_turns"))
@@ -258,13 +445,29 @@ def main() -> None:
         for m in rec["messages"]:
             m["content"] = m["content"].lower() + "  "
         oai_lines.append(json.dumps(rec, ensure_ascii=False))
-        planted.append(("openai.jsonl", len(oai_lines), f"copy of line {11 + k} differing in case/whitespace", "dedup", "exact_duplicate"))
+        planted.append(
+            (
+                "openai.jsonl",
+                len(oai_lines),
+                f"copy of line {11 + k} differing in case/whitespace",
+                "dedup",
+                "exact_duplicate",
+            )
+        )
     src = alpaca[3]
     oai_lines.append(json.dumps(msgs([(src["instruction"], src["output"])], src.get("system")), ensure_ascii=False))
     planted.append(("openai.jsonl", len(oai_lines), "same turns as alpaca.json record 3", "dedup", "exact_duplicate"))
     q, a = oai_qa[5]
     oai_lines.append(json.dumps(msgs([(q, near_copy(a))]), ensure_ascii=False))
-    planted.append(("openai.jsonl", len(oai_lines), "near copy of another row", "-", "kept (a near-duplicate: exact dedup keeps it)"))
+    planted.append(
+        (
+            "openai.jsonl",
+            len(oai_lines),
+            "near copy of another row",
+            "-",
+            "kept (a near-duplicate: exact dedup keeps it)",
+        )
+    )
     oai_lines.append("")
     planted.append(("openai.jsonl", len(oai_lines), "blank line", "-", "skipped (holds no record)"))
     oai_lines.append('{"messages": [{"role": "user", "content": "unterminated}')
@@ -275,11 +478,17 @@ def main() -> None:
     planted.append(("openai.jsonl", len(oai_lines), "a JSON string, not an object", "read", "not_an_object"))
     oai_lines.append(json.dumps(msgs([("Name a prime number.", "")])))
     planted.append(("openai.jsonl", len(oai_lines), "empty assistant content", "validate", "empty_content"))
-    oai_lines.append(json.dumps({"messages": [{"role": "user", "content": "Hi"}, {"role": "robot", "content": "Beep."}]}))
+    oai_lines.append(
+        json.dumps({"messages": [{"role": "user", "content": "Hi"}, {"role": "robot", "content": "Beep."}]})
+    )
     planted.append(("openai.jsonl", len(oai_lines), "unknown role `robot`", "convert", "unknown_role"))
-    oai_lines.append(json.dumps({"messages": [{"role": "system", "content": "Be nice."}, {"role": "user", "content": "Hi"}]}))
+    oai_lines.append(
+        json.dumps({"messages": [{"role": "system", "content": "Be nice."}, {"role": "user", "content": "Hi"}]})
+    )
     planted.append(("openai.jsonl", len(oai_lines), "no assistant turn", "validate", "no_assistant_turn"))
-    oai_lines.append(json.dumps({"messages": [{"role": "user", "content": 42}, {"role": "assistant", "content": "A number?"}]}))
+    oai_lines.append(
+        json.dumps({"messages": [{"role": "user", "content": 42}, {"role": "assistant", "content": "A number?"}]})
+    )
     planted.append(("openai.jsonl", len(oai_lines), "`content` is a number", "read", "schema_violation"))
     oai_lines.append(json.dumps(msgs([("Say hello.", "   ")])))
     planted.append(("openai.jsonl", len(oai_lines), "assistant content is only spaces", "filter", "blank_message"))
@@ -314,8 +523,11 @@ def main() -> None:
     for file, where, problem, stage, reason in planted:
         shown = starts[where] if file == "alpaca.json" else where
         rows.append(f"| {file} | {shown} | {problem} | {stage} | {reason} |")
-    counts = {"alpaca.json": len(alpaca), "sharegpt.jsonl": sum(1 for x in share_lines if x),
-              "openai.jsonl": sum(1 for x in oai_lines if x)}
+    counts = {
+        "alpaca.json": len(alpaca),
+        "sharegpt.jsonl": sum(1 for x in share_lines if x),
+        "openai.jsonl": sum(1 for x in oai_lines if x),
+    }
     readme = [
         "# Demo sources",
         "",

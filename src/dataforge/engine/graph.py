@@ -35,23 +35,68 @@ def build_graph(loaded: LoadedRecipe) -> list[Stage]:
             files=files,
             source=src.name,
         )
-        c = Stage(f"convert:{src.name}", "convert", convert.VERSION, (r.name,), ("examples", "rejects"), {"source": src.name},
-                  convert.make_convert(src.name, r.name), source=src.name)
-        v = Stage(f"validate:{src.name}", "validate", validate.VERSION, (c.name,), ("examples", "rejects"), {},
-                  validate.make_validate(c.name), source=src.name)
-        f = Stage(f"filter:{src.name}", "filter", filter.VERSION, (v.name,), ("examples", "rejects"), recipe.filters.model_dump(),
-                  filter.make_filter(v.name, recipe.filters), source=src.name)
+        c = Stage(
+            f"convert:{src.name}",
+            "convert",
+            convert.VERSION,
+            (r.name,),
+            ("examples", "rejects"),
+            {"source": src.name},
+            convert.make_convert(src.name, r.name),
+            source=src.name,
+        )
+        v = Stage(
+            f"validate:{src.name}",
+            "validate",
+            validate.VERSION,
+            (c.name,),
+            ("examples", "rejects"),
+            {},
+            validate.make_validate(c.name),
+            source=src.name,
+        )
+        f = Stage(
+            f"filter:{src.name}",
+            "filter",
+            filter.VERSION,
+            (v.name,),
+            ("examples", "rejects"),
+            recipe.filters.model_dump(),
+            filter.make_filter(v.name, recipe.filters),
+            source=src.name,
+        )
         stages += [r, c, v, f]
         filtered.append(f.name)
     names = [s.name for s in recipe.sources]
-    d = Stage("dedup", "dedup", dedup_exact.VERSION, tuple(filtered), ("examples", "rejects"), recipe.dedup.model_dump(),
-              dedup_exact.make_dedup(filtered, recipe.dedup.exact))
-    m = Stage("mix", "mix", mix.VERSION, (d.name,), ("examples", "rejects"),
-              {**recipe.mix.model_dump(), "seed": recipe.seed, "sources": names},
-              mix.make_mix(d.name, names, recipe.mix, recipe.seed), libraries=("pyarrow", "numpy"))
-    s = Stage("split", "split", split.VERSION, (m.name,), ("train", "val"),
-              {**recipe.split.model_dump(), "seed": recipe.seed, "sources": names},
-              split.make_split(m.name, names, recipe.split, recipe.seed), libraries=("pyarrow", "numpy"))
+    d = Stage(
+        "dedup",
+        "dedup",
+        dedup_exact.VERSION,
+        tuple(filtered),
+        ("examples", "rejects"),
+        recipe.dedup.model_dump(),
+        dedup_exact.make_dedup(filtered, recipe.dedup.exact),
+    )
+    m = Stage(
+        "mix",
+        "mix",
+        mix.VERSION,
+        (d.name,),
+        ("examples", "rejects"),
+        {**recipe.mix.model_dump(), "seed": recipe.seed, "sources": names},
+        mix.make_mix(d.name, names, recipe.mix, recipe.seed),
+        libraries=("pyarrow", "numpy"),
+    )
+    s = Stage(
+        "split",
+        "split",
+        split.VERSION,
+        (m.name,),
+        ("train", "val"),
+        {**recipe.split.model_dump(), "seed": recipe.seed, "sources": names},
+        split.make_split(m.name, names, recipe.split, recipe.seed),
+        libraries=("pyarrow", "numpy"),
+    )
     stages += [d, m, s]
     return topological(stages)
 

@@ -47,7 +47,8 @@ def explain(old: dict[str, Any] | None, new: dict[str, Any]) -> str:
         reasons.append(f"stage code version {old.get('version')} → {new['version']}")
     if old.get("config") != new["config"]:
         changed = sorted(
-            k for k in set(old.get("config", {})) | set(new["config"])
+            k
+            for k in set(old.get("config", {})) | set(new["config"])
             if old.get("config", {}).get(k) != new["config"].get(k)
         )
         reasons.append(f"config changed: {', '.join(changed)}")
@@ -88,8 +89,11 @@ def plan(loaded: LoadedRecipe, stages: list[Stage] | None = None) -> list[StageS
         else:
             latest = cache.latest(stage.name)
             state = "new" if latest is None else "stale"
-            out.append(StageStatus(stage.name, state, explain(latest.manifest["parts"] if latest else None, parts),
-                                   key, stage.inputs))
+            out.append(
+                StageStatus(
+                    stage.name, state, explain(latest.manifest["parts"] if latest else None, parts), key, stage.inputs
+                )
+            )
     return out
 
 
@@ -111,8 +115,13 @@ def run(loaded: LoadedRecipe, on_stage: StageProgress | None = None) -> RunResul
             cache.mark_latest(stage.name, key)
         else:
             latest = cache.latest(stage.name)
-            status = StageStatus(stage.name, "new" if latest is None else "stale",
-                                 explain(latest.manifest["parts"] if latest else None, parts), key, stage.inputs)
+            status = StageStatus(
+                stage.name,
+                "new" if latest is None else "stale",
+                explain(latest.manifest["parts"] if latest else None, parts),
+                key,
+                stage.inputs,
+            )
         progress: Progress = on_stage(stage, status) if on_stage else (lambda done, total, what: None)
         if entry is None:
             inputs = {name: entries[name].as_input() for name in stage.inputs}

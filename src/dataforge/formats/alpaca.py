@@ -63,7 +63,10 @@ class AlpacaFormat(Format):
             missing = col.is_null(col.whole(raw[column])) & ~bad
             rejects.append(
                 reject_rows(
-                    raw, missing, reason="schema_violation", field=column,
+                    raw,
+                    missing,
+                    reason="schema_violation",
+                    field=column,
                     message=f"'{column}' is required but missing",
                 )
             )
@@ -78,7 +81,10 @@ class AlpacaFormat(Format):
             broken &= ~bad
             rejects.append(
                 reject_rows(
-                    raw, broken, reason="schema_violation", field="history",
+                    raw,
+                    broken,
+                    reason="schema_violation",
+                    field="history",
                     message="every history item must be a [user, assistant] pair of two strings",
                 )
             )
@@ -107,9 +113,7 @@ class AlpacaFormat(Format):
         turns = pc.list_flatten(pairs)  # user, assistant, user, assistant ...
         turn_roles = np.tile(np.array(["user", "assistant"], dtype=object), len(pairs))
         pair_index = col.list_positions(history).to_numpy(zero_copy_only=False)
-        turn_origin = [
-            f"history[{i}][{j}]" for i in pair_index.tolist() for j in (0, 1)
-        ]
+        turn_origin = [f"history[{i}][{j}]" for i in pair_index.tolist() for j in (0, 1)]
         parts = [
             col.single(col.messages("system", system), col.non_empty(system), "system"),
             col.many(

@@ -133,9 +133,7 @@ def reject_rows(
     )
 
 
-def add_metadata(
-    record: dict[str, Any], metadata: str | None, columns: list[str], losses: Counter[str]
-) -> None:
+def add_metadata(record: dict[str, Any], metadata: str | None, columns: list[str], losses: Counter[str]) -> None:
     """Metadata keys as extra top-level keys of `record`, except keys that name one of the format's
     `columns`: those are counted as lost. (Merged with `setdefault` before, such a key was dropped silently
     when the column was written, and read back as that column, e.g. a system prompt, when it was not.)"""

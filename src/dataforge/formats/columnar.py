@@ -117,9 +117,7 @@ def _joined(arrays: list[pa.Array]) -> pa.Array:
 def indexed_origin(prefix: str, list_array: pa.Array, suffix: str = "") -> pa.Array:
     """`prefix[i]suffix` for every flattened element of `list_array`, i being its index in its list."""
     index = list_positions(list_array)
-    return pc.binary_join_element_wise(
-        pa.scalar(f"{prefix}["), index.cast(pa.string()), pa.scalar(f"]{suffix}"), ""
-    )
+    return pc.binary_join_element_wise(pa.scalar(f"{prefix}["), index.cast(pa.string()), pa.scalar(f"]{suffix}"), "")
 
 
 def list_positions(list_array: pa.Array) -> pa.Array:

@@ -89,7 +89,8 @@ def _coerce(record: dict[str, Any]) -> dict[str, Any]:
         for m in msgs:
             calls = m.get("tool_calls") if isinstance(m, dict) else None
             if isinstance(calls, list) and any(
-                isinstance(c, dict) and isinstance(c.get("function"), dict)
+                isinstance(c, dict)
+                and isinstance(c.get("function"), dict)
                 and isinstance(c["function"].get("arguments"), dict)
                 for c in calls
             ):
@@ -121,8 +122,11 @@ class OpenAIFormat(Format):
         rejects = []
         msgs = col.whole(raw["messages"])
         bad = col.is_null(msgs)
-        rejects.append(reject_rows(raw, bad, reason="schema_violation", field="messages",
-                                   message="'messages' is required but missing"))
+        rejects.append(
+            reject_rows(
+                raw, bad, reason="schema_violation", field="messages", message="'messages' is required but missing"
+            )
+        )
         flat = pc.list_flatten(msgs)
         parents = pc.list_parent_indices(msgs).to_numpy(zero_copy_only=False)
         roles = pc.struct_field(flat, "role")
@@ -140,8 +144,15 @@ class OpenAIFormat(Format):
             for r, i in first.items():
                 fields[r] = f"{origin[i].as_py()}.role"
                 texts[r] = f"unknown role {roles[i].as_py()!r}; expected one of {', '.join(sorted(ROLES))}"
-            rejects.append(reject_rows(raw, row_bad, reason="unknown_role", field=pa.array(fields, pa.string()),
-                                       message=pa.array(texts, pa.string())))
+            rejects.append(
+                reject_rows(
+                    raw,
+                    row_bad,
+                    reason="unknown_role",
+                    field=pa.array(fields, pa.string()),
+                    message=pa.array(texts, pa.string()),
+                )
+            )
             bad |= row_bad
         good = split_rows(raw, bad)
         examples, more = self._convert(good, source)
@@ -189,11 +200,18 @@ class OpenAIFormat(Format):
                         r = int(parents[i])
                         if not bad_rows[r]:
                             bad_rows[r] = True
-                            fields[r] = origin[i].as_py().removesuffix(".content") + f".tool_calls[{j}].function.arguments"
+                            fields[r] = (
+                                origin[i].as_py().removesuffix(".content") + f".tool_calls[{j}].function.arguments"
+                            )
                             texts[r] = f"arguments must be a JSON object ({exc})"
                         parsed = {}
-                    row_calls.append({"id": c.get("id"), "name": c["function"]["name"],
-                                      "arguments": json.dumps(parsed, ensure_ascii=False)})
+                    row_calls.append(
+                        {
+                            "id": c.get("id"),
+                            "name": c["function"]["name"],
+                            "arguments": json.dumps(parsed, ensure_ascii=False),
+                        }
+                    )
                 converted.append(row_calls)
             tool_calls = pa.array(converted, pa.list_(TOOL_CALL_TYPE))
         values = col.messages(
@@ -211,8 +229,13 @@ class OpenAIFormat(Format):
                 bad_rows[r] = True
                 fields[r], texts[r] = "tools", problem
         examples = assemble(raw, source, messages=messages, origins=origins, tools=tools)
-        rejects = reject_rows(raw, bad_rows, reason="invalid_tool_call", field=pa.array(fields, pa.string()),
-                              message=pa.array(texts, pa.string()))
+        rejects = reject_rows(
+            raw,
+            bad_rows,
+            reason="invalid_tool_call",
+            field=pa.array(fields, pa.string()),
+            message=pa.array(texts, pa.string()),
+        )
         return split_rows(examples, bad_rows), rejects
 
     def from_examples(self, examples: list[dict[str, Any]]) -> Written:
@@ -226,8 +249,11 @@ class OpenAIFormat(Format):
                     msg["reasoning_content"] = m["reasoning"]
                 if m.get("tool_calls"):
                     msg["tool_calls"] = [
-                        {"id": c.get("id"), "type": "function",
-                         "function": {"name": c["name"], "arguments": c["arguments"]}}
+                        {
+                            "id": c.get("id"),
+                            "type": "function",
+                            "function": {"name": c["name"], "arguments": c["arguments"]},
+                        }
                         for c in m["tool_calls"]
                     ]
                 if m.get("tool_call_id"):

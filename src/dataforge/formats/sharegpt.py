@@ -94,8 +94,13 @@ class ShareGPTFormat(Format):
         conv = col.whole(raw["conversations"])
         bad = col.is_null(conv)
         rejects.append(
-            reject_rows(raw, bad, reason="schema_violation", field="conversations",
-                        message="'conversations' is required but missing")
+            reject_rows(
+                raw,
+                bad,
+                reason="schema_violation",
+                field="conversations",
+                message="'conversations' is required but missing",
+            )
         )
         turns = pc.list_flatten(conv)
         parents = pc.list_parent_indices(conv).to_numpy(zero_copy_only=False)
@@ -116,8 +121,13 @@ class ShareGPTFormat(Format):
                 fields[r] = f"{origin[i].as_py()}.from"
                 messages[r] = f"unknown role {spelled[i].as_py()!r}; expected one of {', '.join(ROLE_OF)}"
             rejects.append(
-                reject_rows(raw, row_bad, reason="unknown_role", field=pa.array(fields, pa.string()),
-                            message=pa.array(messages, pa.string()))
+                reject_rows(
+                    raw,
+                    row_bad,
+                    reason="unknown_role",
+                    field=pa.array(fields, pa.string()),
+                    message=pa.array(messages, pa.string()),
+                )
             )
             bad |= row_bad
         missing_value = col.is_null(pc.struct_field(turns, "value"))
@@ -126,8 +136,13 @@ class ShareGPTFormat(Format):
             row_bad[parents[missing_value]] = True
             row_bad &= ~bad
             rejects.append(
-                reject_rows(raw, row_bad, reason="schema_violation", field="conversations[].value",
-                            message="every turn needs a string 'value'")
+                reject_rows(
+                    raw,
+                    row_bad,
+                    reason="schema_violation",
+                    field="conversations[].value",
+                    message="every turn needs a string 'value'",
+                )
             )
             bad |= row_bad
         good = split_rows(raw, bad)
@@ -164,8 +179,9 @@ class ShareGPTFormat(Format):
             tool_calls = pa.array(calls, pa.list_(TOOL_CALL_TYPE))
             content = pc.if_else(pa.array(is_call), pa.nulls(len(turns), pa.string()), content)
         parts = [
-            col.single(col.messages("system", col.whole(raw["system"])),
-                       col.non_empty(col.whole(raw["system"])), "system"),
+            col.single(
+                col.messages("system", col.whole(raw["system"])), col.non_empty(col.whole(raw["system"])), "system"
+            ),
             col.many(col.messages(roles, content, tool_calls=tool_calls), parents, origin),
         ]
         messages, origins = col.conversations(n, parts)
@@ -175,8 +191,13 @@ class ShareGPTFormat(Format):
                 bad_rows[r] = True
                 call_fields[r], call_messages[r] = "tools", problem
         examples = assemble(raw, source, messages=messages, origins=origins, tools=tools)
-        rejects = reject_rows(raw, bad_rows, reason="invalid_tool_call",
-                              field=pa.array(call_fields, pa.string()), message=pa.array(call_messages, pa.string()))
+        rejects = reject_rows(
+            raw,
+            bad_rows,
+            reason="invalid_tool_call",
+            field=pa.array(call_fields, pa.string()),
+            message=pa.array(call_messages, pa.string()),
+        )
         return split_rows(examples, bad_rows), rejects
 
     def from_examples(self, examples: list[dict[str, Any]]) -> Written:
@@ -220,7 +241,7 @@ def parse_calls(text: str | None) -> tuple[list[dict[str, Any]] | None, str | No
     calls = []
     for item in items:
         if not isinstance(item, dict) or not isinstance(item.get("name"), str):
-            return None, "function_call value must be {\"name\": ..., \"arguments\": {...}} (or a list of them)"
+            return None, 'function_call value must be {"name": ..., "arguments": {...}} (or a list of them)'
         args = item.get("arguments", {})
         if isinstance(args, str):
             try:

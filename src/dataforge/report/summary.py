@@ -127,8 +127,13 @@ def render_markdown(report: dict[str, Any]) -> str:
         f"{total['deduplicated']:,} | {total['downsampled']:,} | {total['train']:,} | {total['val']:,} |"
     )
     if report["removed_by_reason"]:
-        lines += ["", "## Removed rows by reason", "", "| stage | outcome | reason | rows | first example |",
-                  "|---|---|---|--:|---|"]
+        lines += [
+            "",
+            "## Removed rows by reason",
+            "",
+            "| stage | outcome | reason | rows | first example |",
+            "|---|---|---|--:|---|",
+        ]
         for g in report["removed_by_reason"]:
             ex = g["examples"][0] if g["examples"] else None
             shown = ""
@@ -143,8 +148,13 @@ def render_markdown(report: dict[str, Any]) -> str:
             lines.append(f"| {g['stage']} | {g['outcome']} | {g['reason']} | {g['count']:,} | {shown} |")
     unmodelled = [(s["name"], path, n) for s in report["sources"] for path, n in s["unmodelled_fields"].items()]
     if unmodelled:
-        lines += ["", "## Fields the formats do not model (values not carried)", "",
-                  "| source | field | values |", "|---|---|--:|"]
+        lines += [
+            "",
+            "## Fields the formats do not model (values not carried)",
+            "",
+            "| source | field | values |",
+            "|---|---|--:|",
+        ]
         lines += [f"| {name} | `{path}` | {n:,} |" for name, path, n in unmodelled]
     losses = {fmt: v for fmt, v in report["exports"].items() if any(v.values())}
     if losses:

@@ -100,8 +100,9 @@ def deduplicate(examples: pa.Table, enabled: bool, progress: Progress) -> StageO
         duplicate_of=ids.take(pa.array(keeper[dup])),
     )
     progress(n, n, "exact")
-    return StageOutput({"examples": keep_rows(examples, ~dup), "rejects": rejects},
-                       {"exact_duplicates": int(dup.sum())})
+    return StageOutput(
+        {"examples": keep_rows(examples, ~dup), "rejects": rejects}, {"exact_duplicates": int(dup.sum())}
+    )
 
 
 def make_dedup(filter_stages: list[str], enabled: bool):

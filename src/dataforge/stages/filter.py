@@ -48,27 +48,41 @@ def filter_examples(examples: pa.Table, policy: Filters, progress: Progress) -> 
     rules: list[tuple[str, np.ndarray, str]] = []
     if policy.drop_empty:
         rules.append(("blank_message", m["blank"] > 0, "a message's content is only whitespace"))
-    rules.append(("too_few_turns", is_chat & (m["turns"] < policy.min_turns),
-                  f"fewer than min_turns={policy.min_turns} assistant turns"))
+    rules.append(
+        (
+            "too_few_turns",
+            is_chat & (m["turns"] < policy.min_turns),
+            f"fewer than min_turns={policy.min_turns} assistant turns",
+        )
+    )
     if policy.max_turns is not None:
-        rules.append(("too_many_turns", m["turns"] > policy.max_turns,
-                      f"more than max_turns={policy.max_turns} assistant turns"))
+        rules.append(
+            ("too_many_turns", m["turns"] > policy.max_turns, f"more than max_turns={policy.max_turns} assistant turns")
+        )
     if policy.max_chars is not None:
-        rules.append(("too_many_chars", m["chars"] > policy.max_chars,
-                      f"more than max_chars={policy.max_chars} characters"))
+        rules.append(
+            ("too_many_chars", m["chars"] > policy.max_chars, f"more than max_chars={policy.max_chars} characters")
+        )
     dropped = np.zeros(n, dtype=bool)
     rejects = []
     for reason, hit, message in rules:
         hit = hit & ~dropped
         if hit.any():
             rejects.append(
-                rejects_from_examples(examples.filter(pa.array(hit)), stage="filter", outcome=Outcome.FILTERED,
-                                      reason=reason, message=message)
+                rejects_from_examples(
+                    examples.filter(pa.array(hit)),
+                    stage="filter",
+                    outcome=Outcome.FILTERED,
+                    reason=reason,
+                    message=message,
+                )
             )
         dropped |= hit
     progress(n, n, "")
-    return StageOutput({"examples": keep_rows(examples, ~dropped), "rejects": concat_rejects(rejects)},
-                       {"filtered": int(dropped.sum())})
+    return StageOutput(
+        {"examples": keep_rows(examples, ~dropped), "rejects": concat_rejects(rejects)},
+        {"filtered": int(dropped.sum())},
+    )
 
 
 def make_filter(validate_stage: str, policy: Filters):

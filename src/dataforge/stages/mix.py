@@ -62,8 +62,10 @@ def mix(examples: pa.Table, sources: list[str], policy: Mix, seed: int, progress
     source_col = examples["source"].combine_chunks().to_numpy(zero_copy_only=False)
     available = {s: int((source_col == s).sum()) for s in sources}
     if policy.strategy == "natural":
-        return StageOutput({"examples": examples, "rejects": concat_rejects([])},
-                           {"strategy": "natural", "available": available, "taken": available})
+        return StageOutput(
+            {"examples": examples, "rejects": concat_rejects([])},
+            {"strategy": "natural", "available": available, "taken": available},
+        )
     want = targets(available, policy.ratios, policy.total)
     keep = np.zeros(n, dtype=bool)
     for s in sources:
@@ -71,12 +73,23 @@ def mix(examples: pa.Table, sources: list[str], policy: Mix, seed: int, progress
         chosen = rng_for(seed, s).choice(len(rows), size=want[s], replace=False) if want[s] else []
         keep[rows[np.sort(np.asarray(chosen, dtype=np.int64))]] = True
     dropped = examples.filter(pa.array(~keep))
-    rejects = rejects_from_examples(dropped, stage="mix", outcome=Outcome.DOWNSAMPLED, reason="downsampled",
-                                    message="left out to meet the mix ratios")
+    rejects = rejects_from_examples(
+        dropped,
+        stage="mix",
+        outcome=Outcome.DOWNSAMPLED,
+        reason="downsampled",
+        message="left out to meet the mix ratios",
+    )
     progress(n, n, "")
-    return StageOutput({"examples": examples.filter(pa.array(keep)), "rejects": rejects},
-                       {"strategy": "ratio", "available": available, "taken": want,
-                        "shares": {s: round(want[s] / max(sum(want.values()), 1), 6) for s in sources}})
+    return StageOutput(
+        {"examples": examples.filter(pa.array(keep)), "rejects": rejects},
+        {
+            "strategy": "ratio",
+            "available": available,
+            "taken": want,
+            "shares": {s: round(want[s] / max(sum(want.values()), 1), 6) for s in sources},
+        },
+    )
 
 
 def make_mix(dedup_stage: str, sources: list[str], policy: Mix, seed: int):
@@ -84,6 +97,3 @@ def make_mix(dedup_stage: str, sources: list[str], policy: Mix, seed: int):
         return mix(inputs[dedup_stage].table("examples"), sources, policy, seed, progress)
 
     return run
-
-
-

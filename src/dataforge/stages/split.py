@@ -26,8 +26,9 @@ def split(examples: pa.Table, sources: list[str], policy: Split, seed: int, prog
             val[rows[rng_for(seed, s, salt=1).choice(len(rows), size=k, replace=False)]] = True
         counts[s] = {"train": len(rows) - k, "val": k}
     progress(n, n, "")
-    return StageOutput({"train": examples.filter(pa.array(~val)), "val": examples.filter(pa.array(val))},
-                       {"per_source": counts})
+    return StageOutput(
+        {"train": examples.filter(pa.array(~val)), "val": examples.filter(pa.array(val))}, {"per_source": counts}
+    )
 
 
 def make_split(mix_stage: str, sources: list[str], policy: Split, seed: int):

@@ -46,8 +46,12 @@ def problems(examples: pa.Table) -> tuple[np.ndarray, list[str | None], list[str
 
     kind = whole(examples["kind"])
     unknown_kind = ~_np(pc.is_in(kind, value_set=_KINDS))
-    mark(np.flatnonzero(unknown_kind), "unknown_kind", "kind",
-         lambda i, r: f"unknown kind {kind[r].as_py()!r}; expected one of {', '.join(sorted(KINDS))}")
+    mark(
+        np.flatnonzero(unknown_kind),
+        "unknown_kind",
+        "kind",
+        lambda i, r: f"unknown kind {kind[r].as_py()!r}; expected one of {', '.join(sorted(KINDS))}",
+    )
 
     msgs = whole(examples["messages"])
     origin = whole(examples[ORIGIN]) if ORIGIN in examples.column_names else None
@@ -71,6 +75,7 @@ def problems(examples: pa.Table) -> tuple[np.ndarray, list[str | None], list[str
                 head, _, _ = base.rpartition(".")
                 return head if head.endswith("]") else base
             return f"messages[{position[m]}]{suffix}"
+
         return name
 
     # One problem per message at most; rows then take their first message problem.
@@ -82,33 +87,63 @@ def problems(examples: pa.Table) -> tuple[np.ndarray, list[str | None], list[str
     late_system = _np(pc.fill_null(pc.equal(role, "system"), False)) & (position > 0)
 
     idx = np.flatnonzero(bad_role)
-    mark(parents[idx], "unknown_role", where(".role"),
-         lambda i, r: f"unknown role {role[idx[i]].as_py()!r}; expected one of {', '.join(sorted(ROLES))}")
+    mark(
+        parents[idx],
+        "unknown_role",
+        where(".role"),
+        lambda i, r: f"unknown role {role[idx[i]].as_py()!r}; expected one of {', '.join(sorted(ROLES))}",
+    )
     idx = np.flatnonzero(empty & ~bad_role)
-    mark(parents[idx], "empty_content", where(".content"),
-         lambda i, r: f"{role[idx[i]].as_py()} message has no content"
-         + (" (null)" if not content[idx[i]].is_valid else " (empty string)"))
+    mark(
+        parents[idx],
+        "empty_content",
+        where(".content"),
+        lambda i, r: (
+            f"{role[idx[i]].as_py()} message has no content"
+            + (" (null)" if not content[idx[i]].is_valid else " (empty string)")
+        ),
+    )
     idx = np.flatnonzero(late_system)
-    mark(parents[idx], "misplaced_system", where(".role"),
-         lambda i, r: f"system message at position {position[idx[i]]}; only the first message may be a system prompt")
+    mark(
+        parents[idx],
+        "misplaced_system",
+        where(".role"),
+        lambda i, r: f"system message at position {position[idx[i]]}; only the first message may be a system prompt",
+    )
 
     kind_np = _np(kind)
     sft = kind_np == "sft"
     assistants = np.bincount(parents[is_assistant], minlength=n)
-    mark(np.flatnonzero(sft & (assistants == 0)), "no_assistant_turn", "messages",
-         "an sft example needs at least one assistant turn to train on")
+    mark(
+        np.flatnonzero(sft & (assistants == 0)),
+        "no_assistant_turn",
+        "messages",
+        "an sft example needs at least one assistant turn to train on",
+    )
 
     pref = kind_np == "preference"
     for side in ("chosen", "rejected"):
         length = _np(pc.fill_null(pc.list_value_length(whole(examples[side])), 0))
-        mark(np.flatnonzero(pref & (length == 0)), "missing_preference", side,
-             f"a preference example needs a non-empty `{side}` completion")
+        mark(
+            np.flatnonzero(pref & (length == 0)),
+            "missing_preference",
+            side,
+            f"a preference example needs a non-empty `{side}` completion",
+        )
     label_missing = _np(pc.is_null(whole(examples["label"])))
-    mark(np.flatnonzero((kind_np == "kto") & label_missing), "missing_label", "label",
-         "a kto example needs a boolean `label`")
+    mark(
+        np.flatnonzero((kind_np == "kto") & label_missing),
+        "missing_label",
+        "label",
+        "a kto example needs a boolean `label`",
+    )
     text_len = _np(pc.fill_null(pc.binary_length(whole(examples["text"])), 0))
-    mark(np.flatnonzero((kind_np == "pretrain") & (text_len == 0)), "empty_text", "text",
-         "a pretrain example needs non-empty `text`")
+    mark(
+        np.flatnonzero((kind_np == "pretrain") & (text_len == 0)),
+        "empty_text",
+        "text",
+        "a pretrain example needs non-empty `text`",
+    )
     return bad, reason, field, message
 
 
@@ -130,8 +165,7 @@ def validate_examples(examples: pa.Table, progress: Progress) -> StageOutput:
     if invalid.num_rows:
         rejects = _with_raw(rejects, invalid)
     kept = keep_rows(clean, ~bad)
-    return StageOutput({"examples": kept, "rejects": concat_rejects([rejects])},
-                       {"invalid": int(bad.sum())})
+    return StageOutput({"examples": kept, "rejects": concat_rejects([rejects])}, {"invalid": int(bad.sum())})
 
 
 def _with_raw(rejects: pa.Table, invalid: pa.Table) -> pa.Table:

@@ -62,8 +62,10 @@ def is_current(loaded: LoadedRecipe, key: str) -> bool:
     data = json.loads(manifest.read_text())
     if data.get("build_key") != key:
         return False
-    return all((loaded.build_dir / name).is_file() and file_sha256(loaded.build_dir / name) == digest
-               for name, digest in data.get("outputs", {}).items())
+    return all(
+        (loaded.build_dir / name).is_file() and file_sha256(loaded.build_dir / name) == digest
+        for name, digest in data.get("outputs", {}).items()
+    )
 
 
 def ledger(loaded: LoadedRecipe, entries: dict[str, Entry], rejects: pa.Table, train: pa.Table, val: pa.Table):
@@ -137,8 +139,9 @@ def write_build(loaded: LoadedRecipe, stages: list[Stage], entries: dict[str, En
         "outputs": dict(sorted(written.items())),
         "versions": library_versions(LIBRARIES + ("datasets", "transformers")),
     }
-    atomic_write_bytes(out / "manifest.json",
-                       (json.dumps(manifest, indent=2, ensure_ascii=False, sort_keys=True) + "\n").encode())
+    atomic_write_bytes(
+        out / "manifest.json", (json.dumps(manifest, indent=2, ensure_ascii=False, sort_keys=True) + "\n").encode()
+    )
     return manifest
 
 
@@ -148,9 +151,11 @@ def source_lock(loaded: LoadedRecipe, entries: dict[str, Entry]) -> list[dict[st
     for src in loaded.recipe.sources:
         entry = entries[f"read:{src.name}"].manifest
         digests = entry["parts"]["files"]
-        lock.append({
-            "name": src.name,
-            "format": entry["stats"]["format"],
-            "files": [{**f, "sha256": digests.get(f["file"])} for f in entry["stats"]["files"]],
-        })
+        lock.append(
+            {
+                "name": src.name,
+                "format": entry["stats"]["format"],
+                "files": [{**f, "sha256": digests.get(f["file"])} for f in entry["stats"]["files"]],
+            }
+        )
     return lock
