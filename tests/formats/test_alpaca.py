@@ -120,7 +120,7 @@ def test_rows_that_cannot_convert_are_rejected_with_the_field(write, check):
     assert rejects(checked) == [
         ("convert", 1, 2, "schema_violation", "instruction", "'instruction' is required but missing"),
         ("convert", 2, 3, "schema_violation", "output", "'output' is required but missing"),
-        ("convert", 3, 4, "schema_violation", "history", pair),
+        ("convert", 3, 4, "schema_violation", "history[0]", pair),
         ("validate", 4, 5, "empty_content", "output", "assistant message has no content (empty string)"),
         ("validate", 5, 6, "empty_content", "instruction", "user message has no content (empty string)"),
         ("validate", 6, 7, "empty_content", "history[0][1]", "assistant message has no content (null)"),

@@ -165,7 +165,7 @@ def test_rows_that_cannot_convert_are_rejected_with_the_message(write, check):
             4,
             "invalid_tool_call",
             "messages[1].tool_calls[0].function.arguments",
-            "arguments must be a JSON object (not a JSON object)",
+            "arguments must be a JSON object (found list)",
         ),
         (
             "convert",

@@ -199,7 +199,7 @@ def test_rows_that_cannot_convert_are_rejected_with_the_turn(write, check):
             "tools: tools must be a JSON array of function specs",
         ),
         ("convert", 8, 9, "schema_violation", "conversations", "'conversations' is required but missing"),
-        ("convert", 9, 10, "schema_violation", "conversations[].value", "every turn needs a string 'value'"),
+        ("convert", 9, 10, "schema_violation", "conversations[1].value", "every turn needs a string 'value'"),
         (
             "validate",
             10,

@@ -14,8 +14,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..readers import RowShape
+from ..tables import keep_rows
 from . import columnar as col
-from .base import Converted, Format, Written, add_metadata, assemble, reject_rows, split_rows
+from .base import Converted, Format, RowProblems, Written, add_metadata, assemble, first_per_row
 
 ARROW = pa.schema(
     [
@@ -57,40 +58,24 @@ class AlpacaFormat(Format):
         return "instruction" in record and "output" in record
 
     def to_examples(self, raw: pa.Table, source: str) -> Converted:
-        rejects = []
-        bad = np.zeros(raw.num_rows, dtype=bool)
+        problems = RowProblems(raw.num_rows)
         for column in ("instruction", "output"):
-            missing = col.is_null(col.whole(raw[column])) & ~bad
-            rejects.append(
-                reject_rows(
-                    raw,
-                    missing,
-                    reason="schema_violation",
-                    field=column,
-                    message=f"'{column}' is required but missing",
-                )
-            )
-            bad |= missing
+            missing = col.is_null(col.whole(raw[column]))
+            problems.add_rows(missing, "schema_violation", column, f"'{column}' is required but missing")
         history = col.whole(raw["history"])
-        pairs = pc.list_flatten(history)
-        pair_len = pc.list_value_length(pairs).to_numpy(zero_copy_only=False)
-        if (pair_len != 2).any():
-            pair_parent = pc.list_parent_indices(history).to_numpy(zero_copy_only=False)
-            broken = np.zeros(raw.num_rows, dtype=bool)
-            broken[pair_parent[pair_len != 2]] = True
-            broken &= ~bad
-            rejects.append(
-                reject_rows(
-                    raw,
-                    broken,
-                    reason="schema_violation",
-                    field="history",
-                    message="every history item must be a [user, assistant] pair of two strings",
-                )
+        pair_len = pc.list_value_length(pc.list_flatten(history)).to_numpy(zero_copy_only=False)
+        pair_parent = pc.list_parent_indices(history).to_numpy(zero_copy_only=False)
+        for r, i in first_per_row(pair_len != 2, pair_parent).items():
+            position = int(col.list_positions(history)[i].as_py())
+            problems.add(
+                r,
+                "schema_violation",
+                f"history[{position}]",
+                "every history item must be a [user, assistant] pair of two strings",
             )
-            bad |= broken
-        good = split_rows(raw, bad)
-        return Converted(self._convert(good, source), pa.concat_tables(rejects))
+        # History pairs of the wrong length would misalign the turns, so bad rows leave before conversion.
+        good = keep_rows(raw, ~problems.bad)
+        return Converted(self._convert(good, source), problems.rejects(raw))
 
     def _convert(self, raw: pa.Table, source: str) -> pa.Table:
         n = raw.num_rows

@@ -21,6 +21,8 @@ from ..record import EXAMPLE_SCHEMA, Kind
 from ..rejects import REJECTS_SCHEMA, Outcome, empty_rejects
 from ..tables import keep_rows
 from .columnar import ORIGIN
+from .columnar import whole as col_whole
+from .tooling import canonical_tools
 
 FILE = "__file"
 ORDINAL = "__ordinal"  # the record's position in its source (all files, rejected records included)
@@ -98,39 +100,77 @@ def assemble(
     return table.append_column(ORIGIN, origins)
 
 
-def reject_rows(
-    raw: pa.Table, mask: np.ndarray, *, reason: str, field: str | pa.Array, message: str | pa.Array
-) -> pa.Table:
-    """Convert-stage rejects for the raw rows where `mask` holds, with the raw record as JSON text."""
-    idx = np.flatnonzero(mask)
-    if len(idx) == 0:
-        return empty_rejects()
-    picked = raw.take(pa.array(idx))
-    data_cols = [c for c in picked.column_names if not c.startswith("__")]
-    raw_text = [json.dumps(r, ensure_ascii=False) for r in picked.select(data_cols).to_pylist()]
+class RowProblems:
+    """The first problem found in each raw row of a batch: its reason, field and message.
 
-    def col(value: str | pa.Array) -> pa.Array:
-        if isinstance(value, str):
-            return pa.array([value] * len(idx), pa.string())
-        return value.take(pa.array(idx)).cast(pa.string())
+    Converters record what they find as they go; rows with a problem become convert-stage rejects (with the
+    raw record) and leave the batch, so every check reports in one place and in row order.
+    """
 
-    return pa.table(
-        {
-            "source": pa.nulls(len(idx), pa.string()),
-            "file": picked[FILE],
-            "row": picked[ROW],
-            "line": picked[LINE],
-            "example_id": pa.nulls(len(idx), pa.string()),
-            "stage": pa.array(["convert"] * len(idx), pa.string()),
-            "outcome": pa.array([Outcome.REJECTED.value] * len(idx), pa.string()),
-            "reason": pa.array([reason] * len(idx), pa.string()),
-            "field": col(field),
-            "message": col(message),
-            "duplicate_of": pa.nulls(len(idx), pa.string()),
-            "raw": pa.array(raw_text, pa.string()),
-        },
-        schema=REJECTS_SCHEMA,
-    )
+    def __init__(self, n: int) -> None:
+        self.bad = np.zeros(n, dtype=bool)
+        self._reason: list[str | None] = [None] * n
+        self._field: list[str | None] = [None] * n
+        self._message: list[str | None] = [None] * n
+
+    def add(self, row: int, reason: str, field: str, message: str) -> None:
+        """Record a problem for `row` unless it already has one."""
+        if not self.bad[row]:
+            self.bad[row] = True
+            self._reason[row], self._field[row], self._message[row] = reason, field, message
+
+    def add_rows(self, mask: np.ndarray, reason: str, field: str, message: str) -> None:
+        """The same problem for every row where `mask` holds."""
+        for row in np.flatnonzero(mask & ~self.bad):
+            self.add(int(row), reason, field, message)
+
+    def rejects(self, raw: pa.Table) -> pa.Table:
+        """Convert-stage rejects for the rows with a problem, with the raw record as JSON text."""
+        idx = np.flatnonzero(self.bad)
+        if len(idx) == 0:
+            return empty_rejects()
+        picked = raw.take(pa.array(idx))
+        data_cols = [c for c in picked.column_names if not c.startswith("__")]
+        raw_text = [json.dumps(r, ensure_ascii=False) for r in picked.select(data_cols).to_pylist()]
+        n = len(idx)
+
+        def column(values: list[str | None]) -> pa.Array:
+            return pa.array([values[i] for i in idx], pa.string())
+
+        return pa.table(
+            {
+                "source": pa.nulls(n, pa.string()),
+                "file": picked[FILE],
+                "row": picked[ROW],
+                "line": picked[LINE],
+                "example_id": pa.nulls(n, pa.string()),
+                "stage": pa.array(["convert"] * n, pa.string()),
+                "outcome": pa.array([Outcome.REJECTED.value] * n, pa.string()),
+                "reason": column(self._reason),
+                "field": column(self._field),
+                "message": column(self._message),
+                "duplicate_of": pa.nulls(n, pa.string()),
+                "raw": pa.array(raw_text, pa.string()),
+            },
+            schema=REJECTS_SCHEMA,
+        )
+
+
+def first_per_row(mask: np.ndarray, parents: np.ndarray) -> dict[int, int]:
+    """For flattened elements where `mask` holds: each row's first such element (row → element index)."""
+    first: dict[int, int] = {}
+    for i in np.flatnonzero(mask):
+        first.setdefault(int(parents[i]), int(i))
+    return first
+
+
+def finish(raw: pa.Table, source: str, problems: RowProblems, *, messages: pa.Array, origins: pa.Array) -> Converted:
+    """Examples for the rows of `raw` without problems (declared tools checked too), rejects for the rest."""
+    tools, tool_problems = canonical_tools(col_whole(raw["tools"]))
+    for row, problem in tool_problems.items():
+        problems.add(row, "invalid_tool_call", "tools", problem)
+    examples = assemble(raw, source, messages=messages, origins=origins, tools=tools)
+    return Converted(keep_rows(examples, ~problems.bad), problems.rejects(raw))
 
 
 def add_metadata(record: dict[str, Any], metadata: str | None, columns: list[str], losses: Counter[str]) -> None:
@@ -144,11 +184,6 @@ def add_metadata(record: dict[str, Any], metadata: str | None, columns: list[str
             losses["metadata keys named like a format column"] += 1
         else:
             record[key] = value
-
-
-def split_rows(raw: pa.Table, bad: np.ndarray) -> pa.Table:
-    """The raw rows that are not `bad`."""
-    return keep_rows(raw, ~bad)
 
 
 def first_message(messages: list[dict[str, Any]], role: str) -> dict[str, Any] | None:

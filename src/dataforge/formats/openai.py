@@ -15,8 +15,8 @@ import pyarrow.compute as pc
 from ..readers import RowShape
 from ..record import ROLES, TOOL_CALL_TYPE
 from . import columnar as col
-from .base import Converted, Format, Written, add_metadata, assemble, reject_rows, split_rows
-from .tooling import canonical_tools, openai_tools
+from .base import Converted, Format, RowProblems, Written, add_metadata, finish, first_per_row
+from .tooling import openai_tools
 
 FUNCTION = pa.struct([pa.field("name", pa.string()), pa.field("arguments", pa.string())])
 CALL = pa.struct([pa.field("id", pa.string()), pa.field("type", pa.string()), pa.field("function", FUNCTION)])
@@ -119,103 +119,24 @@ class OpenAIFormat(Format):
         return isinstance(msgs, list) and all(isinstance(t, dict) and "role" in t for t in msgs)
 
     def to_examples(self, raw: pa.Table, source: str) -> Converted:
-        rejects = []
-        msgs = col.whole(raw["messages"])
-        bad = col.is_null(msgs)
-        rejects.append(
-            reject_rows(
-                raw, bad, reason="schema_violation", field="messages", message="'messages' is required but missing"
-            )
-        )
-        flat = pc.list_flatten(msgs)
-        parents = pc.list_parent_indices(msgs).to_numpy(zero_copy_only=False)
-        roles = pc.struct_field(flat, "role")
-        unknown = col.is_null(pc.index_in(roles, value_set=_ROLES))
-        if unknown.any():
-            origin = col.indexed_origin("messages", msgs)
-            first: dict[int, int] = {}
-            for i in np.flatnonzero(unknown):
-                first.setdefault(int(parents[i]), int(i))
-            row_bad = np.zeros(raw.num_rows, dtype=bool)
-            row_bad[list(first)] = True
-            row_bad &= ~bad
-            fields: list[str | None] = [None] * raw.num_rows
-            texts: list[str | None] = [None] * raw.num_rows
-            for r, i in first.items():
-                fields[r] = f"{origin[i].as_py()}.role"
-                texts[r] = f"unknown role {roles[i].as_py()!r}; expected one of {', '.join(sorted(ROLES))}"
-            rejects.append(
-                reject_rows(
-                    raw,
-                    row_bad,
-                    reason="unknown_role",
-                    field=pa.array(fields, pa.string()),
-                    message=pa.array(texts, pa.string()),
-                )
-            )
-            bad |= row_bad
-        good = split_rows(raw, bad)
-        examples, more = self._convert(good, source)
-        rejects.append(more)
-        return Converted(examples, pa.concat_tables(rejects))
-
-    def _convert(self, raw: pa.Table, source: str) -> tuple[pa.Table, pa.Table]:
         n = raw.num_rows
+        problems = RowProblems(n)
         msgs = col.whole(raw["messages"])
+        problems.add_rows(col.is_null(msgs), "schema_violation", "messages", "'messages' is required but missing")
         flat = pc.list_flatten(msgs)
         parents = pc.list_parent_indices(msgs).to_numpy(zero_copy_only=False)
         origin = col.indexed_origin("messages", msgs, ".content")
+        roles = pc.struct_field(flat, "role")
+        for r, i in first_per_row(col.is_null(pc.index_in(roles, value_set=_ROLES)), parents).items():
+            message = f"unknown role {roles[i].as_py()!r}; expected one of {', '.join(sorted(ROLES))}"
+            problems.add(r, "unknown_role", origin[i].as_py().removesuffix(".content") + ".role", message)
         calls = pc.struct_field(flat, "tool_calls")
-        bad_rows = np.zeros(n, dtype=bool)
-        fields: list[str | None] = [None] * n
-        texts: list[str | None] = [None] * n
         if calls.null_count == len(calls):
             tool_calls = pa.nulls(len(flat), pa.list_(TOOL_CALL_TYPE))
         else:
-            converted: list[list[dict[str, Any]] | None] = []
-            for i, value in enumerate(calls.to_pylist()):
-                if not value:
-                    converted.append(None)
-                    continue
-                row_calls = []
-                for j, c in enumerate(value):
-                    call_at = origin[i].as_py().removesuffix(".content") + f".tool_calls[{j}]"
-                    function = c["function"] if c is not None else None
-                    # Arrow reads a call without `function` (or without a name) as nulls; it crashed here
-                    # (AttributeError) or passed with a null name, where the careful path rejects it.
-                    if function is None or function["name"] is None:
-                        r = int(parents[i])
-                        if not bad_rows[r]:
-                            bad_rows[r] = True
-                            fields[r] = f"{call_at}.function" + (".name" if function is not None else "")
-                            texts[r] = "a tool call needs a `function` object with a string `name`"
-                        row_calls.append({"id": None, "name": "", "arguments": "{}"})
-                        continue
-                    args = c["function"].get("arguments")
-                    try:
-                        parsed = json.loads(args) if args else {}
-                        if not isinstance(parsed, dict):
-                            raise ValueError("not a JSON object")
-                    except ValueError as exc:
-                        r = int(parents[i])
-                        if not bad_rows[r]:
-                            bad_rows[r] = True
-                            fields[r] = (
-                                origin[i].as_py().removesuffix(".content") + f".tool_calls[{j}].function.arguments"
-                            )
-                            texts[r] = f"arguments must be a JSON object ({exc})"
-                        parsed = {}
-                    row_calls.append(
-                        {
-                            "id": c.get("id"),
-                            "name": c["function"]["name"],
-                            "arguments": json.dumps(parsed, ensure_ascii=False),
-                        }
-                    )
-                converted.append(row_calls)
-            tool_calls = pa.array(converted, pa.list_(TOOL_CALL_TYPE))
+            tool_calls = self._tool_calls(calls, parents, origin, problems)
         values = col.messages(
-            pc.struct_field(flat, "role"),
+            roles,
             pc.struct_field(flat, "content"),
             reasoning=pc.struct_field(flat, "reasoning_content"),
             tool_calls=tool_calls,
@@ -223,20 +144,50 @@ class OpenAIFormat(Format):
             name=pc.struct_field(flat, "name"),
         )
         messages, origins = col.conversations(n, [col.many(values, parents, origin)])
-        tools, problems = canonical_tools(col.whole(raw["tools"]))
-        for r, problem in problems.items():
-            if not bad_rows[r]:
-                bad_rows[r] = True
-                fields[r], texts[r] = "tools", problem
-        examples = assemble(raw, source, messages=messages, origins=origins, tools=tools)
-        rejects = reject_rows(
-            raw,
-            bad_rows,
-            reason="invalid_tool_call",
-            field=pa.array(fields, pa.string()),
-            message=pa.array(texts, pa.string()),
-        )
-        return split_rows(examples, bad_rows), rejects
+        return finish(raw, source, problems, messages=messages, origins=origins)
+
+    @staticmethod
+    def _tool_calls(calls: pa.Array, parents: np.ndarray, origin: pa.Array, problems: RowProblems) -> pa.Array:
+        """Canonical tool calls (arguments as JSON object text) for every message; bad calls become problems."""
+        converted: list[list[dict[str, Any]] | None] = []
+        for i, value in enumerate(calls.to_pylist()):
+            if not value:
+                converted.append(None)
+                continue
+            row_calls = []
+            for j, c in enumerate(value):
+                call_at = origin[i].as_py().removesuffix(".content") + f".tool_calls[{j}]"
+                function = c["function"] if c is not None else None
+                # Arrow reads a call without `function` (or without a name) as nulls; the careful path rejects
+                # such a record, so this one must too.
+                if function is None or function["name"] is None:
+                    where = f"{call_at}.function" + (".name" if function is not None else "")
+                    problems.add(
+                        int(parents[i]),
+                        "invalid_tool_call",
+                        where,
+                        "a tool call needs a `function` object with a string `name`",
+                    )
+                    row_calls.append({"id": None, "name": "", "arguments": "{}"})
+                    continue
+                args = function.get("arguments")
+                try:
+                    parsed = json.loads(args) if args else {}
+                    if not isinstance(parsed, dict):
+                        raise ValueError(f"found {type(parsed).__name__}")
+                except ValueError as exc:
+                    problems.add(
+                        int(parents[i]),
+                        "invalid_tool_call",
+                        f"{call_at}.function.arguments",
+                        f"arguments must be a JSON object ({exc})",
+                    )
+                    parsed = {}
+                row_calls.append(
+                    {"id": c.get("id"), "name": function["name"], "arguments": json.dumps(parsed, ensure_ascii=False)}
+                )
+            converted.append(row_calls)
+        return pa.array(converted, pa.list_(TOOL_CALL_TYPE))
 
     def from_examples(self, examples: list[dict[str, Any]]) -> Written:
         records: list[dict[str, Any]] = []

@@ -18,8 +18,8 @@ import pyarrow.compute as pc
 from ..readers import RowShape
 from ..record import TOOL_CALL_TYPE
 from . import columnar as col
-from .base import Converted, Format, Written, add_metadata, assemble, reject_rows, split_rows
-from .tooling import canonical_tools, tools_text
+from .base import Converted, Format, RowProblems, Written, add_metadata, finish, first_per_row
+from .tooling import tools_text
 
 TURN = pa.struct([pa.field("from", pa.string()), pa.field("value", pa.string())])
 ARROW = pa.schema(
@@ -90,115 +90,45 @@ class ShareGPTFormat(Format):
         return isinstance(conv, list) and all(isinstance(t, dict) and "from" in t for t in conv)
 
     def to_examples(self, raw: pa.Table, source: str) -> Converted:
-        rejects = []
+        n = raw.num_rows
+        problems = RowProblems(n)
         conv = col.whole(raw["conversations"])
-        bad = col.is_null(conv)
-        rejects.append(
-            reject_rows(
-                raw,
-                bad,
-                reason="schema_violation",
-                field="conversations",
-                message="'conversations' is required but missing",
-            )
+        problems.add_rows(
+            col.is_null(conv), "schema_violation", "conversations", "'conversations' is required but missing"
         )
         turns = pc.list_flatten(conv)
         parents = pc.list_parent_indices(conv).to_numpy(zero_copy_only=False)
         spelled = pc.struct_field(turns, "from")
         lookup = pc.index_in(spelled, value_set=_SPELLINGS)
-        origin = col.indexed_origin("conversations", conv)
-        unknown = col.is_null(lookup)
-        if unknown.any():
-            row_bad = np.zeros(raw.num_rows, dtype=bool)
-            first = {}
-            for i in np.flatnonzero(unknown):
-                first.setdefault(int(parents[i]), i)
-            row_bad[list(first)] = True
-            row_bad &= ~bad
-            fields = [None] * raw.num_rows
-            messages = [None] * raw.num_rows
-            for r, i in first.items():
-                fields[r] = f"{origin[i].as_py()}.from"
-                messages[r] = f"unknown role {spelled[i].as_py()!r}; expected one of {', '.join(ROLE_OF)}"
-            rejects.append(
-                reject_rows(
-                    raw,
-                    row_bad,
-                    reason="unknown_role",
-                    field=pa.array(fields, pa.string()),
-                    message=pa.array(messages, pa.string()),
-                )
-            )
-            bad |= row_bad
-        missing_value = col.is_null(pc.struct_field(turns, "value"))
-        if missing_value.any():
-            row_bad = np.zeros(raw.num_rows, dtype=bool)
-            row_bad[parents[missing_value]] = True
-            row_bad &= ~bad
-            rejects.append(
-                reject_rows(
-                    raw,
-                    row_bad,
-                    reason="schema_violation",
-                    field="conversations[].value",
-                    message="every turn needs a string 'value'",
-                )
-            )
-            bad |= row_bad
-        good = split_rows(raw, bad)
-        examples, call_rejects = self._convert(good, source)
-        rejects.append(call_rejects)
-        return Converted(examples, pa.concat_tables(rejects))
-
-    def _convert(self, raw: pa.Table, source: str) -> tuple[pa.Table, pa.Table]:
-        n = raw.num_rows
-        conv = col.whole(raw["conversations"])
-        turns = pc.list_flatten(conv)
-        parents = pc.list_parent_indices(conv).to_numpy(zero_copy_only=False)
-        spelled = pc.struct_field(turns, "from")
-        roles = pc.take(_ROLES, pc.index_in(spelled, value_set=_SPELLINGS))
         content = pc.struct_field(turns, "value")
         origin = col.indexed_origin("conversations", conv, ".value")
+        for r, i in first_per_row(col.is_null(lookup), parents).items():
+            turn = origin[i].as_py().removesuffix(".value")
+            message = f"unknown role {spelled[i].as_py()!r}; expected one of {', '.join(ROLE_OF)}"
+            problems.add(r, "unknown_role", f"{turn}.from", message)
+        for r, i in first_per_row(col.is_null(content), parents).items():
+            problems.add(r, "schema_violation", origin[i].as_py(), "every turn needs a string 'value'")
         is_call = pc.fill_null(pc.equal(spelled, "function_call"), False).to_numpy(zero_copy_only=False)
         tool_calls = pa.nulls(len(turns), pa.list_(TOOL_CALL_TYPE))
-        bad_rows = np.zeros(n, dtype=bool)
-        call_fields: list[str | None] = [None] * n
-        call_messages: list[str | None] = [None] * n
         if is_call.any():
             # Only function_call turns are parsed in Python; they are a small share of any dataset.
             calls: list[list[dict[str, Any]] | None] = [None] * len(turns)
             texts = content.to_pylist()
             for i in np.flatnonzero(is_call):
                 parsed, problem = parse_calls(texts[i])
-                r = int(parents[i])
-                if problem is not None and not bad_rows[r]:
-                    bad_rows[r] = True
-                    call_fields[r] = origin[i].as_py()
-                    call_messages[r] = problem
+                if problem is not None:
+                    problems.add(int(parents[i]), "invalid_tool_call", origin[i].as_py(), problem)
                 calls[i] = parsed
             tool_calls = pa.array(calls, pa.list_(TOOL_CALL_TYPE))
             content = pc.if_else(pa.array(is_call), pa.nulls(len(turns), pa.string()), content)
+        system = col.whole(raw["system"])
+        roles = pc.take(_ROLES, lookup)
         parts = [
-            col.single(
-                col.messages("system", col.whole(raw["system"])), col.non_empty(col.whole(raw["system"])), "system"
-            ),
+            col.single(col.messages("system", system), col.non_empty(system), "system"),
             col.many(col.messages(roles, content, tool_calls=tool_calls), parents, origin),
         ]
         messages, origins = col.conversations(n, parts)
-        tools, tool_problems = canonical_tools(col.whole(raw["tools"]))
-        for r, problem in tool_problems.items():
-            if not bad_rows[r]:
-                bad_rows[r] = True
-                call_fields[r], call_messages[r] = "tools", problem
-        examples = assemble(raw, source, messages=messages, origins=origins, tools=tools)
-        rejects = reject_rows(
-            raw,
-            bad_rows,
-            reason="invalid_tool_call",
-            field=pa.array(call_fields, pa.string()),
-            message=pa.array(call_messages, pa.string()),
-        )
-        return split_rows(examples, bad_rows), rejects
+        return finish(raw, source, problems, messages=messages, origins=origins)
 
     def from_examples(self, examples: list[dict[str, Any]]) -> Written:
         records: list[dict[str, Any]] = []
