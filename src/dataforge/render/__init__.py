@@ -1,0 +1,1 @@
+"""Rendering through chat templates: targets, trained spans, token ids and labels."""

@@ -1,0 +1,193 @@
+"""render: canonical Examples → token ids and labels through a model's own chat template.
+
+Per row: the conversation is rendered with the template (`apply_chat_template(tokenize=False)`), the trained
+character spans are derived and checked (`spans.py`), and the whole batch is tokenized in one call of the
+fast tokenizer with offsets; a token is trained when it lies inside a trained span. `input_ids` therefore
+equal `apply_chat_template(..., tokenize=True)` for the same messages, and `labels` are -100 everywhere
+except the assistant content and its end-of-turn token.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import pyarrow as pa
+
+from .spans import SpanError, derive, end_of_turn, token_labels
+from .target import LoadedTarget
+
+IGNORE = -100
+Overflow = Literal["drop", "truncate", "keep", "error"]
+
+RENDERED_SCHEMA = pa.schema(
+    [
+        pa.field("id", pa.string()),
+        pa.field("source", pa.string()),
+        pa.field("input_ids", pa.list_(pa.int32())),
+        pa.field("labels", pa.list_(pa.int32())),
+        pa.field("n_tokens", pa.int32()),  # before any truncation
+        pa.field("n_trained", pa.int32()),  # after truncation: what the trainer will learn from
+        pa.field("n_prompt", pa.int32()),  # tokens before the first trained token
+        pa.field("truncated", pa.bool_()),
+    ]
+)
+
+
+@dataclass(frozen=True)
+class RenderOptions:
+    """How a target renders: length limit and what to do past it, which turns train, reasoning policy."""
+
+    max_length: int = 4096
+    overflow: Overflow = "drop"
+    train_on: Literal["all", "last"] = "all"
+    reasoning: Literal["keep", "strip"] = "keep"
+    chat_template_kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Rendered:
+    """Rendered rows, the rows that could not be rendered (id, reason, message), and per-row notes."""
+
+    table: pa.Table
+    problems: list[dict[str, Any]]
+    notes: dict[str, int]
+
+
+def chat_messages(row: dict[str, Any], reasoning: str) -> list[dict[str, Any]]:
+    """The row's messages in the shape chat templates expect (OpenAI-style, `reasoning_content`)."""
+    out = []
+    for m in row["messages"] or ():
+        msg: dict[str, Any] = {"role": m["role"], "content": m.get("content") or ""}
+        if m.get("reasoning") and reasoning == "keep":
+            msg["reasoning_content"] = m["reasoning"]
+        if m.get("tool_calls"):
+            msg["tool_calls"] = [
+                {
+                    "type": "function",
+                    "id": c.get("id"),
+                    "function": {"name": c["name"], "arguments": json.loads(c["arguments"])},
+                }
+                for c in m["tool_calls"]
+            ]
+        if m.get("tool_call_id"):
+            msg["tool_call_id"] = m["tool_call_id"]
+        if m.get("name"):
+            msg["name"] = m["name"]
+        out.append(msg)
+    return out
+
+
+def render_rows(rows: list[dict[str, Any]], target: LoadedTarget, options: RenderOptions) -> Rendered:
+    """Render EXAMPLE_SCHEMA rows (as dicts) for `target`; rows that cannot be rendered become problems."""
+    tok = target.tokenizer
+    if target.template is None:
+        raise SpanError("no_chat_template", f"target {target.name!r}: the tokenizer has no chat template")
+    eot = target_end_of_turn(target, options)
+    texts: list[str] = []
+    spans: list[list[tuple[int, int]]] = []
+    kept: list[dict[str, Any]] = []
+    problems: list[dict[str, Any]] = []
+    notes: dict[str, int] = {}
+    for row in rows:
+        try:
+            text, trained, row_notes = _row_text(row, tok, options, eot)
+        except SpanError as exc:
+            problems.append({"id": row["id"], "reason": exc.reason, "message": exc.message})
+            continue
+        for note in row_notes:
+            notes[note] = notes.get(note, 0) + 1
+        texts.append(text)
+        spans.append(trained)
+        kept.append(row)
+    encoded = tok(texts, add_special_tokens=False, return_offsets_mapping=True) if texts else {"input_ids": []}
+    columns: dict[str, list[Any]] = {name: [] for name in RENDERED_SCHEMA.names}
+    for i, row in enumerate(kept):
+        ids = encoded["input_ids"][i]
+        mask = token_labels(encoded["offset_mapping"][i], spans[i])
+        labels = [t if m else IGNORE for t, m in zip(ids, mask, strict=True)]
+        n_tokens = len(ids)
+        truncated = n_tokens > options.max_length
+        if truncated:
+            if options.overflow == "drop":
+                problems.append(
+                    {
+                        "id": row["id"],
+                        "reason": "overflow",
+                        "message": f"{n_tokens} tokens > max_length {options.max_length} (dropped)",
+                    }
+                )
+                continue
+            if options.overflow == "error":
+                problems.append(
+                    {
+                        "id": row["id"],
+                        "reason": "overflow_error",
+                        "message": f"{n_tokens} tokens > max_length {options.max_length}",
+                    }
+                )
+                continue
+            if options.overflow == "truncate":
+                ids, labels = ids[: options.max_length], labels[: options.max_length]
+        trained = sum(1 for x in labels if x != IGNORE)
+        if trained == 0:
+            why = "truncation left no trained tokens" if truncated else "no token of the row is trained"
+            problems.append({"id": row["id"], "reason": "no_trained_tokens", "message": why})
+            continue
+        columns["id"].append(row["id"])
+        columns["source"].append(row["source"])
+        columns["input_ids"].append(ids)
+        columns["labels"].append(labels)
+        columns["n_tokens"].append(n_tokens)
+        columns["n_trained"].append(trained)
+        columns["n_prompt"].append(next(j for j, x in enumerate(labels) if x != IGNORE))
+        columns["truncated"].append(bool(truncated and options.overflow == "truncate"))
+    return Rendered(pa.table(columns, schema=RENDERED_SCHEMA), problems, notes)
+
+
+def target_end_of_turn(target: LoadedTarget, options: RenderOptions) -> str | None:
+    """The end-of-turn token of the target's template (probed once, remembered on the target)."""
+    if not hasattr(target, "_eot"):
+        tok = target.tokenizer
+        specials = list(tok.get_added_vocab()) + [t for t in tok.all_special_tokens if t]
+        target._eot = end_of_turn(_renderer(tok, None, options), specials)
+    return target._eot
+
+
+def _renderer(tok: Any, tools: list[dict[str, Any]] | None, options: RenderOptions):
+    def render(msgs: list[dict[str, Any]], add_generation_prompt: bool) -> str:
+        try:
+            return tok.apply_chat_template(
+                msgs,
+                tools=tools,
+                tokenize=False,
+                add_generation_prompt=add_generation_prompt,
+                **options.chat_template_kwargs,
+            )
+        except Exception as exc:  # a template raising (e.g. "roles must alternate") is a property of the row
+            raise SpanError("template_error", f"the chat template refused the conversation: {exc}") from None
+
+    return render
+
+
+def _row_text(
+    row: dict[str, Any], tok: Any, options: RenderOptions, eot: str | None
+) -> tuple[str, list[tuple[int, int]], set[str]]:
+    """(text, trained character spans, notes) for one row."""
+    kind = row["kind"]
+    if kind == "pretrain":
+        text = (row["text"] or "") + (tok.eos_token or "")
+        return text, [(0, len(text))], set()
+    if kind != "sft":
+        raise SpanError("kind_not_rendered", f"{kind} rows are not rendered by this stage yet")
+    messages = chat_messages(row, options.reasoning)
+    tools = [{"type": "function", "function": spec} for spec in json.loads(row["tools"])] if row.get("tools") else None
+    spans = derive(_renderer(tok, tools, options), messages, options.train_on, eot)
+    return spans.text, spans.trained, spans.notes
+
+
+def lengths(table: pa.Table) -> dict[str, np.ndarray]:
+    """Token counts per rendered row, as arrays."""
+    return {name: table[name].to_numpy() for name in ("n_tokens", "n_trained", "n_prompt")}

@@ -1,0 +1,145 @@
+"""Which characters of a rendered conversation are trained: the assistant turns, derived and checked.
+
+Templates without `{% generation %}` markers do not say where assistant text is, so it is derived by
+rendering prefixes: for assistant turn k, the conversation before k with the generation prompt must be a
+prefix of the whole rendered conversation (else the row is rejected: `prefix_unstable`); the trained span
+starts where that prompt ends and runs through the template's end-of-turn token (found once per template
+by rendering a probe conversation). The message's content must lie inside the span. What templates do to
+history — Qwen3 dropping earlier reasoning, Phi-3 appending an end-of-text token, an empty `<think></think>`
+injected — is recorded per row as a note, so the report can say so.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+Render = Callable[[list[dict[str, Any]], bool], str]  # (messages, add_generation_prompt) -> text
+
+_PROBE = ("dfprobequestion", "dfprobeanswer", "dfprobefollowup")
+
+
+class SpanError(Exception):
+    """Spans cannot be established for a row; `reason` is the rejects-table code."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+
+
+@dataclass
+class Spans:
+    """A rendered conversation and the character ranges to train."""
+
+    text: str
+    trained: list[tuple[int, int]]
+    notes: set[str] = field(default_factory=set)  # template checks that fired for this row
+
+
+def end_of_turn(render: Render, special_tokens: list[str]) -> str | None:
+    """The token a template puts right after an assistant turn's content (`<|im_end|>`, `<|eot_id|>`,
+    `<end_of_turn>`, `</s>` …), or None when it puts none there."""
+    question, answer, followup = _PROBE
+    text = render(
+        [
+            {"role": "user", "content": question},
+            {"role": "assistant", "content": answer},
+            {"role": "user", "content": followup},
+        ],
+        False,
+    )
+    at = text.find(answer)
+    if at < 0:
+        return None
+    rest = text[at + len(answer) :]
+    matches = [t for t in special_tokens if t and rest.startswith(t)]
+    return max(matches, key=len) if matches else None
+
+
+def assistant_turns(messages: list[dict[str, Any]], train_on: str) -> list[int]:
+    """Indices of the assistant messages to train: all of them, or the last only."""
+    turns = [i for i, m in enumerate(messages) if m["role"] == "assistant"]
+    return turns[-1:] if train_on == "last" else turns
+
+
+def derive(render: Render, messages: list[dict[str, Any]], train_on: str, eot: str | None) -> Spans:
+    """The rendered text and trained character spans for `messages`, or SpanError saying why not."""
+    text = render(messages, False)
+    turns = assistant_turns(messages, train_on)
+    starts = []
+    for k in turns:
+        prompt = render(messages[:k], True)
+        if not text.startswith(prompt):
+            raise SpanError(
+                "prefix_unstable",
+                f"the prompt before assistant turn {k} is not a prefix of the rendered conversation",
+            )
+        starts.append(len(prompt))
+    notes: set[str] = set()
+    spans = []
+    for n, (k, start) in enumerate(zip(turns, starts, strict=True)):
+        limit = starts[n + 1] if n + 1 < len(starts) else len(text)
+        end = _turn_end(text, start, limit, eot)
+        if end is None:
+            # No end-of-turn token where the template should put one: the turn ends where the next prompt starts.
+            end = len(text[:limit].rstrip())
+            notes.add("turn_without_end_token")
+        body = text[start:end]
+        message = messages[k]
+        content = (message.get("content") or "").strip()
+        if content and content not in body:
+            raise SpanError(
+                "content_not_rendered", f"the content of assistant turn {k} is not where the template puts it"
+            )
+        reasoning = (message.get("reasoning_content") or "").strip()
+        if reasoning and reasoning not in body:
+            notes.add("reasoning_not_rendered")
+        calls = message.get("tool_calls") or ()
+        if any(c["function"]["name"] not in body for c in calls):
+            notes.add("tool_calls_not_rendered")
+        if not reasoning and "<think>" in body and "<think>" not in content:
+            notes.add("empty_think_injected")
+        if end <= start:
+            raise SpanError("empty_assistant_span", f"assistant turn {k} renders to no text")
+        spans.append((start, end))
+    if turns and not _closed_prefix_stable(render, messages, text, turns):
+        notes.add("prefix_unstable_history")
+    return Spans(text, spans, notes)
+
+
+def _turn_end(text: str, start: int, limit: int, eot: str | None) -> int | None:
+    """End of the first end-of-turn token after `start` and before `limit` (None when there is none)."""
+    if eot is None:
+        return None
+    at = text.find(eot, start, limit)
+    return None if at < 0 else at + len(eot)
+
+
+def _closed_prefix_stable(render: Render, messages: list[dict[str, Any]], text: str, turns: list[int]) -> bool:
+    """Whether each conversation cut after a trained assistant turn renders as a prefix of the whole.
+
+    Not needed for the spans (they are found in the whole text) but a template property worth reporting:
+    when it fails the template renders history differently from the latest turn (Qwen3, Phi-3).
+    """
+    for k in turns[:-1]:
+        if not text.startswith(render(messages[: k + 1], False).rstrip()):
+            return False
+    return True
+
+
+def token_labels(offsets: list[tuple[int, int]], spans: list[tuple[int, int]]) -> list[bool]:
+    """For each token (by character offsets), whether it starts inside a trained span.
+
+    A token belongs to where it starts: special tokens that absorb the whitespace after them (Phi-3's
+    `<|end|>` covers `<|end|>\n`) still count as the turn's end, while a token that began in the prompt is
+    never trained.
+    """
+    trained = []
+    j = 0
+    for start, end in offsets:
+        while j < len(spans) and spans[j][1] <= start:
+            j += 1
+        trained.append(j < len(spans) and spans[j][0] <= start and end > start)
+    return trained
