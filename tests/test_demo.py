@@ -1,6 +1,7 @@
 """The shipped demo: the build runs offline and every planted problem in data/raw/demo/README.md is caught
 exactly where the table says."""
 
+import json
 import re
 import shutil
 from pathlib import Path
@@ -19,6 +20,7 @@ REPO = Path(__file__).resolve().parents[1]
 def demo_build(tmp_path_factory):
     root = tmp_path_factory.mktemp("demo")
     shutil.copytree(REPO / "data" / "raw" / "demo", root / "data" / "raw" / "demo")
+    shutil.copytree(REPO / "data" / "tokenizers" / "demo-chatml", root / "data" / "tokenizers" / "demo-chatml")
     (root / "pipelines").mkdir()
     shutil.copy(REPO / "pipelines" / "demo.yaml", root / "pipelines" / "demo.yaml")
     loaded = load_recipe(root / "pipelines" / "demo.yaml")
@@ -77,6 +79,10 @@ def test_demo_outputs_are_complete(demo_build):
         "exports/openai/val.jsonl",
         "exports/sharegpt/train.jsonl",
         "exports/sharegpt/val.jsonl",
+        "rendered/demo-chatml/train.parquet",
+        "rendered/demo-chatml/val.parquet",
+        "rendered/demo-chatml/rejects.parquet",
+        "rendered/demo-chatml/lengths.png",
     }
     report = (out / "report" / "report.md").read_text()
     assert "Ledger balances." in report
@@ -95,3 +101,23 @@ def test_the_readme_quotes_the_demo_report_as_it_is(demo_build):
     per_source = [line for line in report if line.startswith("| ") and line.count("|") == 10]
     assert headline in quoted
     assert per_source and all(line in quoted for line in per_source)
+
+
+def test_the_demo_renders_for_its_target_with_lengths_and_overflow(demo_build):
+    out, manifest = demo_build
+    train = pq.read_table(out / "rendered" / "demo-chatml" / "train.parquet")
+    assert train.num_rows > 150
+    row = train.slice(0, 1).to_pylist()[0]
+    assert len(row["input_ids"]) == len(row["labels"]) == row["n_tokens"]
+    assert row["n_trained"] == sum(1 for x in row["labels"] if x != -100) > 0
+    assert all(x == -100 for x in row["labels"][: row["n_prompt"]])
+    report = json.loads((out / "report" / "report.json").read_text())["render"]["demo-chatml"]
+    assert report["overflow"]["max_length"] == 160
+    assert report["overflow"]["dropped"] == report["dropped_by_reason"]["overflow"] > 0
+    assert report["lengths"]["total"]["max"] > 160  # the dropped rows still show in the histogram
+    assert sum(report["lengths"]["histogram"]["total"]["counts"]) == (
+        report["rows"]["train"]["in"] + report["rows"]["val"]["in"]
+    )
+    md = (out / "report" / "report.md").read_text()
+    assert "## Rendered for `demo-chatml`" in md and "lengths.png" in md
+    assert manifest["render"]["demo-chatml"]["template_digest"]

@@ -104,6 +104,32 @@ class Outputs(_Section):
         return value
 
 
+class RenderTarget(_Section):
+    """A model to render for: its tokenizer and chat template, length limit and training policy."""
+
+    name: Annotated[str, Field(pattern=NAME_PATTERN, description="Names rendered/<name>/.")]
+    tokenizer: str = Field(
+        min_length=1, description="Local directory (relative to root), Hugging Face id, or ms://owner/name."
+    )
+    revision: str | None = Field(default=None, description="Hub revision (branch, tag or commit).")
+    chat_template: str | None = Field(default=None, description="A .jinja file replacing the tokenizer's template.")
+    max_length: Annotated[int, Field(gt=0)] = Field(default=4096, description="Longest sequence, in tokens.")
+    overflow: Literal["drop", "truncate", "keep", "error"] = Field(
+        default="drop", description="What happens to rows longer than max_length."
+    )
+    train_on: Literal["all", "last"] = Field(default="all", description="Train every assistant turn, or the last.")
+    reasoning: Literal["keep", "strip"] = Field(
+        default="keep", description="Pass reasoning to the template (`reasoning_content`) or strip it."
+    )
+    chat_template_kwargs: dict[str, Any] = Field(
+        default_factory=dict, description="Extra template variables, e.g. {enable_thinking: false}."
+    )
+    trust_remote_code: bool = Field(default=False, description="Allow the tokenizer's own Python code to run.")
+    keep_share: Annotated[float, Field(gt=0, le=1)] = Field(
+        default=0.99, description="Share of rows the suggested max_length keeps."
+    )
+
+
 class Recipe(_Section):
     """A dataforge build: sources in, one processed dataset out."""
 
@@ -116,6 +142,7 @@ class Recipe(_Section):
     dedup: Dedup = Field(default_factory=Dedup)
     split: Split = Field(default_factory=Split)
     outputs: Outputs = Field(default_factory=Outputs)
+    render: list[RenderTarget] = Field(default_factory=list, description="Targets to render train/val for.")
 
     def source(self, name: str) -> Source:
         return next(s for s in self.sources if s.name == name)
@@ -229,6 +256,7 @@ _FIELDS_OF: dict[str, type[BaseModel]] = {
     "dedup": Dedup,
     "split": Split,
     "outputs": Outputs,
+    "render": RenderTarget,
 }
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 from graphlib import TopologicalSorter
 
 from ..recipe import LoadedRecipe
-from ..stages import convert, dedup_exact, filter, mix, read, split, validate
+from ..stages import convert, dedup_exact, filter, mix, read, render, split, validate
 from ..stages.base import Stage
 
 
@@ -98,7 +98,37 @@ def build_graph(loaded: LoadedRecipe) -> list[Stage]:
         libraries=("pyarrow", "numpy"),
     )
     stages += [d, m, s]
+    stages += [render_stage(spec, loaded, s.name) for spec in recipe.render]
     return topological(stages)
+
+
+def render_stage(spec, loaded: LoadedRecipe, split_stage: str) -> Stage:
+    """The render stage of one target; its key covers the tokenizer and template digests."""
+    from ..render.target import load_target
+
+    target = load_target(
+        spec.name,
+        spec.tokenizer,
+        loaded.root,
+        revision=spec.revision,
+        chat_template=spec.chat_template,
+        trust_remote_code=spec.trust_remote_code,
+    )
+    config = {
+        **spec.model_dump(),
+        "tokenizer_digest": target.tokenizer_digest,
+        "template_digest": target.template_digest,
+    }
+    return Stage(
+        f"render:{spec.name}",
+        "render",
+        render.VERSION,
+        (split_stage,),
+        ("train", "val", "rejects"),
+        config,
+        render.make_render(split_stage, spec, target),
+        libraries=("pyarrow", "numpy", "transformers", "tokenizers", "jinja2"),
+    )
 
 
 def topological(stages: list[Stage]) -> list[Stage]:
@@ -117,4 +147,4 @@ def topological(stages: list[Stage]) -> list[Stage]:
 
 def rejecting_stages(stages: list[Stage]) -> list[str]:
     """Stages whose output includes a `rejects` table, in graph order."""
-    return [s.name for s in stages if "rejects" in s.outputs]
+    return [s.name for s in stages if "rejects" in s.outputs and s.kind != "render"]

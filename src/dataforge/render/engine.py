@@ -10,6 +10,7 @@ except the assistant content and its end-of-turn token.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -86,12 +87,23 @@ def render_rows(rows: list[dict[str, Any]], target: LoadedTarget, options: Rende
     if target.template is None:
         raise SpanError("no_chat_template", f"target {target.name!r}: the tokenizer has no chat template")
     eot = target_end_of_turn(target, options)
+    injection = _special_token_pattern(tok)
     texts: list[str] = []
     spans: list[list[tuple[int, int]]] = []
     kept: list[dict[str, Any]] = []
     problems: list[dict[str, Any]] = []
     notes: dict[str, int] = {}
     for row in rows:
+        found = _injected(row, injection)
+        if found is not None:
+            problems.append(
+                {
+                    "id": row["id"],
+                    "reason": "special_token_in_content",
+                    "message": f"message content contains the template's special token {found!r}",
+                }
+            )
+            continue
         try:
             text, trained, row_notes = _row_text(row, tok, options, eot)
         except SpanError as exc:
@@ -116,6 +128,7 @@ def render_rows(rows: list[dict[str, Any]], target: LoadedTarget, options: Rende
                     {
                         "id": row["id"],
                         "reason": "overflow",
+                        "n_tokens": n_tokens,
                         "message": f"{n_tokens} tokens > max_length {options.max_length} (dropped)",
                     }
                 )
@@ -125,6 +138,7 @@ def render_rows(rows: list[dict[str, Any]], target: LoadedTarget, options: Rende
                     {
                         "id": row["id"],
                         "reason": "overflow_error",
+                        "n_tokens": n_tokens,
                         "message": f"{n_tokens} tokens > max_length {options.max_length}",
                     }
                 )
@@ -145,6 +159,60 @@ def render_rows(rows: list[dict[str, Any]], target: LoadedTarget, options: Rende
         columns["n_prompt"].append(next(j for j, x in enumerate(labels) if x != IGNORE))
         columns["truncated"].append(bool(truncated and options.overflow == "truncate"))
     return Rendered(pa.table(columns, schema=RENDERED_SCHEMA), problems, notes)
+
+
+def _special_token_pattern(tok: Any) -> re.Pattern[str] | None:
+    """A regex matching any of the tokenizer's special/control tokens (`<|im_start|>`, `<|eot_id|>` …)."""
+    specials = {t for t in tok.all_special_tokens if t}
+    specials |= {t for t, _ in tok.get_added_vocab().items() if t.startswith("<") and t.endswith(">")}
+    if not specials:
+        return None
+    return re.compile("|".join(re.escape(t) for t in sorted(specials, key=len, reverse=True)))
+
+
+def _injected(row: dict[str, Any], pattern: re.Pattern[str] | None) -> str | None:
+    """The first special token written inside a message's content (it would forge a turn), or None."""
+    if pattern is None:
+        return None
+    for m in row["messages"] or ():
+        hit = pattern.search(m.get("content") or "")
+        if hit:
+            return hit.group(0)
+    return None
+
+
+def template_checks(target: LoadedTarget, options: RenderOptions) -> dict[str, Any]:
+    """Properties of the template itself: end-of-turn token, system prompt honoured, generation markers."""
+    render = _renderer(target.tokenizer, None, options)
+    probe = "dfprobesystemprompt"
+    try:
+        text = render(
+            [
+                {"role": "system", "content": probe},
+                {"role": "user", "content": "q"},
+                {"role": "assistant", "content": "a"},
+            ],
+            False,
+        )
+        ignores_system = probe not in text
+    except SpanError:
+        ignores_system = True
+    return {
+        "end_of_turn_token": target_end_of_turn(target, options),
+        "ignores_system_prompt": ignores_system,
+        "has_generation_markers": target.has_generation_markers,
+    }
+
+
+def round_trip_failures(table: pa.Table, tok: Any, sample: int = 200) -> list[str]:
+    """Ids of sampled rendered rows whose ids do not decode/re-encode to the same ids."""
+    failures = []
+    for row in table.slice(0, sample).select(["id", "input_ids"]).to_pylist():
+        ids = row["input_ids"]
+        again = tok(tok.decode(ids), add_special_tokens=False)["input_ids"]
+        if again != ids:
+            failures.append(row["id"])
+    return failures
 
 
 def target_end_of_turn(target: LoadedTarget, options: RenderOptions) -> str | None:

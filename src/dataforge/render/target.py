@@ -77,10 +77,15 @@ def _locate(tokenizer: str, root: Path, revision: str | None) -> str:
     path = Path(tokenizer)
     candidate = path if path.is_absolute() else root / path
     if candidate.is_dir():
-        return str(candidate)
-    if tokenizer.startswith((".", "/")) or path.suffix:
-        raise DataError(f"tokenizer directory {candidate} does not exist")
-    return tokenizer  # a hub id
+        return str(candidate.resolve())
+    # Hub ids are `owner/name`; anything else is a local path, resolved against the recipe root only
+    # (never the working directory, so a build means the same thing from anywhere).
+    if tokenizer.startswith((".", "/")) or tokenizer.count("/") != 1:
+        raise DataError(
+            f"tokenizer directory {candidate} does not exist",
+            hint="local tokenizers are directories relative to the recipe's root; hub ids look like owner/name",
+        )
+    return tokenizer
 
 
 def tokenizer_digest(tok: Any) -> str:

@@ -156,6 +156,8 @@ def render_markdown(report: dict[str, Any]) -> str:
             "|---|---|--:|",
         ]
         lines += [f"| {name} | `{path}` | {n:,} |" for name, path, n in unmodelled]
+    for name, stats in report.get("render", {}).items():
+        lines += render_section(name, stats)
     losses = {fmt: v for fmt, v in report["exports"].items() if any(v.values())}
     if losses:
         lines += ["", "## What the exports could not carry", ""]
@@ -164,6 +166,52 @@ def render_markdown(report: dict[str, Any]) -> str:
                 for what, n in counts.items():
                     lines.append(f"- `{fmt}` {split_name}: {what}: {n:,}")
     return "\n".join(lines) + "\n"
+
+
+def render_section(name: str, stats: dict[str, Any]) -> list[str]:
+    """The Markdown lines for one render target: rows, lengths, overflow, template checks."""
+    rows = stats["rows"]
+    lengths = stats["lengths"]
+    over = stats["overflow"]
+    checks = stats["checks"]
+    out = [
+        "",
+        f"## Rendered for `{name}` ({stats['target']['tokenizer']})",
+        "",
+        f"{rows['train']['rendered']:,} train and {rows['val']['rendered']:,} val rows rendered; "
+        f"{rows['train']['dropped'] + rows['val']['dropped']:,} dropped. "
+        f"Suggested max_length: {stats['suggested_max_length']['tokens']} "
+        f"(keeps {stats['suggested_max_length']['keep_share']:.0%} of rows whole).",
+        "",
+        "| tokens | p50 | p90 | p99 | max |",
+        "|---|--:|--:|--:|--:|",
+    ]
+    for part in ("total", "prompt", "trained"):
+        s = lengths[part]
+        if s.get("count"):
+            out.append(f"| {part} | {s['p50']:,} | {s['p90']:,} | {s['p99']:,} | {s['max']:,} |")
+    out += [
+        "",
+        f"Over max_length {over['max_length']:,}: {over['rows_over']:,} row(s); overflow policy `{over['policy']}` "
+        f"dropped {over['dropped']:,}" + (f" (e.g. {', '.join(over['ids'][:5])})" if over["ids"] else "") + ".",
+        "",
+        f"![token lengths](../rendered/{name}/lengths.png)",
+        "",
+        "Template checks: end-of-turn token "
+        + (f"`{checks['end_of_turn_token']}`" if checks["end_of_turn_token"] else "**none**")
+        + ("; **ignores the system prompt**" if checks["ignores_system_prompt"] else "; honours the system prompt")
+        + ("; has generation markers" if checks["has_generation_markers"] else "; no generation markers")
+        + (
+            f"; **{len(checks['round_trip_failures'])} rows do not round-trip decode/encode**"
+            if checks["round_trip_failures"]
+            else "; ids round-trip"
+        ),
+    ]
+    for note, n in checks["row_notes"].items():
+        out.append(f"- {note}: {n:,} row(s)")
+    for reason, n in stats["dropped_by_reason"].items():
+        out.append(f"- dropped, {reason}: {n:,} row(s)")
+    return out
 
 
 def _cell(text: str, limit: int = 120) -> str:

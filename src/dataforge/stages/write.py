@@ -27,6 +27,7 @@ from ..engine.graph import rejecting_stages
 from ..errors import DataforgeError
 from ..recipe import LoadedRecipe
 from ..rejects import Outcome, concat_rejects, count_by
+from ..report.lengths import plot
 from ..report.summary import build_report, render_markdown
 from .base import Stage
 
@@ -125,8 +126,18 @@ def write_build(loaded: LoadedRecipe, stages: list[Stage], entries: dict[str, En
             lines = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in result.records)
             text(lines, f"exports/{fmt}/{split_name}.jsonl")
             export_losses[fmt][split_name] = dict(sorted(result.losses.items()))
+    rendered = {}
+    for spec in loaded.recipe.render:
+        entry = entries[f"render:{spec.name}"].as_input()
+        for name in ("train", "val", "rejects"):
+            parquet(entry.table(name), f"rendered/{spec.name}/{name}.parquet")
+        rendered[spec.name] = entry.stats
+        png = f"rendered/{spec.name}/lengths.png"
+        plot(entry.stats["lengths"], spec.max_length, f"{spec.name}: tokens per row (train + val)", out / png)
+        written[png] = file_sha256(out / png)
     stage_stats = {name: e.manifest["stats"] for name, e in entries.items()}
     report = build_report(loaded, stages, entries, stage_stats, book, rejects, train, val, export_losses)
+    report["render"] = rendered
     text(json.dumps(report, indent=2, ensure_ascii=False, sort_keys=True) + "\n", "report/report.json")
     text(render_markdown(report), "report/report.md")
     manifest = {
@@ -136,6 +147,7 @@ def write_build(loaded: LoadedRecipe, stages: list[Stage], entries: dict[str, En
         "sources": source_lock(loaded, entries),
         "stages": {name: e.manifest["key"] for name, e in entries.items()},
         "ledger": book,
+        "render": {name: {**stats["target"], "rows": stats["rows"]} for name, stats in rendered.items()},
         "outputs": dict(sorted(written.items())),
         "versions": library_versions(LIBRARIES + ("datasets", "transformers")),
     }

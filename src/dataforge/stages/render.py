@@ -1,0 +1,170 @@
+"""render:<target>: train/val Examples → input_ids and labels through one model's chat template.
+
+Rows that cannot be rendered (template errors, unstable prefixes, special tokens in content, overflow when
+the policy drops them, nothing to train) leave the rendered set with a reason; they stay in train/val.parquet,
+so the target has its own small ledger: rows in = rendered + dropped.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from ..errors import DataError
+from ..recipe import RenderTarget
+from ..rejects import REJECTS_SCHEMA, Outcome
+from ..render.engine import RenderOptions, render_rows, round_trip_failures, template_checks
+from ..render.spans import SpanError
+from ..render.target import LoadedTarget
+from ..report.lengths import length_stats, suggested_max_length
+from .base import Progress, StageInput, StageOutput
+
+VERSION = 2
+BATCH = 512
+SHOWN_OVERFLOW_IDS = 20
+
+
+def options_of(spec: RenderTarget) -> RenderOptions:
+    return RenderOptions(
+        max_length=spec.max_length,
+        overflow=spec.overflow,
+        train_on=spec.train_on,
+        reasoning=spec.reasoning,
+        chat_template_kwargs=dict(spec.chat_template_kwargs),
+    )
+
+
+def render_split(examples: pa.Table, target: LoadedTarget, options: RenderOptions, progress: Progress, what: str):
+    """(rendered table, dropped rows as rejects, notes) for one split, in batches."""
+    rendered: list[pa.Table] = []
+    dropped: list[dict[str, Any]] = []
+    notes: Counter[str] = Counter()
+    total = examples.num_rows
+    for start in range(0, total, BATCH):
+        progress(start, total, what)
+        rows = examples.slice(start, BATCH).to_pylist()
+        try:
+            result = render_rows(rows, target, options)
+        except SpanError as exc:
+            raise DataError(f"render target {target.name!r}: {exc.message}", hint="set `chat_template:`") from None
+        by_id = {r["id"]: r for r in rows}
+        for p in result.problems:
+            r = by_id[p["id"]]
+            dropped.append(
+                {
+                    "n_tokens": p.get("n_tokens"),
+                    "source": r["source"],
+                    "file": r["file"],
+                    "row": r["row"],
+                    "line": r["line"],
+                    "example_id": r["id"],
+                    "stage": f"render:{target.name}",
+                    "outcome": Outcome.REJECTED.value,
+                    "reason": p["reason"],
+                    "field": None,
+                    "message": p["message"],
+                }
+            )
+        rendered.append(result.table)
+        notes.update(result.notes)
+    progress(total, total, what)
+    table = pa.concat_tables(rendered) if rendered else render_rows([], target, options).table
+    return table, dropped, notes
+
+
+def render_target(
+    inputs: dict[str, StageInput], split_stage: str, spec: RenderTarget, target: LoadedTarget, progress: Progress
+) -> StageOutput:
+    options = options_of(spec)
+    upstream = inputs[split_stage]
+    tables: dict[str, pa.Table] = {}
+    dropped: list[dict[str, Any]] = []
+    notes: Counter[str] = Counter()
+    counts: dict[str, dict[str, int]] = {}
+    for split in ("train", "val"):
+        examples = upstream.table(split)
+        table, split_dropped, split_notes = render_split(examples, target, options, progress, split)
+        if options.overflow == "error" and any(d["reason"] == "overflow_error" for d in split_dropped):
+            over = [d["example_id"] for d in split_dropped if d["reason"] == "overflow_error"]
+            raise DataError(
+                f"render target {spec.name!r}: {len(over)} row(s) exceed max_length {spec.max_length} "
+                f"(overflow: error), e.g. {', '.join(over[:5])}",
+                hint="raise max_length, or choose overflow: drop | truncate | keep",
+            )
+        tables[split] = table
+        dropped += split_dropped
+        notes.update(split_notes)
+        counts[split] = {"in": examples.num_rows, "rendered": table.num_rows, "dropped": len(split_dropped)}
+    both = pa.concat_tables([tables["train"], tables["val"]])
+    stats = _stats(both, spec, target, options, dropped, notes, counts)
+    rejects = pa.Table.from_pylist(
+        [{k: v for k, v in d.items() if k != "n_tokens"} for d in dropped], schema=REJECTS_SCHEMA
+    )
+    return StageOutput({"train": tables["train"], "val": tables["val"], "rejects": rejects}, stats)
+
+
+def _stats(
+    both: pa.Table,
+    spec: RenderTarget,
+    target: LoadedTarget,
+    options: RenderOptions,
+    dropped: list[dict[str, Any]],
+    notes: Counter[str],
+    counts: dict[str, dict[str, int]],
+) -> dict[str, Any]:
+    n_tokens = both["n_tokens"].to_numpy()
+    over = np.flatnonzero(n_tokens > spec.max_length)
+    overflow_dropped = [d["example_id"] for d in dropped if d["reason"] in ("overflow", "overflow_error")]
+    over_lengths = [d["n_tokens"] for d in dropped if d.get("n_tokens")]
+    over_sources = [d["source"] for d in dropped if d.get("n_tokens")]
+    return {
+        "target": {
+            "tokenizer": target.source,
+            "revision": spec.revision,
+            "tokenizer_digest": target.tokenizer_digest,
+            "template_digest": target.template_digest,
+        },
+        "checks": {
+            **template_checks(target, options),
+            "row_notes": dict(sorted(notes.items())),
+            "round_trip_failures": round_trip_failures(both, target.tokenizer),
+        },
+        "rows": counts,
+        "dropped_by_reason": dict(sorted(Counter(d["reason"] for d in dropped).items())),
+        "overflow": {
+            "policy": spec.overflow,
+            "max_length": spec.max_length,
+            "rows_over": int(len(over)) + len(overflow_dropped),
+            "kept_over": int(len(over)),
+            "dropped": len(overflow_dropped),
+            "ids": (both["id"].take(pa.array(over[:SHOWN_OVERFLOW_IDS])).to_pylist() + overflow_dropped)[
+                :SHOWN_OVERFLOW_IDS
+            ],
+        },
+        "lengths": length_stats(
+            n_tokens,
+            both["n_prompt"].to_numpy(),
+            both["n_trained"].to_numpy(),
+            np.asarray(both["source"].to_pylist(), dtype=object),
+            spec.max_length,
+            np.array(over_lengths, dtype=np.int64),
+            np.array(over_sources, dtype=object),
+        ),
+        "suggested_max_length": {
+            "keep_share": spec.keep_share,
+            # Rows dropped for overflow count too: the suggestion is about the data, not what survived.
+            "tokens": suggested_max_length(
+                np.concatenate([n_tokens, np.array(over_lengths, dtype=np.int64)]), spec.keep_share
+            ),
+        },
+    }
+
+
+def make_render(split_stage: str, spec: RenderTarget, target: LoadedTarget):
+    def run(inputs: dict[str, StageInput], progress: Progress) -> StageOutput:
+        return render_target(inputs, split_stage, spec, target, progress)
+
+    return run
