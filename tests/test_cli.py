@@ -169,3 +169,43 @@ def test_validate_warns_about_fields_the_format_does_not_carry(tmp_path):
     code, out, err = dataforge("validate", f.name, cwd=tmp_path)
     assert code == 0
     assert "not carried: messages[].weight (2 value(s)) is not a field of the openai format" in err
+
+
+REPO_TOKENIZER = __import__("pathlib").Path(__file__).resolve().parents[1] / "data" / "tokenizers" / "demo-chatml"
+
+
+def test_render_writes_rows_and_shows_the_trained_tokens(tmp_path):
+    f = tmp_path / "chat.jsonl"
+    f.write_text(
+        json.dumps(
+            {
+                "messages": [
+                    {"role": "user", "content": "What is two plus two?"},
+                    {"role": "assistant", "content": "Four."},
+                ]
+            }
+        )
+        + "\n"
+    )
+    code, out, err = dataforge(
+        "render", f.name, "--template", REPO_TOKENIZER, "--show", "1", "-o", "r.parquet", cwd=tmp_path
+    )
+    assert code == 0, err
+    assert "[[Four.<|im_end|>]]" in out  # not a terminal: trained spans are bracketed
+    assert "<|im_start|>user\nWhat is two plus two?<|im_end|>" in out
+    assert "end-of-turn token: '<|im_end|>'" in out
+    rows = pq.read_table(tmp_path / "r.parquet").to_pylist()
+    assert len(rows) == 1 and rows[0]["n_tokens"] == len(rows[0]["input_ids"])
+
+
+def test_render_exits_1_when_rows_do_not_fit(tmp_path):
+    f = tmp_path / "long.jsonl"
+    f.write_text(
+        json.dumps(
+            {"messages": [{"role": "user", "content": "Say a lot."}, {"role": "assistant", "content": "word " * 200}]}
+        )
+        + "\n"
+    )
+    code, out, err = dataforge("render", f.name, "--template", REPO_TOKENIZER, "--max-length", "32", cwd=tmp_path)
+    assert code == 1
+    assert "not rendered input:0: overflow:" in err

@@ -130,7 +130,11 @@ ColumnOpt = Annotated[
 
 def _warn_unmodelled(found: dict[str, int], fmt: str) -> None:
     for path, n in found.items():
-        err.print(f"[yellow]not carried[/]: {path} ({n} value(s)) is not a field of the {fmt} format", highlight=False)
+        err.print(
+            f"[yellow]not carried[/]: {path} ({n} value(s)) is not a field of the {fmt} format",
+            highlight=False,
+            soft_wrap=True,
+        )
 
 
 @app.command()
@@ -201,10 +205,10 @@ def convert(
         pq.write_table(pa.Table.from_pylist(written.records), output)
     for r in checked.rejects.to_pylist():
         where = f"{r['file']}:{r['line']}" if r["line"] is not None else f"{r['file']}#{r['row']}"
-        err.print(f"rejected {where}: {r['field'] or ''} {r['message']}", highlight=False)
+        err.print(f"rejected {where}: {r['field'] or ''} {r['message']}", highlight=False, soft_wrap=True)
     _warn_unmodelled(checked.unmodelled, checked.format)
     for what, n in sorted(written.losses.items()):
-        err.print(f"[yellow]not carried[/] by {to}: {what}: {n} row(s)", highlight=False)
+        err.print(f"[yellow]not carried[/] by {to}: {what}: {n} row(s)", highlight=False, soft_wrap=True)
     out.print(
         f"{checked.records} records ({checked.format}) → {len(written.records)} {to} records in {output}; "
         f"{checked.rejects.num_rows} rejected"
@@ -212,6 +216,107 @@ def convert(
     lost_rows = sum(n for what, n in written.losses.items() if "(not written)" in what)
     if checked.rejects.num_rows or lost_rows:
         raise typer.Exit(1)
+
+
+@app.command()
+def render(
+    input: Annotated[str, typer.Argument(help="File, directory or glob of data in any format dataforge reads.")],
+    template: Annotated[
+        str, typer.Option("--template", "-t", help="Tokenizer + chat template: local directory or hub id.")
+    ],
+    max_length: Annotated[int, typer.Option(help="Longest sequence in tokens.")] = 4096,
+    overflow: Annotated[str, typer.Option(help="drop | truncate | keep | error, for rows over max-length.")] = "drop",
+    train_on: Annotated[str, typer.Option(help="all | last: which assistant turns are trained.")] = "all",
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write rendered rows to this .parquet.")] = None,
+    show: Annotated[int, typer.Option(help="Print this many rows with trained tokens highlighted.")] = 0,
+    format: FormatOpt = None,
+    column: ColumnOpt = None,
+) -> None:
+    """Render files through a model's chat template: token ids, labels (-100 where not trained), lengths.
+
+    Prints the length summary and template checks; --show N prints rows with the trained tokens highlighted
+    (green in a terminal, [[…]] otherwise), which is how to verify a loss mask by eye. Exit 1 when rows
+    were rejected or could not be rendered.
+    """
+    from .checking import check_files
+    from .engine.cache import write_parquet
+    from .recipe import RenderTarget
+    from .render.target import load_target
+    from .stages.render import options_of, render_split, render_stats
+
+    spec = RenderTarget.model_validate(
+        {"name": "cli", "tokenizer": template, "max_length": max_length, "overflow": overflow, "train_on": train_on}
+    )
+    checked = check_files(input, format, _parse_columns(column))
+    target = load_target("cli", template, Path.cwd())
+    table, dropped, notes = render_split(checked.examples, target, options_of(spec), lambda *_: None, "rows")
+    stats = render_stats(
+        table,
+        spec,
+        target,
+        options_of(spec),
+        dropped,
+        notes,
+        {"rows": {"in": checked.examples.num_rows, "rendered": table.num_rows, "dropped": len(dropped)}},
+    )
+    if output is not None:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        write_parquet(table, output)
+    for row in checked.rejects.to_pylist():
+        where = f"{row['file']}:{row['line']}" if row["line"] is not None else f"{row['file']}#{row['row']}"
+        err.print(f"rejected {where}: {row['field'] or ''} {row['message']}", highlight=False, soft_wrap=True)
+    for d in dropped:
+        err.print(f"not rendered {d['example_id']}: {d['reason']}: {d['message']}", highlight=False, soft_wrap=True)
+    lengths = stats["lengths"]
+    summary = Table(title=f"{table.num_rows} rows rendered for {template}")
+    for col_name in ("tokens", "p50", "p90", "p99", "max"):
+        summary.add_column(col_name, justify="right" if col_name != "tokens" else "left")
+    for part in ("total", "prompt", "trained"):
+        s = lengths[part]
+        if s.get("count"):
+            summary.add_row(part, *(f"{s[k]:,}" for k in ("p50", "p90", "p99", "max")))
+    out.print(summary)
+    checks = stats["checks"]
+    out.print(
+        f"end-of-turn token: {checks['end_of_turn_token']!r}; "
+        f"ignores system prompt: {checks['ignores_system_prompt']}; "
+        f"generation markers: {checks['has_generation_markers']}; suggested max_length: "
+        f"{stats['suggested_max_length']['tokens']}",
+        highlight=False,
+    )
+    for note, n in checks["row_notes"].items():
+        out.print(f"note: {note}: {n} row(s)", highlight=False)
+    for row in table.slice(0, show).to_pylist():
+        out.print(f"[bold]{row['id']}[/] ({row['n_tokens']} tokens, {row['n_trained']} trained)")
+        out.print(
+            highlighted(target.tokenizer, row["input_ids"], row["labels"], colour=out.is_terminal),
+            highlight=False,
+            markup=False,
+        )
+    if checked.rejects.num_rows or dropped:
+        raise typer.Exit(1)
+
+
+def highlighted(tok, ids: list[int], labels: list[int], *, colour: bool):
+    """The decoded row with trained spans marked: green in a terminal, [[…]] in plain text."""
+    from rich.text import Text
+
+    text = Text()
+    run: list[int] = []
+    trained_run = None
+    for token, label in [*zip(ids, labels, strict=True), (None, None)]:
+        trained = label is not None and label != -100
+        if token is None or (trained_run is not None and trained != trained_run):
+            piece = tok.decode(run)
+            if colour:
+                text.append(piece, style="bold green" if trained_run else "dim")
+            else:
+                text.append(f"[[{piece}]]" if trained_run else piece)
+            run = []
+        if token is not None:
+            run.append(token)
+            trained_run = trained
+    return text
 
 
 @app.command("formats")

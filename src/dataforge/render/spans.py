@@ -11,6 +11,7 @@ injected — is recorded per row as a note, so the report can say so.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -83,8 +84,10 @@ def derive(render: Render, messages: list[dict[str, Any]], train_on: str, eot: s
         limit = starts[n + 1] if n + 1 < len(starts) else len(text)
         end = _turn_end(text, start, limit, eot)
         if end is None:
-            # No end-of-turn token where the template should put one: the turn ends where the next prompt starts.
-            end = len(text[:limit].rstrip())
+            # No end-of-turn token where the template should put one: the turn ends where the conversation cut
+            # after it stops agreeing with the whole. (Not at `limit`, the start of the next trained turn's
+            # content: that would train the user and tool turns in between.)
+            end = _agreed_end(render(messages[: k + 1], False), text, limit)
             notes.add("turn_without_end_token")
         body = text[start:end]
         message = messages[k]
@@ -115,6 +118,13 @@ def _turn_end(text: str, start: int, limit: int, eot: str | None) -> int | None:
         return None
     at = text.find(eot, start, limit)
     return None if at < 0 else at + len(eot)
+
+
+def _agreed_end(closed: str, text: str, limit: int) -> int:
+    """End of the text that `closed` (a conversation cut after one turn) shares with `text`, before `limit`,
+    less trailing whitespace."""
+    shared = os.path.commonprefix([closed, text[:limit]])
+    return len(shared.rstrip())
 
 
 def _closed_prefix_stable(render: Render, messages: list[dict[str, Any]], text: str, turns: list[int]) -> bool:

@@ -99,14 +99,14 @@ def render_target(
         notes.update(split_notes)
         counts[split] = {"in": examples.num_rows, "rendered": table.num_rows, "dropped": len(split_dropped)}
     both = pa.concat_tables([tables["train"], tables["val"]])
-    stats = _stats(both, spec, target, options, dropped, notes, counts)
+    stats = render_stats(both, spec, target, options, dropped, notes, counts)
     rejects = pa.Table.from_pylist(
         [{k: v for k, v in d.items() if k != "n_tokens"} for d in dropped], schema=REJECTS_SCHEMA
     )
     return StageOutput({"train": tables["train"], "val": tables["val"], "rejects": rejects}, stats)
 
 
-def _stats(
+def render_stats(
     both: pa.Table,
     spec: RenderTarget,
     target: LoadedTarget,
