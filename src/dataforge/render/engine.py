@@ -119,6 +119,9 @@ def render_rows(rows: list[dict[str, Any]], target: LoadedTarget, options: Rende
     for i, row in enumerate(kept):
         ids = encoded["input_ids"][i]
         mask = token_labels(encoded["offset_mapping"][i], spans[i])
+        if target.has_generation_markers and row["kind"] == "sft" and not _markers_agree(tok, row, ids, mask, options):
+            # The template's own markers say otherwise on more than whitespace: trust neither silently.
+            notes["generation_markers_disagree"] = notes.get("generation_markers_disagree", 0) + 1
         labels = [t if m else IGNORE for t, m in zip(ids, mask, strict=True)]
         n_tokens = len(ids)
         truncated = n_tokens > options.max_length
@@ -254,6 +257,26 @@ def _row_text(
     tools = [{"type": "function", "function": spec} for spec in json.loads(row["tools"])] if row.get("tools") else None
     spans = derive(_renderer(tok, tools, options), messages, options.train_on, eot)
     return spans.text, spans.trained, spans.notes
+
+
+def _markers_agree(tok: Any, row: dict[str, Any], ids: list[int], mask: list[bool], options: RenderOptions) -> bool:
+    """Whether the template's `{% generation %}` mask matches the derived one, except on whitespace tokens
+    (trl's training templates put the newlines around a turn inside the markers)."""
+    tools = [{"type": "function", "function": spec} for spec in json.loads(row["tools"])] if row.get("tools") else None
+    out = tok.apply_chat_template(
+        chat_messages(row, options.reasoning),
+        tools=tools,
+        tokenize=True,
+        return_dict=True,
+        return_assistant_tokens_mask=True,
+        **options.chat_template_kwargs,
+    )
+    if list(out["input_ids"]) != list(ids):
+        return False
+    for token, ours, theirs in zip(ids, mask, out["assistant_masks"], strict=True):
+        if bool(theirs) != ours and tok.decode([token]).strip():
+            return False
+    return True
 
 
 def lengths(table: pa.Table) -> dict[str, np.ndarray]:

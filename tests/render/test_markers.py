@@ -1,0 +1,49 @@
+"""Templates with `{% generation %}` markers: the derived labels are checked against the markers, not trusted."""
+
+from pathlib import Path
+
+from builders import chat
+
+from dataforge.render.engine import RenderOptions, render_rows
+from dataforge.render.target import load_target
+
+DEMO = Path(__file__).resolve().parents[2] / "data" / "tokenizers" / "demo-chatml"
+
+MARKED = (
+    "{%- for message in messages %}"
+    "{%- if message.role == 'assistant' %}{{- '<|im_start|>assistant\\n' }}"
+    "{%- generation %}{{- message.content + '<|im_end|>\\n' }}{%- endgeneration %}"
+    "{%- else %}{{- '<|im_start|>' + message.role + '\\n' + message.content + '<|im_end|>\\n' }}{%- endif %}"
+    "{%- endfor %}{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}{%- endif %}"
+)
+
+
+def _target(tmp_path, template: str):
+    path = tmp_path / "t.jinja"
+    path.write_text(template)
+    return load_target("t", str(DEMO), tmp_path, chat_template=str(path))
+
+
+def _trained_text(target, result):
+    row = result.table.to_pylist()[0]
+    return target.tokenizer.decode([t for t, lab in zip(row["input_ids"], row["labels"], strict=True) if lab != -100])
+
+
+def test_markers_that_cover_the_turn_agree_with_the_derived_labels(tmp_path):
+    target = _target(tmp_path, MARKED)
+    assert target.has_generation_markers
+    result = render_rows([chat("s", 0, ("user", "Hi"), ("assistant", "Hello there")).to_row()], target, RenderOptions())
+    assert _trained_text(target, result) == "Hello there<|im_end|>"
+    assert result.notes == {}
+
+
+def test_markers_that_leave_out_the_end_of_turn_token_are_reported(tmp_path):
+    short = MARKED.replace(
+        "{%- generation %}{{- message.content + '<|im_end|>\\n' }}{%- endgeneration %}",
+        "{%- generation %}{{- message.content }}{%- endgeneration %}{{- '<|im_end|>\\n' }}",
+    )
+    target = _target(tmp_path, short)
+    result = render_rows([chat("s", 0, ("user", "Hi"), ("assistant", "Hello there")).to_row()], target, RenderOptions())
+    # dataforge still trains the end-of-turn token (a model must learn to stop) and says the markers disagree.
+    assert _trained_text(target, result) == "Hello there<|im_end|>"
+    assert result.notes == {"generation_markers_disagree": 1}
