@@ -125,6 +125,9 @@ class RenderTarget(_Section):
         default_factory=dict, description="Extra template variables, e.g. {enable_thinking: false}."
     )
     trust_remote_code: bool = Field(default=False, description="Allow the tokenizer's own Python code to run.")
+    workers: Annotated[int, Field(gt=0)] | None = Field(
+        default=None, description="Processes to render with; default: the machine's cores (at most 8)."
+    )
     keep_share: Annotated[float, Field(gt=0, le=1)] = Field(
         default=0.99, description="Share of rows the suggested max_length keeps."
     )

@@ -3,7 +3,6 @@
 from pathlib import Path
 
 from builders import chat
-
 from dataforge.render.engine import RenderOptions, render_rows
 from dataforge.render.target import load_target
 

@@ -114,8 +114,9 @@ def render_stage(spec, loaded: LoadedRecipe, split_stage: str) -> Stage:
         chat_template=spec.chat_template,
         trust_remote_code=spec.trust_remote_code,
     )
+    # `workers` changes how fast, not what: it stays out of the key.
     config = {
-        **spec.model_dump(),
+        **spec.model_dump(exclude={"workers"}),
         "tokenizer_digest": target.tokenizer_digest,
         "template_digest": target.template_digest,
     }

@@ -7,7 +7,11 @@ so the target has its own small ledger: rows in = rendered + dropped.
 
 from __future__ import annotations
 
+import multiprocessing
+import os
 from collections import Counter
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -16,7 +20,7 @@ import pyarrow as pa
 from ..errors import DataError
 from ..recipe import RenderTarget
 from ..rejects import REJECTS_SCHEMA, Outcome
-from ..render.engine import RenderOptions, render_rows, round_trip_failures, template_checks
+from ..render.engine import Rendered, RenderOptions, render_rows, round_trip_failures, template_checks
 from ..render.spans import SpanError
 from ..render.target import LoadedTarget
 from ..report.lengths import length_stats, suggested_max_length
@@ -24,6 +28,8 @@ from .base import Progress, StageInput, StageOutput
 
 VERSION = 2
 BATCH = 512
+# Starting a worker (spawn, import, unpickle the tokenizer) costs ~1.5 s: below this many rows one process wins.
+PARALLEL_MIN_ROWS = 20_000
 SHOWN_OVERFLOW_IDS = 20
 
 
@@ -37,42 +43,80 @@ def options_of(spec: RenderTarget) -> RenderOptions:
     )
 
 
-def render_split(examples: pa.Table, target: LoadedTarget, options: RenderOptions, progress: Progress, what: str):
+_WORKER: dict[str, Any] = {}
+
+
+def _init_worker(target: LoadedTarget, options: RenderOptions) -> None:
+    _WORKER["target"], _WORKER["options"] = target, options
+
+
+def _render_batch(batch: pa.Table) -> Rendered:
+    return render_rows(batch.to_pylist(), _WORKER["target"], _WORKER["options"])
+
+
+def _batches(
+    examples: pa.Table, target: LoadedTarget, options: RenderOptions, workers: int, min_rows: int
+) -> Iterator[tuple[pa.Table, Rendered]]:
+    """(batch, rendered batch) in order; batches go to `workers` processes when there are enough of them.
+
+    Rendering is per-row Python (Jinja) plus tokenization, so it scales with processes, not threads. Each
+    worker receives the target once; the output does not depend on the number of workers.
+    """
+    slices = [examples.slice(start, BATCH) for start in range(0, examples.num_rows, BATCH)]
+    if workers <= 1 or examples.num_rows < min_rows:
+        for batch in slices:
+            yield batch, render_rows(batch.to_pylist(), target, options)
+        return
+    context = multiprocessing.get_context("spawn")  # fork after Arrow/tokenizers threads can deadlock
+    with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker, initargs=(target, options)) as pool:
+        yield from zip(slices, pool.map(_render_batch, slices), strict=True)
+
+
+def render_split(
+    examples: pa.Table,
+    target: LoadedTarget,
+    options: RenderOptions,
+    progress: Progress,
+    what: str,
+    workers: int = 1,
+    min_rows_parallel: int = PARALLEL_MIN_ROWS,
+):
     """(rendered table, dropped rows as rejects, notes) for one split, in batches."""
     rendered: list[pa.Table] = []
     dropped: list[dict[str, Any]] = []
     notes: Counter[str] = Counter()
     total = examples.num_rows
-    for start in range(0, total, BATCH):
-        progress(start, total, what)
-        rows = examples.slice(start, BATCH).to_pylist()
-        try:
-            result = render_rows(rows, target, options)
-        except SpanError as exc:
-            raise DataError(f"render target {target.name!r}: {exc.message}", hint="set `chat_template:`") from None
-        by_id = {r["id"]: r for r in rows}
-        for p in result.problems:
-            r = by_id[p["id"]]
-            dropped.append(
-                {
-                    "n_tokens": p.get("n_tokens"),
-                    "source": r["source"],
-                    "file": r["file"],
-                    "row": r["row"],
-                    "line": r["line"],
-                    "example_id": r["id"],
-                    "stage": f"render:{target.name}",
-                    "outcome": Outcome.REJECTED.value,
-                    "reason": p["reason"],
-                    "field": None,
-                    "message": p["message"],
-                }
-            )
-        rendered.append(result.table)
-        notes.update(result.notes)
+    done = 0
+    try:
+        for batch, result in _batches(examples, target, options, workers, min_rows_parallel):
+            progress(done, total, what)
+            done += batch.num_rows
+            rows = {r["id"]: r for r in batch.select(["id", "source", "file", "row", "line"]).to_pylist()}
+            dropped += [_dropped(rows[p["id"]], p, target.name) for p in result.problems]
+            rendered.append(result.table)
+            notes.update(result.notes)
+    except SpanError as exc:
+        raise DataError(f"render target {target.name!r}: {exc.message}", hint="set `chat_template:`") from None
     progress(total, total, what)
     table = pa.concat_tables(rendered) if rendered else render_rows([], target, options).table
     return table, dropped, notes
+
+
+def _dropped(row: dict[str, Any], problem: dict[str, Any], target: str) -> dict[str, Any]:
+    """A rejects-table row (plus `n_tokens`, for the length statistics) for a row that was not rendered."""
+    return {
+        "n_tokens": problem.get("n_tokens"),
+        "source": row["source"],
+        "file": row["file"],
+        "row": row["row"],
+        "line": row["line"],
+        "example_id": row["id"],
+        "stage": f"render:{target}",
+        "outcome": Outcome.REJECTED.value,
+        "reason": problem["reason"],
+        "field": None,
+        "message": problem["message"],
+    }
 
 
 def render_target(
@@ -86,7 +130,8 @@ def render_target(
     counts: dict[str, dict[str, int]] = {}
     for split in ("train", "val"):
         examples = upstream.table(split)
-        table, split_dropped, split_notes = render_split(examples, target, options, progress, split)
+        workers = spec.workers or min(os.cpu_count() or 1, 8)
+        table, split_dropped, split_notes = render_split(examples, target, options, progress, split, workers)
         if options.overflow == "error" and any(d["reason"] == "overflow_error" for d in split_dropped):
             over = [d["example_id"] for d in split_dropped if d["reason"] == "overflow_error"]
             raise DataError(
