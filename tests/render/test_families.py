@@ -381,7 +381,11 @@ def test_pretrain_rows_train_every_token_and_end_with_eos(templates, family):
     row = only_row(render(tgt, text))
     assert row["labels"] == row["input_ids"]
     assert row["input_ids"][-1] == tok.eos_token_id
-    assert tok.decode(row["input_ids"]) == "Plain text, trained." + tok.eos_token
+    # Framed as the tokenizer frames plain text (BOS where its post-processor adds one), then EOS.
+    framed = tok("Plain text, trained.", add_special_tokens=True)["input_ids"]
+    assert row["input_ids"] == framed + [tok.eos_token_id]
+    adds_bos = framed[0] == tok.bos_token_id
+    assert adds_bos == (family in {"llama-3.1-instruct", "mistral-7b-instruct-v0.2"})
     assert (row["n_prompt"], row["n_trained"], row["n_tokens"]) == (0, len(row["input_ids"]), len(row["input_ids"]))
 
 

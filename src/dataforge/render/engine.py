@@ -165,9 +165,13 @@ def render_rows(rows: list[dict[str, Any]], target: LoadedTarget, options: Rende
 
 
 def _special_token_pattern(tok: Any) -> re.Pattern[str] | None:
-    """A regex matching any of the tokenizer's special/control tokens (`<|im_start|>`, `<|eot_id|>` …)."""
+    """A regex matching the tokenizer's special (control) tokens: `<|im_start|>`, `<|eot_id|>` …
+
+    Only tokens marked special: Qwen's `<think>` and `<tool_call>` are added but not special, and text that
+    mentions them is data (inline reasoning, tool-call examples), not an attempt to forge a turn.
+    """
     specials = {t for t in tok.all_special_tokens if t}
-    specials |= {t for t, _ in tok.get_added_vocab().items() if t.startswith("<") and t.endswith(">")}
+    specials |= {a.content for a in tok.added_tokens_decoder.values() if a.special and a.content}
     if not specials:
         return None
     return re.compile("|".join(re.escape(t) for t in sorted(specials, key=len, reverse=True)))
@@ -249,7 +253,9 @@ def _row_text(
     """(text, trained character spans, notes) for one row."""
     kind = row["kind"]
     if kind == "pretrain":
-        text = (row["text"] or "") + (tok.eos_token or "")
+        # Documents are framed as the tokenizer frames plain text (BOS only where its post-processor adds one,
+        # as Llama's and Mistral's do), then EOS so the model learns where a document ends.
+        text = (tok.bos_token if _adds_bos(tok) else "") + (row["text"] or "") + (tok.eos_token or "")
         return text, [(0, len(text))], set()
     if kind != "sft":
         raise SpanError("kind_not_rendered", f"{kind} rows are not rendered by this stage yet")
@@ -257,6 +263,14 @@ def _row_text(
     tools = [{"type": "function", "function": spec} for spec in json.loads(row["tools"])] if row.get("tools") else None
     spans = derive(_renderer(tok, tools, options), messages, options.train_on, eot)
     return spans.text, spans.trained, spans.notes
+
+
+def _adds_bos(tok: Any) -> bool:
+    """Whether the tokenizer puts its BOS token in front of plain text it encodes."""
+    if tok.bos_token_id is None:
+        return False
+    ids = tok("x", add_special_tokens=True)["input_ids"]
+    return bool(ids) and ids[0] == tok.bos_token_id
 
 
 def _markers_agree(tok: Any, row: dict[str, Any], ids: list[int], mask: list[bool], options: RenderOptions) -> bool:
