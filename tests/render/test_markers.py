@@ -46,3 +46,39 @@ def test_markers_that_leave_out_the_end_of_turn_token_are_reported(tmp_path):
     # dataforge still trains the end-of-turn token (a model must learn to stop) and says the markers disagree.
     assert _trained_text(target, result) == "Hello there<|im_end|>"
     assert result.notes == {"generation_markers_disagree": 1}
+
+
+def test_a_tokenizer_that_loses_text_is_reported(tmp_path):
+    from tokenizers import normalizers
+
+    target = _target(tmp_path, MARKED)
+    target.tokenizer.backend_tokenizer.normalizer = normalizers.Lowercase()  # decode can no longer restore case
+    result = render_rows([chat("s", 0, ("user", "Hi"), ("assistant", "Hello There")).to_row()], target, RenderOptions())
+    assert result.notes["round_trip_failure"] == 1
+
+
+def test_a_template_that_ignores_the_system_prompt_is_reported(tmp_path):
+    from dataforge.render.engine import template_checks
+
+    honours = template_checks(_target(tmp_path, MARKED), RenderOptions())
+    assert honours == {
+        "end_of_turn_token": "<|im_end|>",
+        "ignores_system_prompt": False,
+        "has_generation_markers": True,
+    }
+    drops_system = MARKED.replace(
+        "{%- for message in messages %}", "{%- for message in messages if message.role != 'system' %}"
+    )
+    assert template_checks(_target(tmp_path, drops_system), RenderOptions())["ignores_system_prompt"] is True
+
+
+def test_a_tokenizer_without_a_chat_template_is_a_clear_error(tmp_path):
+    import pytest
+
+    from dataforge.render.spans import SpanError
+
+    target = load_target("t", str(DEMO), tmp_path)
+    target.template = None
+    with pytest.raises(SpanError) as err:
+        render_rows([chat("s", 0, ("user", "Hi"), ("assistant", "Yo")).to_row()], target, RenderOptions())
+    assert err.value.reason == "no_chat_template"

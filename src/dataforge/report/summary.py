@@ -202,9 +202,9 @@ def render_section(name: str, stats: dict[str, Any]) -> list[str]:
         + ("; **ignores the system prompt**" if checks["ignores_system_prompt"] else "; honours the system prompt")
         + ("; has generation markers" if checks["has_generation_markers"] else "; no generation markers")
         + (
-            f"; **{len(checks['round_trip_failures'])} rows do not round-trip decode/encode**"
-            if checks["round_trip_failures"]
-            else "; ids round-trip"
+            f"; **{checks['row_notes']['round_trip_failure']} sampled rows do not decode back to their text**"
+            if checks["row_notes"].get("round_trip_failure")
+            else "; rendered text round-trips through encode/decode"
         ),
     ]
     for note, n in checks["row_notes"].items():

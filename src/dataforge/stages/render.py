@@ -20,7 +20,7 @@ import pyarrow as pa
 from ..errors import DataError
 from ..recipe import RenderTarget
 from ..rejects import REJECTS_SCHEMA, Outcome
-from ..render.engine import Rendered, RenderOptions, render_rows, round_trip_failures, template_checks
+from ..render.engine import Rendered, RenderOptions, render_rows, template_checks
 from ..render.spans import SpanError
 from ..render.target import LoadedTarget
 from ..report.lengths import length_stats, suggested_max_length
@@ -175,7 +175,6 @@ def render_stats(
         "checks": {
             **template_checks(target, options),
             "row_notes": dict(sorted(notes.items())),
-            "round_trip_failures": round_trip_failures(both, target.tokenizer),
         },
         "rows": counts,
         "dropped_by_reason": dict(sorted(Counter(d["reason"] for d in dropped).items())),
