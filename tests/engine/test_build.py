@@ -175,3 +175,36 @@ def test_a_killed_build_leaves_no_partial_output_and_resumes(tmp_path):
     ref_out = reference / "data" / "processed" / "tiny"
     for name in ["train.parquet", "val.parquet", "rejects.parquet", "manifest.json"]:
         assert (out / name).read_bytes() == (ref_out / name).read_bytes(), name
+
+
+def test_several_render_targets_side_by_side_and_a_template_change_reruns_only_its_render(tmp_path):
+    import shutil
+
+    demo_tok = Path(__file__).resolve().parents[2] / "data" / "tokenizers" / "demo-chatml"
+    shutil.copytree(demo_tok, tmp_path / "tok")
+    (tmp_path / "short.jinja").write_text((demo_tok / "chat_template.jinja").read_text())
+    recipe = make_project(
+        tmp_path,
+        RECIPE
+        + "render:\n"
+        + "  - {name: wide, tokenizer: tok, max_length: 4096}\n"
+        + "  - {name: narrow, tokenizer: tok, chat_template: short.jinja, max_length: 24, overflow: truncate}\n",
+    )
+    loaded, result, manifest = build(recipe)
+    out = loaded.build_dir
+    wide = pq.read_table(out / "rendered/wide/train.parquet")
+    narrow = pq.read_table(out / "rendered/narrow/train.parquet")
+    assert wide["id"].to_pylist() == narrow["id"].to_pylist()
+    assert max(len(x) for x in narrow["input_ids"].to_pylist()) == 24
+    assert all(narrow["truncated"].to_pylist())  # every tiny-project row is longer than 24 tokens
+    assert manifest["render"]["wide"]["template_digest"] == manifest["render"]["narrow"]["template_digest"]
+    (tmp_path / "short.jinja").write_text(
+        (demo_tok / "chat_template.jinja").read_text().replace("# Tools", "# Functions")
+    )
+    statuses = {s.name: s for s in plan(load_recipe(recipe))}
+    assert statuses["render:narrow"].state == "stale"
+    assert statuses["render:narrow"].reason == "config changed: template_digest"
+    assert statuses["render:wide"].state == "cached"
+    _, result, manifest = build(recipe)
+    assert result.ran == ["render:narrow"]
+    assert manifest["render"]["wide"]["template_digest"] != manifest["render"]["narrow"]["template_digest"]
