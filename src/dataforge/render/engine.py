@@ -27,9 +27,13 @@ RENDERED_SCHEMA = pa.schema(
     [
         pa.field("id", pa.string()),
         pa.field("source", pa.string()),
-        pa.field("input_ids", pa.list_(pa.int32())),
+        pa.field("kind", pa.string()),
+        pa.field("input_ids", pa.list_(pa.int32())),  # preference: prompt + chosen
         pa.field("labels", pa.list_(pa.int32())),
-        pa.field("n_tokens", pa.int32()),  # before any truncation
+        pa.field("rejected_input_ids", pa.list_(pa.int32())),  # preference only: prompt + rejected
+        pa.field("rejected_labels", pa.list_(pa.int32())),
+        pa.field("label", pa.bool_()),  # kto only
+        pa.field("n_tokens", pa.int32()),  # before any truncation (preference: the longer side)
         pa.field("n_trained", pa.int32()),  # after truncation: what the trainer will learn from
         pa.field("n_prompt", pa.int32()),  # tokens before the first trained token
         pa.field("truncated", pa.bool_()),
@@ -59,8 +63,12 @@ class Rendered:
 
 def chat_messages(row: dict[str, Any], reasoning: str) -> list[dict[str, Any]]:
     """The row's messages in the shape chat templates expect (OpenAI-style, `reasoning_content`)."""
+    return _chat(row["messages"] or (), reasoning)
+
+
+def _chat(messages, reasoning: str) -> list[dict[str, Any]]:
     out = []
-    for m in row["messages"] or ():
+    for m in messages:
         msg: dict[str, Any] = {"role": m["role"], "content": m.get("content") or ""}
         if m.get("reasoning") and reasoning == "keep":
             msg["reasoning_content"] = m["reasoning"]
@@ -82,7 +90,12 @@ def chat_messages(row: dict[str, Any], reasoning: str) -> list[dict[str, Any]]:
 
 
 def render_rows(rows: list[dict[str, Any]], target: LoadedTarget, options: RenderOptions) -> Rendered:
-    """Render EXAMPLE_SCHEMA rows (as dicts) for `target`; rows that cannot be rendered become problems."""
+    """Render EXAMPLE_SCHEMA rows (as dicts) for `target`; rows that cannot be rendered become problems.
+
+    sft rows train their assistant turns; kto rows their last assistant turn (the completion), with the
+    label kept; pretrain rows every token; preference rows render the prompt + chosen completion as
+    `input_ids`/`labels` and the prompt + rejected one as `rejected_input_ids`/`rejected_labels`.
+    """
     tok = target.tokenizer
     if target.template is None:
         raise SpanError("no_chat_template", f"target {target.name!r}: the tokenizer has no chat template")
@@ -90,7 +103,7 @@ def render_rows(rows: list[dict[str, Any]], target: LoadedTarget, options: Rende
     injection = _special_token_pattern(tok)
     texts: list[str] = []
     spans: list[list[tuple[int, int]]] = []
-    kept: list[dict[str, Any]] = []
+    kept: list[tuple[dict[str, Any], int]] = []  # (row, how many sequences it has in `texts`)
     problems: list[dict[str, Any]] = []
     notes: dict[str, int] = {}
     for row in rows:
@@ -105,65 +118,80 @@ def render_rows(rows: list[dict[str, Any]], target: LoadedTarget, options: Rende
             )
             continue
         try:
-            text, trained, row_notes = _row_text(row, tok, options, eot)
+            sequences, row_notes = _row_sequences(row, tok, options, eot)
         except SpanError as exc:
             problems.append({"id": row["id"], "reason": exc.reason, "message": exc.message})
             continue
         for note in row_notes:
             notes[note] = notes.get(note, 0) + 1
-        texts.append(text)
-        spans.append(trained)
-        kept.append(row)
+        for text, trained in sequences:
+            texts.append(text)
+            spans.append(trained)
+        kept.append((row, len(sequences)))
     encoded = tok(texts, add_special_tokens=False, return_offsets_mapping=True) if texts else {"input_ids": []}
     columns: dict[str, list[Any]] = {name: [] for name in RENDERED_SCHEMA.names}
-    for i, row in enumerate(kept):
-        ids = encoded["input_ids"][i]
-        mask = token_labels(encoded["offset_mapping"][i], spans[i])
-        if i < ROUND_TRIP_SAMPLE and not _round_trips(tok, texts[i], ids):
-            notes["round_trip_failure"] = notes.get("round_trip_failure", 0) + 1
-        if target.has_generation_markers and row["kind"] == "sft" and not _markers_agree(tok, row, ids, mask, options):
-            # The template's own markers say otherwise on more than whitespace: trust neither silently.
-            notes["generation_markers_disagree"] = notes.get("generation_markers_disagree", 0) + 1
-        labels = [t if m else IGNORE for t, m in zip(ids, mask, strict=True)]
-        n_tokens = len(ids)
-        truncated = n_tokens > options.max_length
-        if truncated:
-            if options.overflow == "drop":
-                problems.append(
-                    {
-                        "id": row["id"],
-                        "reason": "overflow",
-                        "n_tokens": n_tokens,
-                        "message": f"{n_tokens} tokens > max_length {options.max_length} (dropped)",
-                    }
-                )
-                continue
-            if options.overflow == "error":
-                problems.append(
-                    {
-                        "id": row["id"],
-                        "reason": "overflow_error",
-                        "n_tokens": n_tokens,
-                        "message": f"{n_tokens} tokens > max_length {options.max_length}",
-                    }
-                )
-                continue
-            if options.overflow == "truncate":
-                ids, labels = ids[: options.max_length], labels[: options.max_length]
-        trained = sum(1 for x in labels if x != IGNORE)
-        if trained == 0:
-            why = "truncation left no trained tokens" if truncated else "no token of the row is trained"
-            problems.append({"id": row["id"], "reason": "no_trained_tokens", "message": why})
-            continue
-        columns["id"].append(row["id"])
-        columns["source"].append(row["source"])
-        columns["input_ids"].append(ids)
-        columns["labels"].append(labels)
-        columns["n_tokens"].append(n_tokens)
-        columns["n_trained"].append(trained)
-        columns["n_prompt"].append(next(j for j, x in enumerate(labels) if x != IGNORE))
-        columns["truncated"].append(bool(truncated and options.overflow == "truncate"))
+    at = 0
+    for row, count in kept:
+        labelled = []
+        for i in range(at, at + count):
+            ids = encoded["input_ids"][i]
+            mask = token_labels(encoded["offset_mapping"][i], spans[i])
+            if i < ROUND_TRIP_SAMPLE and not _round_trips(tok, texts[i], ids):
+                notes["round_trip_failure"] = notes.get("round_trip_failure", 0) + 1
+            if (
+                target.has_generation_markers
+                and row["kind"] == "sft"
+                and not _markers_agree(tok, row, ids, mask, options)
+            ):
+                # The template's own markers say otherwise on more than whitespace: trust neither silently.
+                notes["generation_markers_disagree"] = notes.get("generation_markers_disagree", 0) + 1
+            labelled.append((ids, [t if m else IGNORE for t, m in zip(ids, mask, strict=True)]))
+        at += count
+        problem = _fit(row, labelled, options, columns)
+        if problem is not None:
+            problems.append(problem)
     return Rendered(pa.table(columns, schema=RENDERED_SCHEMA), problems, notes)
+
+
+def _fit(
+    row: dict[str, Any],
+    labelled: list[tuple[list[int], list[int]]],
+    options: RenderOptions,
+    columns: dict[str, list[Any]],
+) -> dict[str, Any] | None:
+    """Apply the overflow policy to a row's sequences and append it to `columns`; a problem if it is dropped."""
+    n_tokens = max(len(ids) for ids, _ in labelled)
+    truncated = n_tokens > options.max_length
+    if truncated and options.overflow in ("drop", "error"):
+        reason = "overflow" if options.overflow == "drop" else "overflow_error"
+        action = " (dropped)" if options.overflow == "drop" else ""
+        return {
+            "id": row["id"],
+            "reason": reason,
+            "n_tokens": n_tokens,
+            "message": f"{n_tokens} tokens > max_length {options.max_length}{action}",
+        }
+    if truncated and options.overflow == "truncate":
+        labelled = [(ids[: options.max_length], labels[: options.max_length]) for ids, labels in labelled]
+    trained = [sum(1 for x in labels if x != IGNORE) for _, labels in labelled]
+    if min(trained) == 0:
+        why = "truncation left no trained tokens" if truncated else "no token of the row is trained"
+        return {"id": row["id"], "reason": "no_trained_tokens", "message": why}
+    ids, labels = labelled[0]
+    rejected = labelled[1] if len(labelled) > 1 else (None, None)
+    columns["id"].append(row["id"])
+    columns["source"].append(row["source"])
+    columns["kind"].append(row["kind"])
+    columns["input_ids"].append(ids)
+    columns["labels"].append(labels)
+    columns["rejected_input_ids"].append(rejected[0])
+    columns["rejected_labels"].append(rejected[1])
+    columns["label"].append(row.get("label"))
+    columns["n_tokens"].append(n_tokens)
+    columns["n_trained"].append(trained[0])
+    columns["n_prompt"].append(next(j for j, x in enumerate(labels) if x != IGNORE))
+    columns["truncated"].append(bool(truncated and options.overflow == "truncate"))
+    return None
 
 
 def _special_token_pattern(tok: Any) -> re.Pattern[str] | None:
@@ -252,22 +280,31 @@ def _renderer(tok: Any, tools: list[dict[str, Any]] | None, options: RenderOptio
     return render
 
 
-def _row_text(
+def _row_sequences(
     row: dict[str, Any], tok: Any, options: RenderOptions, eot: str | None
-) -> tuple[str, list[tuple[int, int]], set[str]]:
-    """(text, trained character spans, notes) for one row."""
+) -> tuple[list[tuple[str, list[tuple[int, int]]]], set[str]]:
+    """The row's sequences as (text, trained character spans), and notes: one sequence, or two for a
+    preference pair (prompt + chosen, prompt + rejected)."""
     kind = row["kind"]
     if kind == "pretrain":
         # Documents are framed as the tokenizer frames plain text (BOS only where its post-processor adds one,
         # as Llama's and Mistral's do), then EOS so the model learns where a document ends.
         text = (tok.bos_token if _adds_bos(tok) else "") + (row["text"] or "") + (tok.eos_token or "")
-        return text, [(0, len(text))], set()
-    if kind != "sft":
-        raise SpanError("kind_not_rendered", f"{kind} rows are not rendered by this stage yet")
-    messages = chat_messages(row, options.reasoning)
+        return [(text, [(0, len(text))])], set()
     tools = [{"type": "function", "function": spec} for spec in json.loads(row["tools"])] if row.get("tools") else None
-    spans = derive(_renderer(tok, tools, options), messages, options.train_on, eot)
-    return spans.text, spans.trained, spans.notes
+    render = _renderer(tok, tools, options)
+    messages = chat_messages(row, options.reasoning)
+    if kind == "preference":
+        sequences, notes = [], set()
+        for side in ("chosen", "rejected"):
+            completion = _chat(row[side] or (), options.reasoning)
+            spans = derive(render, messages + completion, options.train_on, eot, first=len(messages))
+            sequences.append((spans.text, spans.trained))
+            notes |= spans.notes
+        return sequences, notes
+    train_on = "last" if kind == "kto" else options.train_on  # kto: the completion is the last turn
+    spans = derive(render, messages, train_on, eot)
+    return [(spans.text, spans.trained)], spans.notes
 
 
 def _adds_bos(tok: Any) -> bool:

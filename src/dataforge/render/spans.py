@@ -59,16 +59,19 @@ def end_of_turn(render: Render, special_tokens: list[str]) -> str | None:
     return max(matches, key=len) if matches else None
 
 
-def assistant_turns(messages: list[dict[str, Any]], train_on: str) -> list[int]:
-    """Indices of the assistant messages to train: all of them, or the last only."""
-    turns = [i for i, m in enumerate(messages) if m["role"] == "assistant"]
+def assistant_turns(messages: list[dict[str, Any]], train_on: str, first: int = 0) -> list[int]:
+    """Indices of the assistant messages to train (from index `first` on): all of them, or the last only."""
+    turns = [i for i, m in enumerate(messages) if m["role"] == "assistant" and i >= first]
     return turns[-1:] if train_on == "last" else turns
 
 
-def derive(render: Render, messages: list[dict[str, Any]], train_on: str, eot: str | None) -> Spans:
-    """The rendered text and trained character spans for `messages`, or SpanError saying why not."""
+def derive(render: Render, messages: list[dict[str, Any]], train_on: str, eot: str | None, first: int = 0) -> Spans:
+    """The rendered text and trained character spans for `messages`, or SpanError saying why not.
+
+    Only assistant turns at index `first` or later are trained (a preference completion after its prompt).
+    """
     text = render(messages, False)
-    turns = assistant_turns(messages, train_on)
+    turns = assistant_turns(messages, train_on, first)
     starts = []
     for k in turns:
         prompt = render(messages[:k], True)

@@ -26,7 +26,7 @@ from ..render.target import LoadedTarget
 from ..report.lengths import length_stats, suggested_max_length
 from .base import Progress, StageInput, StageOutput
 
-VERSION = 2
+VERSION = 3
 BATCH = 512
 # Starting a worker (spawn, import, unpickle the tokenizer) costs ~1.5 s: below this many rows one process wins.
 PARALLEL_MIN_ROWS = 20_000
