@@ -14,6 +14,11 @@ import pytest
 
 from dataforge.checking import Checked, check_files
 
+# No test may reach the network: the hub clients fail fast instead of retrying a connection.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("MODELSCOPE_OFFLINE", "1")
+
 # Fixtures shared across the project (peer datasets and the like): $DATAFORGE_FIXTURES, or beside the checkout.
 FIXTURES = Path(
     os.environ.get("DATAFORGE_FIXTURES") or Path(__file__).resolve().parents[1] / ".." / "shared" / "fixtures"
