@@ -12,7 +12,7 @@ from .errors import UsageError
 from .recipe import Source
 from .rejects import concat_rejects
 from .stages.convert import convert_raw
-from .stages.read import display_path, read_source, resolve_format, source_files
+from .stages.read import read_source, resolve_format, source_files
 from .stages.validate import validate_examples
 
 
@@ -51,5 +51,3 @@ def check_files(
         resolved, read.stats["records"], validated.tables["examples"], rejects, read.stats["unmodelled_fields"]
     )
 
-
-__all__ = ["Checked", "check_files", "display_path"]
