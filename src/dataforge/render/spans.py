@@ -14,7 +14,10 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from itertools import chain
 from typing import Any
+
+import numpy as np
 
 Render = Callable[[list[dict[str, Any]], bool], str]  # (messages, add_generation_prompt) -> text
 
@@ -156,3 +159,58 @@ def token_labels(offsets: list[tuple[int, int]], spans: list[tuple[int, int]]) -
             j += 1
         trained.append(j < len(spans) and spans[j][0] <= start and end > start)
     return trained
+
+
+def token_labels_batch(
+    offsets: list[list[tuple[int, int]]], spans: list[list[tuple[int, int]]], sizes: list[int]
+) -> tuple[np.ndarray, np.ndarray]:
+    """`token_labels` for a whole tokenized batch at once: (flat trained mask, where each sequence starts in it).
+
+    `sizes` are the sequences' lengths in characters. The sequences are laid end to end on one character
+    axis, so a single `searchsorted` finds, for every token of the batch, the first span ending after the
+    token's start, and a running maximum makes that index only move forward, as `token_labels`' loop does:
+    a token is trained when that span is its own sequence's, starts at or before the token, and the token is
+    not empty. The few sequences that do not fit this (spans not ending in increasing order, offsets past the
+    text) go through `token_labels` itself, so the result is the same, token for token.
+    """
+    n = len(offsets)
+    lengths = np.fromiter(map(len, offsets), np.int64, n)
+    starts = np.zeros(n + 1, np.int64)
+    np.cumsum(lengths, out=starts[1:])
+    total = int(starts[-1])
+    flat = np.fromiter(chain.from_iterable(chain.from_iterable(offsets)), np.int64, 2 * total)
+    token_start, token_end = flat[0::2], flat[1::2]
+    size = np.fromiter(sizes, np.int64, n) + 1
+    base = np.zeros(n + 1, np.int64)  # where each sequence's characters begin on the shared axis
+    np.cumsum(size, out=base[1:])
+    row = np.repeat(np.arange(n), lengths)
+    outside = np.zeros(n, dtype=bool)
+    outside[row[(token_start >= size[row]) | (token_end >= size[row]) | (token_start < 0)]] = True
+    span_start: list[int] = []
+    span_end: list[int] = []
+    before = np.zeros(n + 1, np.int64)  # spans of the sequences before each one
+    odd: list[int] = []
+    for r, row_spans in enumerate(spans):
+        ends = [e for _, e in row_spans]
+        limit = int(size[r])
+        unordered = any(a > b for a, b in zip(ends, ends[1:], strict=False))
+        if outside[r] or unordered or any(not 0 <= e < limit for e in ends):
+            odd.append(r)
+        else:
+            at = int(base[r])
+            for s, e in row_spans:
+                span_start.append(at + s)
+                span_end.append(at + e)
+        before[r + 1] = len(span_start)
+    mask = np.zeros(total, dtype=bool)
+    if span_start:
+        at = token_start + base[:-1][row]
+        for r in odd:  # their tokens sit at their sequence's first character, before any later span ends
+            at[starts[r] : starts[r + 1]] = base[r]
+        j = np.maximum.accumulate(np.searchsorted(np.array(span_end, np.int64), at, side="right"))
+        inside = j < before[1:][row]
+        j = np.minimum(j, len(span_start) - 1)
+        mask = inside & (np.array(span_start, np.int64)[j] <= at) & (token_end > token_start)
+    for r in odd:
+        mask[starts[r] : starts[r + 1]] = token_labels(offsets[r], spans[r])
+    return mask, starts
