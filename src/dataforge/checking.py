@@ -50,4 +50,3 @@ def check_files(
     return Checked(
         resolved, read.stats["records"], validated.tables["examples"], rejects, read.stats["unmodelled_fields"]
     )
-

@@ -98,3 +98,9 @@ def count_by(table: pa.Table, *keys: str) -> list[dict[str, Any]]:
     grouped = table.group_by(list(keys)).aggregate([([], "count_all")])
     rows = [{**{k: r[k] for k in keys}, "count": r["count_all"]} for r in grouped.to_pylist()]
     return sorted(rows, key=lambda r: tuple(str(r[k]) for k in keys))
+
+
+def with_source(rejects: pa.Table, name: str) -> pa.Table:
+    """`rejects` with every row's `source` set to `name` (stages that read a source's files know it)."""
+    i = rejects.schema.get_field_index("source")
+    return rejects.set_column(i, "source", pa.array([name] * rejects.num_rows, pa.string()))

@@ -18,6 +18,7 @@ from typing import Any, Literal
 import numpy as np
 import pyarrow as pa
 
+from ..formats.tooling import openai_tools
 from .spans import SpanError, derive, end_of_turn, token_labels_batch
 from .target import LoadedTarget
 
@@ -298,7 +299,7 @@ def _row_sequences(
         # as Llama's and Mistral's do), then EOS so the model learns where a document ends.
         text = (tok.bos_token if _adds_bos(tok) else "") + (row["text"] or "") + (tok.eos_token or "")
         return [(text, [(0, len(text))])], set()
-    tools = [{"type": "function", "function": spec} for spec in json.loads(row["tools"])] if row.get("tools") else None
+    tools = openai_tools(row["tools"]) if row.get("tools") else None
     render = _renderer(tok, tools, options)
     messages = chat_messages(row, options.reasoning)
     if kind == "preference":
@@ -325,7 +326,7 @@ def _adds_bos(tok: Any) -> bool:
 def _markers_agree(tok: Any, row: dict[str, Any], ids: list[int], mask: list[bool], options: RenderOptions) -> bool:
     """Whether the template's `{% generation %}` mask matches the derived one, except on whitespace tokens
     (trl's training templates put the newlines around a turn inside the markers)."""
-    tools = [{"type": "function", "function": spec} for spec in json.loads(row["tools"])] if row.get("tools") else None
+    tools = openai_tools(row["tools"]) if row.get("tools") else None
     out = tok.apply_chat_template(
         chat_messages(row, options.reasoning),
         tools=tools,

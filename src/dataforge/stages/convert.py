@@ -7,9 +7,8 @@ from collections.abc import Iterator
 import pyarrow as pa
 
 from .. import formats
-from ..rejects import concat_rejects
+from ..rejects import concat_rejects, with_source
 from .base import Progress, StageInput, StageOutput
-from .read import _with_source
 
 VERSION = 1
 BATCH_ROWS = 65_536  # bounds the memory of the intermediate arrays
@@ -29,7 +28,7 @@ def convert_raw(raw: pa.Table, fmt: str, source: str, progress: Progress) -> Sta
         converted = converter.to_examples(batch, source)
         examples.append(converted.examples)
         if converted.rejects.num_rows:
-            rejects.append(_with_source(converted.rejects, source))
+            rejects.append(with_source(converted.rejects, source))
     progress(total, total, source)
     table = pa.concat_tables(examples).combine_chunks() if examples else None
     return StageOutput({"examples": table, "rejects": concat_rejects(rejects)}, {"format": fmt})

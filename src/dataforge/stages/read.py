@@ -15,7 +15,7 @@ from ..errors import DataError
 from ..formats.base import FILE, ORDINAL
 from ..readers import ReadResult, read_file, resolve_files, sample_records
 from ..recipe import Source
-from ..rejects import concat_rejects
+from ..rejects import concat_rejects, with_source
 from .base import Progress, StageInput, StageOutput
 
 VERSION = 1
@@ -72,7 +72,7 @@ def read_source(source: Source, files: list[Path], root: Path, fmt: str, progres
         table = table.append_column(ORDINAL, pc.add(table["__row"], offset))
         file_rejects = result.rejects
         if file_rejects.num_rows:
-            file_rejects = _with_source(file_rejects, source.name)
+            file_rejects = with_source(file_rejects, source.name)
         if source.max_rows is not None and offset + result.records > source.max_rows:
             keep = source.max_rows - offset
             table = table.filter(pc.less(table["__row"], keep))
@@ -92,11 +92,6 @@ def read_source(source: Source, files: list[Path], root: Path, fmt: str, progres
         {"raw": raw, "rejects": concat_rejects(rejects)},
         {"format": fmt, "records": offset, "files": per_file, "unmodelled_fields": dict(sorted(dropped.items()))},
     )
-
-
-def _with_source(rejects: pa.Table, name: str) -> pa.Table:
-    i = rejects.schema.get_field_index("source")
-    return rejects.set_column(i, "source", pa.array([name] * rejects.num_rows, pa.string()))
 
 
 def make_read(source: Source, root: Path):
