@@ -159,8 +159,8 @@ def test_validate_warns_about_fields_the_format_does_not_carry(tmp_path):
         json.dumps(
             {
                 "messages": [
-                    {"role": "user", "content": "q", "weight": 0},
-                    {"role": "assistant", "content": "a", "weight": 1},
+                    {"role": "user", "content": "q", "refusal": "no"},
+                    {"role": "assistant", "content": "a", "refusal": "no"},
                 ]
             }
         )
@@ -168,7 +168,7 @@ def test_validate_warns_about_fields_the_format_does_not_carry(tmp_path):
     )
     code, out, err = dataforge("validate", f.name, cwd=tmp_path)
     assert code == 0
-    assert "not carried: messages[].weight (2 value(s)) is not a field of the openai format" in err
+    assert "not carried: messages[].refusal (2 value(s)) is not a field of the openai format" in err
 
 
 REPO_TOKENIZER = __import__("pathlib").Path(__file__).resolve().parents[1] / "data" / "tokenizers" / "demo-chatml"

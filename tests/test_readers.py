@@ -560,18 +560,18 @@ def test_nested_fields_the_format_does_not_model_are_counted_on_every_path(write
     line = json.dumps(
         {
             "messages": [
-                {"role": "user", "content": "q", "weight": 1},
-                {"role": "assistant", "content": "a", "weight": 0},
+                {"role": "user", "content": "q", "refusal": "no"},
+                {"role": "assistant", "content": "a", "refusal": "no"},
             ]
         }
     )
     fast = read_file(write("w.jsonl", line + "\n"), "w.jsonl", shape)
     careful = read_file(write("c.jsonl", line + "\nnot json\n"), "c.jsonl", shape)
     array = read_file(write("a.json", f"[{line}]"), "a.json", shape)
-    pq.write_table(pa.table({"messages": [[{"role": "user", "content": "q", "weight": 1}]]}), tmp_path / "p.parquet")
+    pq.write_table(pa.table({"messages": [[{"role": "user", "content": "q", "refusal": "no"}]]}), tmp_path / "p.parquet")
     parquet = read_file(tmp_path / "p.parquet", "p.parquet", shape)
-    assert fast.unmodelled == careful.unmodelled == array.unmodelled == {"messages[].weight": 2}
-    assert parquet.unmodelled == {"messages[].weight": 1}
+    assert fast.unmodelled == careful.unmodelled == array.unmodelled == {"messages[].refusal": 2}
+    assert parquet.unmodelled == {"messages[].refusal": 1}
     assert fast.table.num_rows == careful.table.num_rows == 1
 
 

@@ -48,6 +48,10 @@ class RowShape:
     # Turns accepted spellings into the canonical one before validation (e.g. arguments given as an
     # object where a JSON string is expected). Returns the record unchanged when there is nothing to do.
     coerce: Callable[[dict[str, Any]], dict[str, Any]] | None = None
+    # Columns whose values vary in type from row to row (a trl `prompt` is a string or a list of messages):
+    # the schema types them as strings and each value is stored as its JSON text, decoded by the format.
+    # Files of such a shape are always read record by record (the JSON Schema still checks the real value).
+    json_columns: frozenset[str] = frozenset()
 
 
 @dataclass
@@ -98,7 +102,8 @@ def read_file(path: Path, display: str, shape: RowShape, column_map: dict[str, s
     if kind == "parquet":
         result = _read_parquet(path, display, file_shape)
     else:
-        result = _read_jsonl_fast(_mapped(path), file_shape) if kind == "jsonl" else None
+        fast = kind == "jsonl" and not file_shape.json_columns
+        result = _read_jsonl_fast(_mapped(path), file_shape) if fast else None
         if result is None:
             data = path.read_bytes()
             records = _jsonl_records(data) if kind == "jsonl" else _json_array_records(data, display)
@@ -117,6 +122,7 @@ def _renamed(shape: RowShape, column_map: dict[str, str]) -> RowShape:
     js = dict(shape.json_schema)
     js["properties"] = {column_map.get(k, k): v for k, v in shape.json_schema.get("properties", {}).items()}
     js["required"] = [column_map.get(k, k) for k in shape.json_schema.get("required", [])]
+    json_columns = frozenset(column_map.get(c, c) for c in shape.json_columns)
     coerce = shape.coerce
     if coerce is not None:
         inverse = {v: k for k, v in column_map.items()}
@@ -125,8 +131,8 @@ def _renamed(shape: RowShape, column_map: dict[str, str]) -> RowShape:
             fixed = coerce({inverse.get(k, k): v for k, v in record.items()})
             return {column_map.get(k, k): v for k, v in fixed.items()}
 
-        return RowShape(arrow, js, coerce_renamed)
-    return RowShape(arrow, js, None)
+        return RowShape(arrow, js, coerce_renamed, json_columns)
+    return RowShape(arrow, js, None, json_columns)
 
 
 def sample_records(path: Path, n: int = 20) -> list[dict[str, Any]]:
@@ -273,6 +279,8 @@ def _read_parquet(path: Path, display: str, shape: RowShape) -> ReadResult:
     except (pa.ArrowInvalid, OSError) as exc:
         raise DataError(f"{display}: not a readable Parquet file ({exc})") from None
     n = table.num_rows
+    if shape.json_columns:
+        return _from_records(((i, None, r) for i, r in enumerate(table.to_pylist())), display, shape)
     try:
         columns = {}
         for f in shape.arrow:
@@ -507,7 +515,7 @@ def _from_records(records, display: str, shape: RowShape) -> ReadResult:
     one call; otherwise each record is validated against the format's JSON Schema and the bad ones rejected.
     """
     records = list(records)
-    if all(isinstance(value, dict) for _, _, value in records):
+    if not shape.json_columns and all(isinstance(value, dict) for _, _, value in records):
         known = set(shape.arrow.names)
         try:
             table = pa.Table.from_pylist([v for _, _, v in records], schema=shape.arrow)
@@ -565,7 +573,10 @@ def _validated_records(records: list[Record], display: str, shape: RowShape) -> 
             continue
         if shape.coerce is not None:
             value = shape.coerce(value)
-        good.append({k: v for k, v in value.items() if k in known})
+        kept = {k: v for k, v in value.items() if k in known}
+        for name in shape.json_columns & kept.keys():
+            kept[name] = json.dumps(kept[name], ensure_ascii=False) if kept[name] is not None else None
+        good.append(kept)
         unmodelled.in_record(value, shape.arrow, found)
         extras.append(_extra_text({k: v for k, v in value.items() if k not in known}))
         rows.append(row)

@@ -54,6 +54,9 @@ MESSAGE_TYPE = pa.struct(
         pa.field("tool_calls", pa.list_(TOOL_CALL_TYPE)),
         pa.field("tool_call_id", pa.string()),
         pa.field("name", pa.string()),
+        # How much the turn counts in the loss (OpenAI's `weight`, LLaMA-Factory's `loss_weight`): null is
+        # the trainer's default (assistant turns train, others do not); 0 marks an assistant turn not to train.
+        pa.field("weight", pa.float64()),
     ]
 )
 
@@ -98,6 +101,7 @@ class Message:
     tool_calls: tuple[ToolCall, ...] = ()
     tool_call_id: str | None = None
     name: str | None = None
+    weight: float | None = None
 
     def to_row(self) -> dict[str, Any]:
         return {
@@ -111,6 +115,7 @@ class Message:
             or None,
             "tool_call_id": self.tool_call_id,
             "name": self.name,
+            "weight": self.weight,
         }
 
     @classmethod
@@ -126,6 +131,7 @@ class Message:
             tool_calls=calls,
             tool_call_id=row.get("tool_call_id"),
             name=row.get("name"),
+            weight=row.get("weight"),
         )
 
 

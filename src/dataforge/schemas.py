@@ -41,6 +41,10 @@ EXAMPLE_JSON_SCHEMA: dict[str, Any] = {
                 "tool_calls": {"type": ["array", "null"], "items": {"$ref": "#/$defs/tool_call"}},
                 "tool_call_id": _TEXT_OR_NULL,
                 "name": _TEXT_OR_NULL,
+                "weight": {
+                    "type": ["number", "null"],
+                    "description": "Loss weight of the turn; null = default (assistant turns train), 0 = do not train.",
+                },
             },
         },
         "messages": {"type": ["array", "null"], "items": {"$ref": "#/$defs/message"}},

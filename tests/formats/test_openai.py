@@ -74,6 +74,7 @@ def test_tool_calls_results_reasoning_and_tools(write, check, arguments):
             "tool_calls": None,
             "tool_call_id": None,
             "name": None,
+            "weight": None,
         },
         {
             "role": "user",
@@ -82,6 +83,7 @@ def test_tool_calls_results_reasoning_and_tools(write, check, arguments):
             "tool_calls": None,
             "tool_call_id": None,
             "name": "ann",
+            "weight": None,
         },
         {
             "role": "assistant",
@@ -90,6 +92,7 @@ def test_tool_calls_results_reasoning_and_tools(write, check, arguments):
             "tool_calls": [{"id": "call_1", "name": "weather", "arguments": '{"city": "Paris"}'}],
             "tool_call_id": None,
             "name": None,
+            "weight": None,
         },
         {
             "role": "tool",
@@ -98,6 +101,7 @@ def test_tool_calls_results_reasoning_and_tools(write, check, arguments):
             "tool_calls": None,
             "tool_call_id": "call_1",
             "name": None,
+            "weight": None,
         },
         {
             "role": "assistant",
@@ -106,6 +110,7 @@ def test_tool_calls_results_reasoning_and_tools(write, check, arguments):
             "tool_calls": None,
             "tool_call_id": None,
             "name": None,
+            "weight": None,
         },
     ]
     assert json.loads(row["tools"]) == [{"name": "weather", "parameters": {"type": "object"}}]

@@ -30,13 +30,19 @@ def detect(sample: list[dict[str, Any]], where: str) -> Format:
     """The format that most of `sample` is in; an error naming the candidates when none or several are.
 
     A format is a candidate when it accepts more than half of the sampled records, so one malformed record
-    at the head of a file does not hide its format (that record is rejected later, with its line).
+    at the head of a file does not hide its format (that record is rejected later, with its line). Among
+    candidates the most specific wins (a dialect over the container it lives in), then the best score.
     """
     if not sample:
         raise DataError(f"{where}: no readable records to detect the format from", hint="set `format:` explicitly")
     scores = {f.name: sum(f.matches(r) for r in sample) for f in REGISTRY.values()}
-    best = max(scores.values())
-    matches = [REGISTRY[name] for name, score in scores.items() if score == best and 2 * score > len(sample)]
+    candidates = [REGISTRY[name] for name, score in scores.items() if 2 * score > len(sample)]
+    if candidates:
+        top = max(f.specificity for f in candidates)
+        candidates = [f for f in candidates if f.specificity == top]
+        best = max(scores[f.name] for f in candidates)
+        candidates = [f for f in candidates if scores[f.name] == best]
+    matches = candidates
     if len(matches) == 1:
         return matches[0]
     keys = sorted({k for r in sample for k in r})

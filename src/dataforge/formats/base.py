@@ -52,6 +52,9 @@ class Format(ABC):
     shape: ClassVar[RowShape]
     # Columns whose presence identifies the format, and the column that must hold messages (if any).
     signature: ClassVar[frozenset[str]]
+    # Detection: when several formats accept a sample, the most specific one wins. A dialect that is a
+    # special case of a container format (Hermes tags inside OpenAI messages) ranks above the container.
+    specificity: ClassVar[int] = 0
 
     @abstractmethod
     def matches(self, record: dict[str, Any]) -> bool:
@@ -75,21 +78,33 @@ def assemble(
     *,
     messages: pa.Array,
     origins: pa.Array,
-    kind: Kind = Kind.SFT,
+    kind: Kind | pa.Array = Kind.SFT,
     tools: pa.Array | None = None,
+    chosen: pa.Array | None = None,
+    rejected: pa.Array | None = None,
+    label: pa.Array | None = None,
+    text: pa.Array | None = None,
 ) -> pa.Table:
-    """An EXAMPLE_SCHEMA table (+ `__origin`) for `raw`'s rows from their converted messages."""
+    """An EXAMPLE_SCHEMA table (+ `__origin`) for `raw`'s rows from their converted messages.
+
+    `kind` is one kind for every row or an array of kinds; absent columns are null.
+    """
     n = raw.num_rows
     ids = pc.binary_join_element_wise(pa.scalar(f"{source}:"), raw[ORDINAL].cast(pa.string()), "")
+
+    def given(arr: pa.Array | None, name: str) -> pa.Array:
+        typ = EXAMPLE_SCHEMA.field(name).type
+        return pa.nulls(n, typ) if arr is None else arr.cast(typ)
+
     columns = {
         "id": ids,
-        "kind": pa.array(np.full(n, kind.value, dtype=object), pa.string()),
+        "kind": pa.array(np.full(n, kind.value, dtype=object), pa.string()) if isinstance(kind, Kind) else kind,
         "messages": messages,
-        "tools": tools if tools is not None else pa.nulls(n, pa.string()),
-        "chosen": pa.nulls(n, EXAMPLE_SCHEMA.field("chosen").type),
-        "rejected": pa.nulls(n, EXAMPLE_SCHEMA.field("rejected").type),
-        "label": pa.nulls(n, pa.bool_()),
-        "text": pa.nulls(n, pa.string()),
+        "tools": given(tools, "tools"),
+        "chosen": given(chosen, "chosen"),
+        "rejected": given(rejected, "rejected"),
+        "label": given(label, "label"),
+        "text": given(text, "text"),
         "source": pa.array(np.full(n, source, dtype=object), pa.string()),
         "file": raw[FILE],
         "row": raw[ROW],
@@ -164,12 +179,16 @@ def first_per_row(mask: np.ndarray, parents: np.ndarray) -> dict[int, int]:
     return first
 
 
-def finish(raw: pa.Table, source: str, problems: RowProblems, *, messages: pa.Array, origins: pa.Array) -> Converted:
-    """Examples for the rows of `raw` without problems (declared tools checked too), rejects for the rest."""
+def finish(
+    raw: pa.Table, source: str, problems: RowProblems, *, messages: pa.Array, origins: pa.Array, **columns: Any
+) -> Converted:
+    """Examples for the rows of `raw` without problems (declared tools checked too), rejects for the rest.
+
+    `columns` are passed to `assemble` (kind, chosen, rejected, label, text)."""
     tools, tool_problems = canonical_tools(col_whole(raw["tools"]))
     for row, problem in tool_problems.items():
         problems.add(row, "invalid_tool_call", "tools", problem)
-    examples = assemble(raw, source, messages=messages, origins=origins, tools=tools)
+    examples = assemble(raw, source, messages=messages, origins=origins, tools=tools, **columns)
     return Converted(keep_rows(examples, ~problems.bad), problems.rejects(raw))
 
 

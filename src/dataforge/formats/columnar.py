@@ -32,6 +32,7 @@ def messages(
     tool_calls: pa.Array | None = None,
     tool_call_id: pa.Array | None = None,
     name: pa.Array | None = None,
+    weight: pa.Array | None = None,
 ) -> pa.StructArray:
     """A MESSAGE_TYPE array, one message per element of `content`; absent fields are null."""
     n = len(content)
@@ -49,6 +50,7 @@ def messages(
             opt(tool_calls, pa.list_(TOOL_CALL_TYPE)),
             opt(tool_call_id, pa.string()),
             opt(name, pa.string()),
+            opt(weight, pa.float64()),
         ],
         fields=list(MESSAGE_TYPE),
     )

@@ -28,6 +28,7 @@ MESSAGE = pa.struct(
         pa.field("tool_calls", pa.list_(CALL)),
         pa.field("tool_call_id", pa.string()),
         pa.field("reasoning_content", pa.string()),
+        pa.field("weight", pa.float64()),
     ]
 )
 ARROW = pa.schema([pa.field("messages", pa.list_(MESSAGE)), pa.field("tools", pa.string())])
@@ -50,6 +51,7 @@ JSON_SCHEMA: dict[str, Any] = {
                     "content": {"type": ["string", "null"]},
                     "name": {"type": ["string", "null"]},
                     "reasoning_content": {"type": ["string", "null"]},
+                    "weight": {"type": ["number", "null"], "description": "0 or 1: whether an assistant turn trains."},
                     "tool_call_id": {"type": ["string", "null"]},
                     "tool_calls": {
                         "type": ["array", "null"],
@@ -142,6 +144,7 @@ class OpenAIFormat(Format):
             tool_calls=tool_calls,
             tool_call_id=pc.struct_field(flat, "tool_call_id"),
             name=pc.struct_field(flat, "name"),
+            weight=pc.struct_field(flat, "weight"),
         )
         messages, origins = col.conversations(n, [col.many(values, parents, origin)])
         return finish(raw, source, problems, messages=messages, origins=origins)
@@ -211,6 +214,8 @@ class OpenAIFormat(Format):
                     msg["tool_call_id"] = m["tool_call_id"]
                 if m.get("name"):
                     msg["name"] = m["name"]
+                if m.get("weight") is not None:
+                    msg["weight"] = _number(m["weight"])
                 out.append(msg)
             record: dict[str, Any] = {"messages": out}
             if ex.get("tools"):
@@ -218,3 +223,8 @@ class OpenAIFormat(Format):
             add_metadata(record, ex.get("metadata"), self.shape.arrow.names, losses)
             records.append(record)
         return Written(records, losses)
+
+
+def _number(value: float) -> int | float:
+    """A weight as written by people: 0 and 1, not 0.0 and 1.0."""
+    return int(value) if float(value).is_integer() else value
