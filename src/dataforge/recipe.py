@@ -23,6 +23,14 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
 
 
+ReasoningPolicy = Literal["keep", "strip", "field", "inline"]
+REASONING_HELP = (
+    "What happens to assistant reasoning after conversion: `keep` it as the data has it; `strip` it (the "
+    "reasoning field and inline <think> blocks); move inline <think> blocks at the head of assistant content "
+    "to the reasoning `field`; or move the reasoning field `inline`, as a <think> block heading the content."
+)
+
+
 class Source(_Section):
     """One input: a file, directory or glob in one format."""
 
@@ -40,6 +48,9 @@ class Source(_Section):
     )
     max_rows: Annotated[int, Field(gt=0)] | None = Field(
         default=None, description="Read at most this many records (in file order)."
+    )
+    reasoning: ReasoningPolicy | None = Field(
+        default=None, description="This source's reasoning policy; default: the recipe's `reasoning`."
     )
 
     @field_validator("format")
@@ -75,6 +86,25 @@ class Filters(_Section):
     drop_empty: bool = Field(default=True, description="Drop rows with a message whose content is only whitespace.")
 
 
+class Lint(_Section):
+    """Lint findings (tool calls, think tags, preference pairs) reject their row unless their reason is ignored."""
+
+    ignore: list[str] = Field(
+        default_factory=list,
+        description="Lint reasons to count as warnings instead of rejecting the row (see the README's list).",
+    )
+
+    @field_validator("ignore")
+    @classmethod
+    def _known_reasons(cls, value: list[str]) -> list[str]:
+        from .stages.lint import REASONS
+
+        unknown = [v for v in value if v not in REASONS]
+        if unknown:
+            raise ValueError(f"unknown lint reason(s) {unknown}; known: {', '.join(REASONS)}")
+        return value
+
+
 class Dedup(_Section):
     """Duplicate removal across all sources. Exact: normalised text hash (case, whitespace)."""
 
@@ -93,14 +123,19 @@ class Outputs(_Section):
     """Where the build writes and which exports it produces."""
 
     dir: str | None = Field(default=None, description="Build directory; default data/processed/<name> under root.")
-    exports: list[str] = Field(default_factory=list, description="Formats to export train/val as JSON Lines.")
+    exports: list[str] = Field(
+        default_factory=list,
+        description="Exports of train/validation: a trainer (trl, llamafactory, ms-swift, axolotl) or any format.",
+    )
 
     @field_validator("exports")
     @classmethod
     def _known_exports(cls, value: list[str]) -> list[str]:
-        unknown = [v for v in value if v not in formats.names()]
+        from .exports import export_names
+
+        unknown = [v for v in value if v not in export_names()]
         if unknown:
-            raise ValueError(f"unknown export format(s) {unknown}; known formats: {', '.join(formats.names())}")
+            raise ValueError(f"unknown export(s) {unknown}; known: {', '.join(export_names())}")
         return value
 
 
@@ -140,6 +175,8 @@ class Recipe(_Section):
     seed: int = Field(default=0, description="Seeds every random choice (mix, split).")
     root: str = Field(default=".", description="Directory relative paths resolve against, relative to the recipe.")
     sources: Annotated[list[Source], Field(min_length=1)]
+    reasoning: ReasoningPolicy = Field(default="keep", description=REASONING_HELP)
+    lint: Lint = Field(default_factory=Lint)
     mix: Mix = Field(default_factory=Mix)
     filters: Filters = Field(default_factory=Filters)
     dedup: Dedup = Field(default_factory=Dedup)
@@ -255,6 +292,7 @@ _FIELDS_OF: dict[str, type[BaseModel]] = {
     "": Recipe,
     "sources": Source,
     "mix": Mix,
+    "lint": Lint,
     "filters": Filters,
     "dedup": Dedup,
     "split": Split,

@@ -41,8 +41,8 @@ def build_graph(loaded: LoadedRecipe) -> list[Stage]:
             convert.VERSION,
             (r.name,),
             ("examples", "rejects"),
-            {"source": src.name},
-            convert.make_convert(src.name, r.name),
+            {"source": src.name, "reasoning": src.reasoning or recipe.reasoning},
+            convert.make_convert(src.name, r.name, src.reasoning or recipe.reasoning),
             source=src.name,
         )
         v = Stage(
@@ -51,8 +51,8 @@ def build_graph(loaded: LoadedRecipe) -> list[Stage]:
             validate.VERSION,
             (c.name,),
             ("examples", "rejects"),
-            {},
-            validate.make_validate(c.name),
+            {"lint_ignore": sorted(recipe.lint.ignore)},
+            validate.make_validate(c.name, frozenset(recipe.lint.ignore)),
             source=src.name,
         )
         f = Stage(

@@ -159,7 +159,9 @@ def _table(raw: pa.Table, source: str, rows: list[dict[str, Any]], origins: list
     n = raw.num_rows
     body = pa.Table.from_pylist(
         rows,
-        schema=pa.schema([EXAMPLE_SCHEMA.field(c) for c in ("kind", "messages", "tools", "chosen", "rejected", "label", "text")]),
+        schema=pa.schema(
+            [EXAMPLE_SCHEMA.field(c) for c in ("kind", "messages", "tools", "chosen", "rejected", "label", "text")]
+        ),
     )
     ordinals = raw[ORDINAL].to_pylist()
     columns = {

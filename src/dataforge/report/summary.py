@@ -158,13 +158,16 @@ def render_markdown(report: dict[str, Any]) -> str:
         lines += [f"| {name} | `{path}` | {n:,} |" for name, path, n in unmodelled]
     for name, stats in report.get("render", {}).items():
         lines += render_section(name, stats)
-    losses = {fmt: v for fmt, v in report["exports"].items() if any(v.values())}
-    if losses:
-        lines += ["", "## What the exports could not carry", ""]
-        for fmt, per_split in losses.items():
-            for split_name, counts in per_split.items():
-                for what, n in counts.items():
-                    lines.append(f"- `{fmt}` {split_name}: {what}: {n:,}")
+    for heading, key in (("What the exports could not carry", "losses"), ("What the exports changed", "transforms")):
+        found = [
+            f"- `{name}` {split_name}, {kind} rows: {what}: {n:,}"
+            for name, export in report["exports"].items()
+            for split_name, kinds in export.get(key, {}).items()
+            for kind, counts in kinds.items()
+            for what, n in counts.items()
+        ]
+        if found:
+            lines += ["", f"## {heading}", "", *found]
     return "\n".join(lines) + "\n"
 
 

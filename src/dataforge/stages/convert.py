@@ -4,19 +4,24 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import numpy as np
 import pyarrow as pa
 
 from .. import formats
-from ..rejects import concat_rejects, with_source
+from ..formats.columnar import ORIGIN
+from ..reasoning import Policy, apply_policy
+from ..rejects import Outcome, concat_rejects, rejects_from_examples, with_source
+from ..tables import keep_rows
 from .base import Progress, StageInput, StageOutput
 
-VERSION = 1
+VERSION = 2
 BATCH_ROWS = 65_536  # bounds the memory of the intermediate arrays
 BATCH_BYTES = 16 << 20  # a chunk at least this large is converted on its own, without copying it
 
 
-def convert_raw(raw: pa.Table, fmt: str, source: str, progress: Progress) -> StageOutput:
-    """Examples for every convertible row of `raw`, in order, and rejects for the rest."""
+def convert_raw(raw: pa.Table, fmt: str, source: str, progress: Progress, reasoning: Policy = "keep") -> StageOutput:
+    """Examples for every convertible row of `raw`, in order, and rejects for the rest; then the source's
+    reasoning policy (see `dataforge.reasoning`)."""
     converter = formats.get(fmt)
     examples: list[pa.Table] = []
     rejects: list[pa.Table] = []
@@ -31,7 +36,34 @@ def convert_raw(raw: pa.Table, fmt: str, source: str, progress: Progress) -> Sta
             rejects.append(with_source(converted.rejects, source))
     progress(total, total, source)
     table = pa.concat_tables(examples).combine_chunks() if examples else None
-    return StageOutput({"examples": table, "rejects": concat_rejects(rejects)}, {"format": fmt})
+    stats: dict = {"format": fmt}
+    if table is not None and reasoning != "keep":
+        table, moved, conflicts = apply_policy(table, reasoning)
+        stats["reasoning"] = {"policy": reasoning, **dict(sorted(moved.items()))}
+        if conflicts:
+            table, conflicted = _split_off(table, conflicts)
+            rejects.append(with_source(conflicted, source))
+    return StageOutput({"examples": table, "rejects": concat_rejects(rejects)}, stats)
+
+
+def _split_off(table: pa.Table, conflicts: list[tuple[int, str, str]]) -> tuple[pa.Table, pa.Table]:
+    """The table without the conflicting rows, and convert-stage rejects for them (first conflict per row)."""
+    first: dict[int, tuple[str, str]] = {}
+    for row, field, message in conflicts:
+        first.setdefault(row, (field, message))
+    rows = sorted(first)
+    bad = np.zeros(table.num_rows, dtype=bool)
+    bad[rows] = True
+    picked = table.take(pa.array(rows)).drop_columns([ORIGIN])
+    rejects = rejects_from_examples(
+        picked,
+        stage="convert",
+        outcome=Outcome.REJECTED,
+        reason=pa.array(["reasoning_conflict"] * len(rows), pa.string()),
+        field=pa.array([first[r][0] for r in rows], pa.string()),
+        message=pa.array([first[r][1] for r in rows], pa.string()),
+    )
+    return keep_rows(table, ~bad), rejects
 
 
 def _batches(raw: pa.Table) -> Iterator[pa.Table]:
@@ -59,9 +91,9 @@ def _table(schema: pa.Schema, batches: list[pa.RecordBatch]) -> pa.Table:
     return table.combine_chunks() if len(batches) > 1 else table
 
 
-def make_convert(source: str, read_stage: str):
+def make_convert(source: str, read_stage: str, reasoning: Policy = "keep"):
     def run(inputs: dict[str, StageInput], progress: Progress) -> StageOutput:
         upstream = inputs[read_stage]
-        return convert_raw(upstream.table("raw"), upstream.stats["format"], source, progress)
+        return convert_raw(upstream.table("raw"), upstream.stats["format"], source, progress, reasoning)
 
     return run

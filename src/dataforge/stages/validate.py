@@ -3,7 +3,7 @@
 The checks are those of `schemas/example.schema.json` that Arrow's types do not already guarantee, plus the
 rules a trainer needs: known roles and kinds, content in every message (an assistant turn may carry tool
 calls instead), a system message only first, at least one assistant turn for sft, both sides of a
-preference pair, a label for kto, text for pretrain.
+preference pair, a label for kto, text for pretrain. Rows that pass are then linted (`lint.py`).
 """
 
 from __future__ import annotations
@@ -17,8 +17,9 @@ from ..record import KINDS, ROLES
 from ..rejects import Outcome, concat_rejects, rejects_from_examples
 from ..tables import keep_rows
 from .base import Progress, StageInput, StageOutput
+from .lint import lint
 
-VERSION = 1
+VERSION = 2
 _ROLES = pa.array(sorted(ROLES), pa.string())
 _KINDS = pa.array(sorted(KINDS), pa.string())
 
@@ -147,10 +148,21 @@ def problems(examples: pa.Table) -> tuple[np.ndarray, list[str | None], list[str
     return bad, reason, field, message
 
 
-def validate_examples(examples: pa.Table, progress: Progress) -> StageOutput:
-    """Valid examples (without `__origin`) and a reject for every invalid one."""
+def validate_examples(examples: pa.Table, progress: Progress, ignore: frozenset[str] = frozenset()) -> StageOutput:
+    """Valid examples (without `__origin`) and a reject for every invalid one.
+
+    Lint findings whose reason is in `ignore` keep their row and are counted in the stats instead.
+    """
     progress(0, examples.num_rows, "")
     bad, reason, field, message = problems(examples)
+    findings, unchecked = lint(examples, bad)
+    warnings: dict[str, int] = {}
+    for f in findings:
+        if f.reason in ignore:
+            warnings[f.reason] = warnings.get(f.reason, 0) + 1
+            continue
+        bad[f.row] = True
+        reason[f.row], field[f.row], message[f.row] = f.reason, f.field, f.message
     progress(examples.num_rows, examples.num_rows, "")
     clean = examples.drop_columns([ORIGIN]) if ORIGIN in examples.column_names else examples
     invalid = clean.filter(pa.array(bad))
@@ -165,7 +177,12 @@ def validate_examples(examples: pa.Table, progress: Progress) -> StageOutput:
     if invalid.num_rows:
         rejects = _with_raw(rejects, invalid)
     kept = keep_rows(clean, ~bad)
-    return StageOutput({"examples": kept, "rejects": concat_rejects([rejects])}, {"invalid": int(bad.sum())})
+    stats = {
+        "invalid": int(bad.sum()),
+        "lint_warnings": dict(sorted(warnings.items())),
+        "tool_schemas_unchecked": unchecked,
+    }
+    return StageOutput({"examples": kept, "rejects": concat_rejects([rejects])}, stats)
 
 
 def _with_raw(rejects: pa.Table, invalid: pa.Table) -> pa.Table:
@@ -177,8 +194,8 @@ def _with_raw(rejects: pa.Table, invalid: pa.Table) -> pa.Table:
     return rejects.set_column(rejects.schema.get_field_index("raw"), "raw", raw)
 
 
-def make_validate(convert_stage: str):
+def make_validate(convert_stage: str, ignore: frozenset[str] = frozenset()):
     def run(inputs: dict[str, StageInput], progress: Progress) -> StageOutput:
-        return validate_examples(inputs[convert_stage].table("examples"), progress)
+        return validate_examples(inputs[convert_stage].table("examples"), progress, ignore)
 
     return run

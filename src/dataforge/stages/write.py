@@ -13,7 +13,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from .. import __version__, formats
+from .. import __version__
 from ..engine.cache import (
     Cache,
     Entry,
@@ -25,6 +25,7 @@ from ..engine.cache import (
 )
 from ..engine.graph import rejecting_stages
 from ..errors import DataforgeError
+from ..exports import export
 from ..recipe import LoadedRecipe
 from ..rejects import Outcome, concat_rejects, count_by
 from ..report.lengths import plot
@@ -119,13 +120,12 @@ def write_build(loaded: LoadedRecipe, stages: list[Stage], entries: dict[str, En
     parquet(val, "val.parquet")
     parquet(rejects, "rejects.parquet")
     export_losses = {}
-    for fmt in loaded.recipe.outputs.exports:
-        export_losses[fmt] = {}
-        for split_name, table in (("train", train), ("val", val)):
-            result = formats.get(fmt).from_examples(table.to_pylist())
-            lines = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in result.records)
-            text(lines, f"exports/{fmt}/{split_name}.jsonl")
-            export_losses[fmt][split_name] = dict(sorted(result.losses.items()))
+    splits = {"train": train.to_pylist(), "val": val.to_pylist()} if loaded.recipe.outputs.exports else {}
+    for name in loaded.recipe.outputs.exports:
+        exported = export(name, splits, loaded.recipe.name)
+        for path, data in sorted(exported.files.items()):
+            text(data, f"exports/{name}/{path}")
+        export_losses[name] = {"files": exported.rows, "losses": exported.losses, "transforms": exported.transforms}
     rendered = {}
     for spec in loaded.recipe.render:
         entry = entries[f"render:{spec.name}"].as_input()

@@ -1,0 +1,146 @@
+"""axolotl export: data files per row kind and split, plus the `datasets:` YAML block that loads each.
+
+* sft: OpenAI-style `messages` (+ `tools`, `reasoning_content`) loaded with `type: chat_template`, training the
+  assistant turns and their end-of-turn token (`roles_to_train: [assistant]`, `train_on_eos: turn`).
+* preference: `messages` (the prompt) plus one `chosen` and one `rejected` assistant message, loaded with
+  `type: chat_template.default` (axolotl's DPO strategy; `rl: dpo`). A completion of several messages cannot
+  be carried (counted).
+* kto: `system`, `prompt`, `completion`, `label`, loaded with axolotl's user-defined KTO type (`rl: kto`).
+  Only a single-turn prompt fits; earlier turns are counted as dropped.
+* pretrain: `{"text": …}` with `type: completion`.
+
+`axolotl-<kind>.yaml` holds `datasets:` (train) and `test_datasets:` (val) for one kind, since one axolotl
+run trains one method. Paths are relative to the build directory.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+import yaml
+
+from .base import Exported, Splits, Tally, by_kind, jsonl, write_rows
+
+ROOT = "exports/axolotl"
+
+
+def export(splits: Splits, dataset: str) -> Exported:
+    out = Exported()
+    losses = Tally()
+    blocks: dict[str, dict[str, list[dict[str, Any]]]] = {}
+    for split, rows in splits.items():
+        for kind, group in by_kind(rows).items():
+            if kind == "sft":
+                records = write_rows("openai", group, split, losses)
+            elif kind == "pretrain":
+                records = [{"text": row["text"]} for row in group]
+            else:
+                records = []
+                for row in group:
+                    record, lost = (_preference if kind == "preference" else _kto)(row)
+                    losses.add(split, kind, lost)
+                    if record is not None:
+                        records.append(record)
+            name = f"{kind}/{split}.jsonl"
+            out.files[name] = jsonl(records)
+            out.rows[name] = len(records)
+            key = "datasets" if split == "train" else "test_datasets"
+            blocks.setdefault(kind, {}).setdefault(key, []).append(dataset_block(kind, f"{ROOT}/{name}", records))
+    for kind, block in blocks.items():
+        header = {"preference": {"rl": "dpo"}, "kto": {"rl": "kto", "remove_unused_columns": False}}.get(kind, {})
+        out.files[f"axolotl-{kind}.yaml"] = yaml.safe_dump({**header, **block}, sort_keys=False, allow_unicode=True)
+    out.losses = losses.result()
+    return out
+
+
+def dataset_block(kind: str, path: str, records: list[dict[str, Any]]) -> dict[str, Any]:
+    """One entry of axolotl's `datasets:` list for a file of `kind` records."""
+    keys = {k for r in records for k in r}
+    base: dict[str, Any] = {"path": path, "ds_type": "json", "split": "train"}
+    if kind == "sft":
+        mappings = {"role": "role", "content": "content"}
+        if any("reasoning_content" in m for r in records for m in r.get("messages", ())):
+            mappings["reasoning_content"] = "reasoning_content"
+        block = {
+            **base,
+            "type": "chat_template",
+            "field_messages": "messages",
+            "message_property_mappings": mappings,
+            "roles_to_train": ["assistant"],
+            "train_on_eos": "turn",
+        }
+        if "tools" in keys:
+            block["field_tools"] = "tools"
+        return block
+    if kind == "preference":
+        return {
+            **base,
+            "type": "chat_template.default",
+            "field_messages": "messages",
+            "field_chosen": "chosen",
+            "field_rejected": "rejected",
+            "message_property_mappings": {"role": "role", "content": "content"},
+        }
+    if kind == "kto":
+        return {
+            **base,
+            "type": {
+                "field_prompt": "prompt",
+                "field_system": "system",
+                "field_completion": "completion",
+                "field_label": "label",
+                "prompt_format": "{prompt}",
+                "completion_format": "{completion}",
+            },
+        }
+    return {**base, "type": "completion", "field": "text"}
+
+
+def _message(m: dict[str, Any], lost: Counter[str]) -> dict[str, Any]:
+    if m.get("tool_calls"):
+        lost["tool calls"] += 1
+    if m.get("reasoning"):
+        lost["reasoning"] += 1
+    return {"role": m["role"], "content": m.get("content") or ""}
+
+
+def _preference(row: dict[str, Any]) -> tuple[dict[str, Any] | None, Counter[str]]:
+    lost: Counter[str] = Counter()
+    chosen, rejected = row.get("chosen") or [], row.get("rejected") or []
+    if len(chosen) != 1 or len(rejected) != 1:
+        lost["rows whose completion is not a single message (not written)"] += 1
+        return None, lost
+    if row.get("tools"):
+        lost["declared tools"] += 1
+    record = {
+        "messages": [_message(m, lost) for m in row["messages"] or ()],
+        "chosen": _message(chosen[0], lost),
+        "rejected": _message(rejected[0], lost),
+    }
+    return record, lost
+
+
+def _kto(row: dict[str, Any]) -> tuple[dict[str, Any] | None, Counter[str]]:
+    lost: Counter[str] = Counter()
+    msgs = list(row["messages"] or ())
+    last = max((i for i, m in enumerate(msgs) if m["role"] == "assistant"), default=None)
+    if last is None:
+        lost["rows without a completion (not written)"] += 1
+        return None, lost
+    prompt, completion = msgs[:last], msgs[last]
+    system = prompt[0]["content"] if prompt and prompt[0]["role"] == "system" else None
+    turns = prompt[1:] if system is not None else prompt
+    if len(turns) > 1:
+        lost["earlier prompt turns (only the last user turn is kept)"] += 1
+    if row.get("tools"):
+        lost["declared tools"] += 1
+    user = _message(turns[-1], lost)["content"] if turns else ""
+    record: dict[str, Any] = {
+        "prompt": user,
+        "completion": _message(completion, lost)["content"],
+        "label": row["label"],
+    }
+    if system is not None:
+        record = {"system": system, **record}
+    return record, lost

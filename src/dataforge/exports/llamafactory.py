@@ -1,0 +1,76 @@
+"""LLaMA-Factory export: data files per row kind and split, plus the `dataset_info.json` that describes them.
+
+* sft, preference and kto rows are written as ShareGPT (the `sharegpt` format's writer): `conversations` of
+  `{from, value}` turns with `function_call` / `observation` turns and a `tools` column; preference rows add
+  `chosen` / `rejected` turn objects (`"ranking": true`), kto rows a boolean `kto_tag`.
+* Reasoning goes inline, as a `<think>` block heading the assistant's answer: LLaMA-Factory reads chain of
+  thought only from the response text (its data README: "the CoT needs to be placed in the model responses").
+  Counted as a transform.
+* pretrain rows are written as `{"text": …}`, described with `"columns": {"prompt": "text"}` (as its c4_demo).
+
+Each `dataset_info.json` entry (`<dataset>_<kind>_<split>`) is derived from the records actually written, so
+the columns it names are exactly the keys the file holds. Use it with `dataset_dir: <this folder>` and
+`dataset: <entry name>`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from typing import Any
+
+from .base import Exported, Splits, Tally, by_kind, jsonl, reasoning_inline, write_rows
+
+# LLaMA-Factory's ShareGPT tags, spelled out so the description does not depend on its defaults.
+TAGS = {
+    "role_tag": "from",
+    "content_tag": "value",
+    "user_tag": "human",
+    "assistant_tag": "gpt",
+    "observation_tag": "observation",
+    "function_tag": "function_call",
+    "system_tag": "system",
+}
+
+
+def export(splits: Splits, dataset: str) -> Exported:
+    out = Exported()
+    losses, transforms = Tally(), Tally()
+    info: dict[str, Any] = {}
+    for split, rows in splits.items():
+        for kind, group in by_kind(rows).items():
+            name = f"{kind}_{split}.jsonl"
+            if kind == "pretrain":
+                records = write_rows("text", group, split, losses)
+            else:
+                moved = 0
+                inlined = []
+                for row in group:
+                    copy, n = reasoning_inline(row)
+                    inlined.append(copy)
+                    moved += n
+                transforms.add(split, kind, Counter({"reasoning moved inline as <think>": moved}))
+                records = write_rows("sharegpt", inlined, split, losses)
+            out.files[name] = jsonl(records)
+            out.rows[name] = len(records)
+            info[f"{dataset}_{kind}_{split}"] = entry(name, kind, records)
+    out.files["dataset_info.json"] = json.dumps(info, indent=2, ensure_ascii=False) + "\n"
+    out.losses, out.transforms = losses.result(), transforms.result()
+    return out
+
+
+def entry(file_name: str, kind: str, records: list[dict[str, Any]]) -> dict[str, Any]:
+    """The dataset_info.json entry describing `records` (as written to `file_name`)."""
+    keys = {k for r in records for k in r}
+    if kind == "pretrain":
+        return {"file_name": file_name, "columns": {"prompt": "text"}}
+    columns = {"messages": "conversations"}
+    for column in ("system", "tools", "chosen", "rejected", "kto_tag"):
+        if column in keys:
+            columns[column] = column
+    described: dict[str, Any] = {"file_name": file_name, "formatting": "sharegpt"}
+    if kind == "preference":
+        described["ranking"] = True
+    described["columns"] = columns
+    described["tags"] = dict(TAGS)
+    return described

@@ -1,0 +1,256 @@
+"""lint: what a trainer would accept but learn wrong from — tool calls, reasoning tags and preference pairs.
+
+Structural validation (`validate.py`) asks "can this row be trained on at all"; linting asks "does it say
+what it means": a call to a function the row never declared, arguments that break the function's own
+JSON Schema, a tool result nobody asked for, `<think>` tags that do not pair up, reasoning on a turn that
+cannot hold it, a preference pair whose sides are the same, a preference prompt that ends on the model's
+own turn. Each finding is a reject reason; a recipe can demote reasons it accepts to counted warnings
+(`lint.ignore`). Only rows that have tools, tool turns, reasoning, think tags or preference sides are
+looked at in Python; the rest are ruled out by vector operations first.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from ..formats.columnar import whole
+
+# Every reason this module can report, with what it means (documented in the README and `--help`).
+REASONS: dict[str, str] = {
+    "unknown_tool": "an assistant calls a function that the row's `tools` do not declare",
+    "arguments_schema_violation": "tool-call arguments fail the declared function's JSON Schema (`parameters`)",
+    "orphan_tool_result": "a tool result that answers no earlier tool call",
+    "unbalanced_think": "`<think>` / `</think>` tags that do not pair up",
+    "nested_think": "a `<think>` opened inside another (or inside the reasoning field)",
+    "misplaced_reasoning": "reasoning on a turn other than the assistant's, which no chat template renders",
+    "identical_pair": "a preference pair whose chosen and rejected completions are the same",
+    "prompt_not_ending_on_user": "a preference or KTO prompt that does not end on a user or tool turn",
+}
+
+_THINK = re.compile(r"</?think>")
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One lint finding: the row (index in the table), reason, field and message."""
+
+    row: int
+    reason: str
+    field: str
+    message: str
+
+
+def lint(examples: pa.Table, skip: np.ndarray) -> tuple[list[Finding], int]:
+    """Findings for the rows of `examples` not in `skip` (first finding per row), and the count of tool
+    parameter schemas that are not valid JSON Schema (their arguments cannot be checked; reported, not
+    rejected: datasets in the wild write `"type": "dict"`)."""
+    rows = np.flatnonzero(_candidates(examples) & ~skip)
+    if len(rows) == 0:
+        return [], 0
+    picked = examples.select(["kind", "messages", "tools", "chosen", "rejected"]).take(pa.array(rows)).to_pylist()
+    findings: list[Finding] = []
+    invalid_schemas: set[tuple[str, str]] = set()
+    for r, row in zip(rows, picked, strict=True):
+        found = _row(row, invalid_schemas)
+        if found is not None:
+            findings.append(Finding(int(r), *found))
+    return findings, len(invalid_schemas)
+
+
+def _candidates(examples: pa.Table) -> np.ndarray:
+    """Rows worth a look: declared tools, tool calls or results, reasoning, think tags, preference sides."""
+    n = examples.num_rows
+    mask = ~pc.is_null(whole(examples["tools"])).to_numpy(zero_copy_only=False)
+    mask |= pc.equal(whole(examples["kind"]), "preference").to_numpy(zero_copy_only=False)
+    mask |= pc.equal(whole(examples["kind"]), "kto").to_numpy(zero_copy_only=False)
+    msgs = whole(examples["messages"])
+    flat = pc.list_flatten(msgs)
+    if len(flat):
+        parents = pc.list_parent_indices(msgs).to_numpy(zero_copy_only=False)
+        content = pc.struct_field(flat, "content")
+        hit = pc.fill_null(pc.match_substring(content, "think>"), False).to_numpy(zero_copy_only=False)
+        hit |= ~pc.is_null(pc.struct_field(flat, "reasoning")).to_numpy(zero_copy_only=False)
+        hit |= pc.fill_null(pc.greater(pc.list_value_length(pc.struct_field(flat, "tool_calls")), 0), False).to_numpy(
+            zero_copy_only=False
+        )
+        hit |= pc.fill_null(pc.equal(pc.struct_field(flat, "role"), "tool"), False).to_numpy(zero_copy_only=False)
+        mask |= np.bincount(parents[hit], minlength=n).astype(bool)
+    return mask
+
+
+def _row(row: dict[str, Any], invalid_schemas: set[tuple[str, str]]) -> tuple[str, str, str] | None:
+    """(reason, field, message) of the row's first finding, or None."""
+    specs = {s["name"]: s for s in json.loads(row["tools"])} if row.get("tools") else None
+    sides = [("messages", row["messages"] or [])]
+    sides += [(side, row[side]) for side in ("chosen", "rejected") if row.get(side)]
+    for side, messages in sides:
+        # A completion continues the prompt: its tool results may answer calls made in the prompt.
+        history = (row["messages"] or []) if side != "messages" else []
+        found = _messages(side, messages, history, specs, row.get("tools"), invalid_schemas)
+        if found is not None:
+            return found
+    kind = row["kind"]
+    if kind == "preference":
+        if _same(row.get("chosen") or [], row.get("rejected") or []):
+            return "identical_pair", "rejected", "the rejected completion is identical to the chosen one"
+        return _prompt_end(row["messages"] or [], "messages")
+    if kind == "kto":
+        msgs = row["messages"] or []
+        last = max((i for i, m in enumerate(msgs) if m["role"] == "assistant"), default=None)
+        if last is not None:
+            return _prompt_end(msgs[:last], "messages")
+    return None
+
+
+def _messages(
+    side: str,
+    messages: list[dict[str, Any]],
+    history: list[dict[str, Any]],
+    specs: dict[str, Any] | None,
+    tools_text: str | None,
+    invalid_schemas: set[tuple[str, str]],
+) -> tuple[str, str, str] | None:
+    call_ids = {c["id"] for m in history for c in (m.get("tool_calls") or ()) if c.get("id")}
+    open_calls = bool(history and history[-1]["role"] in ("assistant", "tool") and _called_since_user(history))
+    for i, m in enumerate(messages):
+        at = f"{side}[{i}]"
+        role = m["role"]
+        if m.get("reasoning") and role != "assistant":
+            return "misplaced_reasoning", f"{at}.reasoning", f"a {role} message carries reasoning"
+        for name, text in (("content", m.get("content")), ("reasoning", m.get("reasoning"))):
+            problem = think_problem(text, inside_reasoning=name == "reasoning") if role == "assistant" else None
+            if problem is not None:
+                return problem[0], f"{at}.{name}", problem[1]
+        if role == "user":
+            open_calls = False
+        for j, call in enumerate(m.get("tool_calls") or ()):
+            where = f"{at}.tool_calls[{j}]"
+            if call.get("id"):
+                call_ids.add(call["id"])
+            open_calls = True
+            if specs is None:
+                continue
+            spec = specs.get(call["name"])
+            if spec is None:
+                declared = ", ".join(sorted(specs)) or "none"
+                return (
+                    "unknown_tool",
+                    f"{where}.name",
+                    f"{call['name']!r} is not a declared tool (declared: {declared})",
+                )
+            error = _arguments_error(tools_text or "", call["name"], call["arguments"], invalid_schemas)
+            if error is not None:
+                return "arguments_schema_violation", f"{where}.arguments", f"{call['name']}: {error}"
+        if role == "tool":
+            wanted = m.get("tool_call_id")
+            if wanted and call_ids and wanted not in call_ids:
+                return "orphan_tool_result", f"{at}.tool_call_id", f"no earlier tool call has the id {wanted!r}"
+            if not open_calls:
+                return "orphan_tool_result", at, "a tool result with no tool call before it (since the last user turn)"
+    return None
+
+
+def _called_since_user(history: list[dict[str, Any]]) -> bool:
+    for m in reversed(history):
+        if m["role"] == "user":
+            return False
+        if m.get("tool_calls"):
+            return True
+    return False
+
+
+def think_problem(text: str | None, *, inside_reasoning: bool = False) -> tuple[str, str] | None:
+    """(`unbalanced_think` | `nested_think`, message) when the `<think>` tags in `text` do not pair up.
+
+    In the reasoning field any tag is a problem: the reasoning is already the inside of a think block.
+    """
+    if not text or "think>" not in text:
+        return None
+    depth = 0
+    for tag in _THINK.findall(text):
+        if inside_reasoning:
+            return "nested_think", f"the reasoning field itself contains a {tag} tag"
+        if tag == "<think>":
+            depth += 1
+            if depth > 1:
+                return "nested_think", "a <think> is opened inside another <think>"
+        else:
+            depth -= 1
+            if depth < 0:
+                return "unbalanced_think", "a </think> closes no <think>"
+    if depth:
+        return "unbalanced_think", "a <think> is never closed"
+    return None
+
+
+def _prompt_end(prompt: list[dict[str, Any]], field: str) -> tuple[str, str, str] | None:
+    if not prompt:
+        return "prompt_not_ending_on_user", field, "the prompt is empty"
+    last = prompt[-1]["role"]
+    if last not in ("user", "tool"):
+        return (
+            "prompt_not_ending_on_user",
+            f"{field}[{len(prompt) - 1}]",
+            f"the prompt ends on a {last} turn; the completion must answer a user or tool turn",
+        )
+    return None
+
+
+def _same(a: list[dict[str, Any]], b: list[dict[str, Any]]) -> bool:
+    def key(ms: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
+        return [
+            (
+                m["role"],
+                (m.get("content") or "").strip(),
+                (m.get("reasoning") or "").strip(),
+                [(c["name"], json.loads(c["arguments"])) for c in m.get("tool_calls") or ()],
+            )
+            for m in ms
+        ]
+
+    return key(a) == key(b)
+
+
+def _arguments_error(tools_text: str, name: str, arguments: str, invalid: set[tuple[str, str]]) -> str | None:
+    """Why `arguments` fail the function's `parameters` schema, or None (also when there is no usable schema)."""
+    validator = _validator(tools_text, name)
+    if validator is None:
+        if _has_parameters(tools_text, name):
+            invalid.add((tools_text, name))
+        return None
+    error = next(iter(sorted(validator.iter_errors(json.loads(arguments)), key=lambda e: list(e.absolute_path))), None)
+    if error is None:
+        return None
+    path = ".".join(str(p) for p in error.absolute_path)
+    return f"{path + ': ' if path else ''}{error.message}"
+
+
+@lru_cache(maxsize=4096)
+def _validator(tools_text: str, name: str):
+    """A JSON Schema validator for one declared function's parameters (cached: rows share their tools)."""
+    from jsonschema import Draft202012Validator
+    from jsonschema.exceptions import SchemaError
+
+    spec = next((s for s in json.loads(tools_text) if s.get("name") == name), None)
+    params = spec.get("parameters") if spec else None
+    if not isinstance(params, dict) or not params:
+        return None
+    try:
+        Draft202012Validator.check_schema(params)
+    except SchemaError:
+        return None
+    return Draft202012Validator(params)
+
+
+@lru_cache(maxsize=4096)
+def _has_parameters(tools_text: str, name: str) -> bool:
+    spec = next((s for s in json.loads(tools_text) if s.get("name") == name), None)
+    return bool(spec and isinstance(spec.get("parameters"), dict) and spec["parameters"])
