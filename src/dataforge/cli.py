@@ -174,19 +174,37 @@ def validate(
 @app.command()
 def convert(
     input: Annotated[str, typer.Argument(help="File, directory or glob to convert.")],
-    to: Annotated[str, typer.Option("--to", "-t", help="Target format; see `dataforge formats`.")],
-    output: Annotated[Path, typer.Option("--output", "-o", help="Output file: .jsonl, .json or .parquet.")],
+    to: Annotated[
+        str,
+        typer.Option(
+            "--to",
+            "-t",
+            help="Target format (see `dataforge formats`) or trainer: trl, llamafactory, ms-swift, axolotl.",
+        ),
+    ],
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="Output file (.jsonl, .json, .parquet); a directory for a trainer.")
+    ],
     format: FormatOpt = None,
     column: ColumnOpt = None,
 ) -> None:
     """Convert files from one format to another through the canonical record.
 
     Rows that cannot be read or are invalid are listed (and not written); what the target format cannot
-    carry (e.g. reasoning in Alpaca) is counted and printed. Exit 1 when any row was rejected or not written.
+    carry (e.g. reasoning in Alpaca) is counted and printed. A trainer target writes a directory: data files
+    per row kind and the trainer's dataset description (LLaMA-Factory's dataset_info.json, axolotl's
+    `datasets:` YAML). Exit 1 when any row was rejected or not written.
     """
     from . import formats
     from .checking import check_files
+    from .exports import TRAINERS, export_names
 
+    if to in TRAINERS:
+        checked = check_files(input, format, _parse_columns(column))
+        _convert_for_trainer(checked, to, output)
+        return
+    if to not in export_names():
+        raise UsageError(f"unknown target {to!r}", hint=f"known: {', '.join(export_names())}")
     target = formats.get(to)
     suffix = output.suffix.lower()
     if suffix not in {".jsonl", ".json", ".parquet"}:
@@ -214,6 +232,33 @@ def convert(
         f"{checked.rejects.num_rows} rejected"
     )
     lost_rows = sum(n for what, n in written.losses.items() if "(not written)" in what)
+    if checked.rejects.num_rows or lost_rows:
+        raise typer.Exit(1)
+
+
+def _convert_for_trainer(checked, to: str, output: Path) -> None:
+    """`dataforge convert --to <trainer>`: the trainer's export of every row, as the `train` split."""
+    from .exports import export
+
+    exported = export(to, {"train": checked.examples.to_pylist()}, output.name or "data")
+    for path, data in sorted(exported.files.items()):
+        (output / path).parent.mkdir(parents=True, exist_ok=True)
+        (output / path).write_text(data, encoding="utf-8")
+    for r in checked.rejects.to_pylist():
+        where = f"{r['file']}:{r['line']}" if r["line"] is not None else f"{r['file']}#{r['row']}"
+        err.print(f"rejected {where}: {r['field'] or ''} {r['message']}", highlight=False, soft_wrap=True)
+    _warn_unmodelled(checked.unmodelled, checked.format)
+    lost_rows = 0
+    for key, label in (("losses", "not carried"), ("transforms", "changed")):
+        for kinds in getattr(exported, key).values():
+            for kind, counts in kinds.items():
+                for what, n in counts.items():
+                    lost_rows += n if key == "losses" and "(not written)" in what else 0
+                    err.print(f"[yellow]{label}[/] by {to} ({kind} rows): {what}: {n}", highlight=False, soft_wrap=True)
+    files = ", ".join(f"{p} ({n})" for p, n in sorted(exported.rows.items()))
+    out.print(
+        f"{checked.records} records ({checked.format}) → {to} in {output}: {files}; {checked.rejects.num_rows} rejected"
+    )
     if checked.rejects.num_rows or lost_rows:
         raise typer.Exit(1)
 

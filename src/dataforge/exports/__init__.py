@@ -20,7 +20,7 @@ TRAINERS: dict[str, Callable[[Splits, str], Exported]] = {
     "axolotl": axolotl.export,
 }
 
-__all__ = ["Exported", "Splits", "export", "export_names"]
+__all__ = ["TRAINERS", "Exported", "Splits", "export", "export_names"]
 
 
 def export_names() -> list[str]:

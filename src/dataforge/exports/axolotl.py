@@ -10,7 +10,7 @@
 * pretrain: `{"text": …}` with `type: completion`.
 
 `axolotl-<kind>.yaml` holds `datasets:` (train) and `test_datasets:` (val) for one kind, since one axolotl
-run trains one method. Paths are relative to the build directory.
+run trains one method. Paths are relative to the export folder (the YAML's own folder): run axolotl from there.
 """
 
 from __future__ import annotations
@@ -21,8 +21,6 @@ from typing import Any
 import yaml
 
 from .base import Exported, Splits, Tally, by_kind, jsonl, write_rows
-
-ROOT = "exports/axolotl"
 
 
 def export(splits: Splits, dataset: str) -> Exported:
@@ -46,7 +44,7 @@ def export(splits: Splits, dataset: str) -> Exported:
             out.files[name] = jsonl(records)
             out.rows[name] = len(records)
             key = "datasets" if split == "train" else "test_datasets"
-            blocks.setdefault(kind, {}).setdefault(key, []).append(dataset_block(kind, f"{ROOT}/{name}", records))
+            blocks.setdefault(kind, {}).setdefault(key, []).append(dataset_block(kind, name, records))
     for kind, block in blocks.items():
         header = {"preference": {"rl": "dpo"}, "kto": {"rl": "kto", "remove_unused_columns": False}}.get(kind, {})
         out.files[f"axolotl-{kind}.yaml"] = yaml.safe_dump({**header, **block}, sort_keys=False, allow_unicode=True)
