@@ -326,11 +326,11 @@ def worker_jinja(path: Path, tokenizer_dir: Path) -> dict[str, Any]:
     return {"rows": len(chats), "tokens": None, "chars": chars, "wall": wall, "cpu": cpu}
 
 
-def _dataforge_pass(table, target) -> tuple[list[Any], float]:
+def _dataforge_pass(table, target, backend: str = "auto") -> tuple[list[Any], float]:
     """render_rows over the table in the stage's batches; (results, seconds spent in to_pylist)."""
     from dataforge.render.engine import RenderOptions, render_rows
 
-    options = RenderOptions()
+    options = RenderOptions(tokenizer_backend=backend)
     results = []
     pylist = 0.0
     for start in range(0, table.num_rows, RENDER_BATCH):
@@ -341,7 +341,10 @@ def _dataforge_pass(table, target) -> tuple[list[Any], float]:
     return results, pylist
 
 
-def worker_dataforge(path: Path, tokenizer_dir: Path, profile: Path | None = None) -> dict[str, Any]:
+def worker_dataforge(
+    path: Path, tokenizer_dir: Path, profile: Path | None = None, backend: str = "auto"
+) -> dict[str, Any]:
+    """dataforge's render pass; `backend` is RenderOptions.tokenizer_backend ("auto": tiktoken where exact)."""
     table, rows, target = _load(path, tokenizer_dir)
     tok = target.tokenizer
     if profile is not None:
@@ -350,7 +353,7 @@ def worker_dataforge(path: Path, tokenizer_dir: Path, profile: Path | None = Non
 
         prof = cProfile.Profile()
         prof.enable()
-        _dataforge_pass(table, target)
+        _dataforge_pass(table, target, backend)
         prof.disable()
         with profile.open("w") as fh:
             stats = pstats.Stats(prof, stream=fh)
@@ -358,9 +361,11 @@ def worker_dataforge(path: Path, tokenizer_dir: Path, profile: Path | None = Non
             stats.sort_stats("cumulative").print_stats(60)
         return {"profile": str(profile)}
     t0, c0 = time.perf_counter(), _cpu()
-    results, pylist = _dataforge_pass(table, target)
+    results, pylist = _dataforge_pass(table, target, backend)
     wall, cpu = time.perf_counter() - t0, _cpu() - c0
     import pyarrow as pa
+
+    from dataforge.render.engine import RenderOptions, template_checks
 
     rendered = pa.concat_tables([r.table for r in results])
     problems = [p for r in results for p in r.problems]
@@ -410,7 +415,19 @@ def worker_dataforge(path: Path, tokenizer_dir: Path, profile: Path | None = Non
         "sample_digest": _ids_digest(r["input_ids"] for r in head),
         "ids_mismatch": ids_mismatch,
         "label_mismatch": label_mismatch,
+        "output_digest": _output_digest(rendered),
+        "encoder": template_checks(target, RenderOptions(tokenizer_backend=backend))["token_encoder"],
     }
+
+
+def _output_digest(rendered) -> str:
+    """sha256 over every row's input_ids and labels (values and row boundaries): equal outputs, equal digests."""
+    h = hashlib.sha256()
+    for name in ("input_ids", "labels"):
+        column = rendered[name].combine_chunks()
+        h.update(column.offsets.to_numpy().tobytes())
+        h.update(column.values.to_numpy().tobytes())
+    return h.hexdigest()[:16]
 
 
 def worker_trl(path: Path, tokenizer_dir: Path) -> dict[str, Any]:
@@ -508,7 +525,13 @@ def run_worker(method: str, path: Path, tokenizer_dir: Path, profile: Path | Non
 
     if method == "dataforge" and profile is not None:
         return worker_dataforge(path, tokenizer_dir, profile)
-    fn = {"floor": worker_floor, "jinja": worker_jinja, "dataforge": worker_dataforge, "trl": worker_trl}[method]
+    fn = {
+        "floor": worker_floor,
+        "jinja": worker_jinja,
+        "dataforge": worker_dataforge,
+        "dataforge_hf": lambda p, t: worker_dataforge(p, t, backend="tokenizers"),
+        "trl": worker_trl,
+    }[method]
     result = fn(path, tokenizer_dir)
     result["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return result
@@ -520,6 +543,7 @@ METHODS = [  # (label, worker method)
     ("floor: tok(texts) batch encode of pre-rendered texts", "floor"),
     ("jinja only: apply_chat_template(tokenize=False) per row", "jinja"),
     ("dataforge: render_rows (ids + labels), batches of 512", "dataforge"),
+    ("dataforge, `tokenizers` backend (tokenizer_backend=tokenizers)", "dataforge_hf"),
     ("trl: SFTTrainer._prepare_dataset tokenize map", "trl"),
 ]
 
@@ -593,13 +617,13 @@ def render_md(results: list[dict[str, Any]], env: dict[str, Any]) -> str:
                 + ", ".join(f"{name} {wall:.2f} s" for name, wall, _ in r["maps"])
                 + ". Its labels are a copy of input_ids (assistant_only_loss=False: every token trained)."
             )
-        if r["method"] == "dataforge":
+        if r["method"].startswith("dataforge"):
             lines.append(
                 f"* {r['set']}: dataforge trains {r['trained_tokens']:,} of {r['tokens']:,} tokens "
                 f"({r['trained_tokens'] / r['tokens']:.0%}); Arrow → Python (`to_pylist`) took {r['pylist_s']:.2f} s "
                 f"of its {r['wall']:.2f} s (`render_rows` alone: {r['render_only_rows_per_s']:,.0f} rows/s, "
                 f"{r['render_only_vs_floor']:.0%} of the floor); rows not rendered: {r['n_problems']}; "
-                f"row notes: {r['notes'] or 'none'}."
+                f"row notes: {r['notes'] or 'none'}; token encoder: {r['encoder']}."
             )
     return "\n".join(lines) + "\n"
 
@@ -608,7 +632,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--alpaca-rows", type=int, default=50_000, help="single-turn rows (default 50,000; 0 skips)")
     ap.add_argument("--tool-rows", type=int, default=20_000, help="tool-call conversations (default 20,000; 0 skips)")
-    ap.add_argument("--methods", default="floor,jinja,dataforge,trl", help="comma-separated subset")
+    ap.add_argument("--methods", default="floor,jinja,dataforge,dataforge_hf,trl", help="comma-separated subset")
     ap.add_argument("--seed", type=int, default=20240601)
     ap.add_argument(
         "--repeat",
@@ -685,7 +709,7 @@ def main(argv: list[str] | None = None) -> int:
         for r in per_set:
             r["vs_floor"] = r["rows_per_s"] / floor["rows_per_s"]
             r["floor_rows_per_s"] = floor["rows_per_s"]
-            if r["method"] == "dataforge":
+            if r["method"].startswith("dataforge"):
                 r["render_only_rows_per_s"] = r["rows"] / (r["wall"] - r["pylist_s"])
                 r["render_only_vs_floor"] = r["render_only_rows_per_s"] / floor["rows_per_s"]
         # Sanity (untimed).
@@ -696,7 +720,7 @@ def main(argv: list[str] | None = None) -> int:
                 _check(r["tokens"] == floor["tokens"], f"{what}: {r['tokens']:,} tokens, floor {floor['tokens']:,}")
             if "sample_digest" in r:
                 _check(r["sample_digest"] == floor["sample_digest"], f"{what}: first {SANITY_ROWS} rows' ids differ")
-            if r["method"] == "dataforge":
+            if r["method"].startswith("dataforge"):
                 _check(r["rendered"] == rows, f"{what}: {r['n_problems']} rows not rendered, e.g. {r['problems'][:3]}")
                 _check(not r["ids_mismatch"], f"{what}: ids differ from apply_chat_template: {r['ids_mismatch'][:5]}")
                 _check(
@@ -705,6 +729,8 @@ def main(argv: list[str] | None = None) -> int:
                 )
             if r["method"] == "trl":
                 _check(r["labels_equal_ids"], f"{what}: trl's labels are not its input_ids")
+        outputs = {r["method"]: r["output_digest"] for r in per_set if "output_digest" in r}
+        _check(len(set(outputs.values())) <= 1, f"{which}: the dataforge backends' input_ids/labels differ: {outputs}")
         if args.profile:
             prof = args.out / f"render-profile-{which}.txt"
             args.out.mkdir(parents=True, exist_ok=True)

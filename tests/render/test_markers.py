@@ -65,6 +65,9 @@ def test_a_template_that_ignores_the_system_prompt_is_reported(tmp_path):
         "end_of_turn_token": "<|im_end|>",
         "ignores_system_prompt": False,
         "has_generation_markers": True,
+        "history_renders_as_prefix": True,
+        "token_encoder": "tiktoken",  # the demo tokenizer is a byte-level BPE
+        "token_encoder_why": "byte-level BPE: tiktoken, verified on probe texts",
     }
     drops_system = MARKED.replace(
         "{%- for message in messages %}", "{%- for message in messages if message.role != 'system' %}"

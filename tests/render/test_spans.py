@@ -7,7 +7,15 @@ from typing import Any
 
 import pytest
 
-from dataforge.render.spans import Render, SpanError, assistant_turns, derive, end_of_turn, token_labels
+from dataforge.render.spans import (
+    Render,
+    SpanError,
+    assistant_turns,
+    derive,
+    end_of_turn,
+    history_stable,
+    token_labels,
+)
 from dataforge.render.target import load_target
 
 CHATML = (
@@ -193,6 +201,28 @@ def test_derive_notes_history_rendered_unlike_the_latest_turn(tok):
     assert spans.notes == {"prefix_unstable_history"}
     # With only the last turn trained there is no history to compare.
     assert derive(renderer(tok, EOS_AT_END), TWO_TURNS, "last", "<|im_end|>").notes == set()
+
+
+def test_history_stability_is_probed_once_per_template(tok):
+    assert history_stable(renderer(tok, CHATML)) is True
+    assert history_stable(renderer(tok, EOS_AT_END)) is False
+
+
+def test_derive_takes_the_templates_history_answer_instead_of_rendering_the_row_again(tok):
+    calls = []
+    render = renderer(tok, EOS_AT_END)
+
+    def counted(messages: list[dict[str, Any]], add_generation_prompt: bool) -> str:
+        calls.append(len(messages))
+        return render(messages, add_generation_prompt)
+
+    per_row = derive(counted, TWO_TURNS, "all", "<|im_end|>")
+    assert (per_row.notes, len(calls)) == ({"prefix_unstable_history"}, 4)  # whole, 2 prompts, cut after turn 1
+    calls.clear()
+    probed = derive(counted, TWO_TURNS, "all", "<|im_end|>", history_stable=False)
+    assert (probed.notes, len(calls)) == ({"prefix_unstable_history"}, 3)
+    assert probed.trained == per_row.trained
+    assert derive(counted, TWO_TURNS, "all", "<|im_end|>", history_stable=True).notes == set()
 
 
 @pytest.mark.parametrize(

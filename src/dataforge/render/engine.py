@@ -1,8 +1,9 @@
 """render: canonical Examples → token ids and labels through a model's own chat template.
 
 Per row: the conversation is rendered with the template (`apply_chat_template(tokenize=False)`), the trained
-character spans are derived and checked (`spans.py`), and the whole batch is tokenized in one call of the
-fast tokenizer with offsets; a token is trained when it lies inside a trained span. `input_ids` therefore
+character spans are derived and checked (`spans.py`), and the whole batch is tokenized at once (`tokens.py`:
+tiktoken for byte-level BPE vocabularies once it has reproduced the tokenizer's ids, else the fast tokenizer
+with offsets); a token is trained when it starts inside a trained span. `input_ids` therefore
 equal `apply_chat_template(..., tokenize=True)` for the same messages, and `labels` are -100 everywhere
 except the assistant content and its end-of-turn token.
 """
@@ -12,15 +13,15 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
-from itertools import chain
 from typing import Any, Literal
 
 import numpy as np
 import pyarrow as pa
 
 from ..formats.tooling import openai_tools
-from .spans import SpanError, derive, end_of_turn, token_labels_batch
+from .spans import SpanError, derive, end_of_turn, history_stable
 from .target import LoadedTarget
+from .tokens import encoder_choice, tokenize
 
 IGNORE = -100
 Overflow = Literal["drop", "truncate", "keep", "error"]
@@ -52,6 +53,9 @@ class RenderOptions:
     train_on: Literal["all", "last"] = "all"
     reasoning: Literal["keep", "strip"] = "keep"
     chat_template_kwargs: dict[str, Any] = field(default_factory=dict)
+    # "auto": tiktoken for byte-level BPE vocabularies once it has reproduced the tokenizer's ids, else the
+    # tokenizer; "tokenizers": always the tokenizer's own encoder (same output, slower; for comparison).
+    tokenizer_backend: Literal["auto", "tokenizers"] = "auto"
 
 
 @dataclass
@@ -102,6 +106,7 @@ def render_rows(rows: list[dict[str, Any]], target: LoadedTarget, options: Rende
     if target.template is None:
         raise SpanError("no_chat_template", f"target {target.name!r}: the tokenizer has no chat template")
     eot = target_end_of_turn(target, options)
+    history = target_history_stable(target, options)
     injection = _special_token_pattern(tok)
     texts: list[str] = []
     spans: list[list[tuple[int, int]]] = []
@@ -120,7 +125,7 @@ def render_rows(rows: list[dict[str, Any]], target: LoadedTarget, options: Rende
             )
             continue
         try:
-            sequences, row_notes = _row_sequences(row, tok, options, eot)
+            sequences, row_notes = _row_sequences(row, tok, options, eot, history)
         except SpanError as exc:
             problems.append({"id": row["id"], "reason": exc.reason, "message": exc.message})
             continue
@@ -130,15 +135,11 @@ def render_rows(rows: list[dict[str, Any]], target: LoadedTarget, options: Rende
             texts.append(text)
             spans.append(trained)
         kept.append((row, len(sequences)))
-    # No attention mask: it would be built only to be thrown away (a tenth of the encode call's time).
-    encoded = (
-        tok(texts, add_special_tokens=False, return_offsets_mapping=True, return_attention_mask=False)
-        if texts
-        else {"input_ids": [], "offset_mapping": []}
-    )
-    # Labels for the whole batch at once, in flat int32 arrays (Arrow takes those without a per-token loop).
-    mask, starts = token_labels_batch(encoded["offset_mapping"], spans, [len(t) for t in texts])
-    flat_ids = np.fromiter(chain.from_iterable(encoded["input_ids"]), np.int32, int(starts[-1]))
+    # Ids and labels for the whole batch at once, in flat int32 arrays (Arrow takes those without a per-token loop).
+    encoded = tokenize(tok, target.tokenizer_digest, texts, spans, fast=options.tokenizer_backend == "auto")
+    if encoded.disagreed:
+        notes["fast_tokenizer_disagreed"] = encoded.disagreed
+    flat_ids, mask, starts = encoded.ids, encoded.mask, encoded.starts
     flat_labels = np.where(mask, flat_ids, np.int32(IGNORE))
     columns: dict[str, list[Any]] = {name: [] for name in RENDERED_SCHEMA.names}
     markers = target.has_generation_markers  # a property that scans the template: once per batch, not per row
@@ -146,11 +147,14 @@ def render_rows(rows: list[dict[str, Any]], target: LoadedTarget, options: Rende
     for row, count in kept:
         labelled = []
         for i in range(at, at + count):
-            ids = encoded["input_ids"][i]
             lo, hi = int(starts[i]), int(starts[i + 1])
-            if i < ROUND_TRIP_SAMPLE and not _round_trips(tok, texts[i], ids):
+            if i < ROUND_TRIP_SAMPLE and not _round_trips(tok, texts[i], flat_ids[lo:hi].tolist()):
                 notes["round_trip_failure"] = notes.get("round_trip_failure", 0) + 1
-            if markers and row["kind"] == "sft" and not _markers_agree(tok, row, ids, mask[lo:hi].tolist(), options):
+            if (
+                markers
+                and row["kind"] == "sft"
+                and not _markers_agree(tok, row, flat_ids[lo:hi].tolist(), mask[lo:hi].tolist(), options)
+            ):
                 # The template's own markers say otherwise on more than whitespace: trust neither silently.
                 notes["generation_markers_disagree"] = notes.get("generation_markers_disagree", 0) + 1
             labelled.append((flat_ids[lo:hi], flat_labels[lo:hi]))
@@ -242,10 +246,16 @@ def template_checks(target: LoadedTarget, options: RenderOptions) -> dict[str, A
         ignores_system = probe not in text
     except SpanError:
         ignores_system = True
+    encoder, why = encoder_choice(target.tokenizer, target.tokenizer_digest)
     return {
         "end_of_turn_token": target_end_of_turn(target, options),
         "ignores_system_prompt": ignores_system,
         "has_generation_markers": target.has_generation_markers,
+        # Probed once per template on a two-turn conversation; rows with several trained turns are noted
+        # `prefix_unstable_history` when False.
+        "history_renders_as_prefix": target_history_stable(target, options),
+        "token_encoder": encoder if options.tokenizer_backend == "auto" else "tokenizers",
+        "token_encoder_why": why if options.tokenizer_backend == "auto" else "tokenizer_backend: tokenizers",
     }
 
 
@@ -272,6 +282,16 @@ def target_end_of_turn(target: LoadedTarget, options: RenderOptions) -> str | No
     return target._eot
 
 
+def target_history_stable(target: LoadedTarget, options: RenderOptions) -> bool | None:
+    """Whether the template renders history as a prefix of the whole conversation (`spans.history_stable`),
+    probed once per target and template arguments, remembered on the target."""
+    key = json.dumps(options.chat_template_kwargs, sort_keys=True, default=str)
+    probed = target.__dict__.setdefault("_history_stable", {})
+    if key not in probed:
+        probed[key] = history_stable(_renderer(target.tokenizer, None, options))
+    return probed[key]
+
+
 def _renderer(tok: Any, tools: list[dict[str, Any]] | None, options: RenderOptions):
     def render(msgs: list[dict[str, Any]], add_generation_prompt: bool) -> str:
         try:
@@ -289,7 +309,7 @@ def _renderer(tok: Any, tools: list[dict[str, Any]] | None, options: RenderOptio
 
 
 def _row_sequences(
-    row: dict[str, Any], tok: Any, options: RenderOptions, eot: str | None
+    row: dict[str, Any], tok: Any, options: RenderOptions, eot: str | None, history: bool | None
 ) -> tuple[list[tuple[str, list[tuple[int, int]]]], set[str]]:
     """The row's sequences as (text, trained character spans), and notes: one sequence, or two for a
     preference pair (prompt + chosen, prompt + rejected)."""
@@ -306,12 +326,14 @@ def _row_sequences(
         sequences, notes = [], set()
         for side in ("chosen", "rejected"):
             completion = _chat(row[side] or (), options.reasoning)
-            spans = derive(render, messages + completion, options.train_on, eot, first=len(messages))
+            spans = derive(
+                render, messages + completion, options.train_on, eot, first=len(messages), history_stable=history
+            )
             sequences.append((spans.text, spans.trained))
             notes |= spans.notes
         return sequences, notes
     train_on = "last" if kind == "kto" else options.train_on  # kto: the completion is the last turn
-    spans = derive(render, messages, train_on, eot)
+    spans = derive(render, messages, train_on, eot, history_stable=history)
     return [(spans.text, spans.trained)], spans.notes
 
 

@@ -68,10 +68,21 @@ def assistant_turns(messages: list[dict[str, Any]], train_on: str, first: int = 
     return turns[-1:] if train_on == "last" else turns
 
 
-def derive(render: Render, messages: list[dict[str, Any]], train_on: str, eot: str | None, first: int = 0) -> Spans:
+def derive(
+    render: Render,
+    messages: list[dict[str, Any]],
+    train_on: str,
+    eot: str | None,
+    first: int = 0,
+    *,
+    history_stable: bool | None = None,
+) -> Spans:
     """The rendered text and trained character spans for `messages`, or SpanError saying why not.
 
     Only assistant turns at index `first` or later are trained (a preference completion after its prompt).
+    `history_stable` is the template's answer to "does a conversation cut after an assistant turn render as a
+    prefix of the whole?", probed once per template (`history_stable`): a row with more than one trained turn
+    gets the `prefix_unstable_history` note when it is False. None probes this row instead (one more render).
     """
     text = render(messages, False)
     turns = assistant_turns(messages, train_on, first)
@@ -113,9 +124,28 @@ def derive(render: Render, messages: list[dict[str, Any]], train_on: str, eot: s
         if end <= start:
             raise SpanError("empty_assistant_span", f"assistant turn {k} renders to no text")
         spans.append((start, end))
-    if turns and not _closed_prefix_stable(render, messages, text, turns):
-        notes.add("prefix_unstable_history")
+    if len(turns) > 1:
+        stable = _closed_prefix_stable(render, messages, text, turns) if history_stable is None else history_stable
+        if not stable:
+            notes.add("prefix_unstable_history")
     return Spans(text, spans, notes)
+
+
+def history_stable(render: Render) -> bool | None:
+    """Whether the template renders a two-turn probe conversation, cut after its first assistant turn, as a
+    prefix of the whole: a property of the template (Qwen3 and Phi-3 render history unlike the latest turn).
+    None when the template refuses the probe."""
+    question, answer, followup = _PROBE
+    messages = [
+        {"role": "user", "content": question},
+        {"role": "assistant", "content": answer},
+        {"role": "user", "content": followup},
+        {"role": "assistant", "content": answer + "2"},
+    ]
+    try:
+        return _closed_prefix_stable(render, messages, render(messages, False), [1, 3])
+    except SpanError:
+        return None
 
 
 def _turn_end(text: str, start: int, limit: int, eot: str | None) -> int | None:
@@ -166,22 +196,38 @@ def token_labels_batch(
 ) -> tuple[np.ndarray, np.ndarray]:
     """`token_labels` for a whole tokenized batch at once: (flat trained mask, where each sequence starts in it).
 
-    `sizes` are the sequences' lengths in characters. The sequences are laid end to end on one character
-    axis, so a single `searchsorted` finds, for every token of the batch, the first span ending after the
-    token's start, and a running maximum makes that index only move forward, as `token_labels`' loop does:
-    a token is trained when that span is its own sequence's, starts at or before the token, and the token is
-    not empty. The few sequences that do not fit this (spans not ending in increasing order, offsets past the
-    text) go through `token_labels` itself, so the result is the same, token for token.
+    `offsets` are each sequence's (start, end) per token and `sizes` the sequences' lengths, in characters.
     """
-    n = len(offsets)
-    lengths = np.fromiter(map(len, offsets), np.int64, n)
+    lengths = np.fromiter(map(len, offsets), np.int64, len(offsets))
+    total = int(lengths.sum())
+    flat = np.fromiter(chain.from_iterable(chain.from_iterable(offsets)), np.int64, 2 * total)
+    return token_labels_flat(flat[0::2], flat[1::2], lengths, spans, sizes)
+
+
+def token_labels_flat(
+    token_start: np.ndarray,
+    token_end: np.ndarray,
+    lengths: np.ndarray,
+    spans: list[list[tuple[int, int]]],
+    sizes: list[int],
+) -> tuple[np.ndarray, np.ndarray]:
+    """`token_labels` for a batch given as flat arrays: (flat trained mask, where each sequence starts in it).
+
+    `token_start`/`token_end` hold every token's position within its own sequence, sequence after sequence,
+    `lengths` the number of tokens of each; positions, `spans` and `sizes` (the sequences' lengths) share one
+    unit per sequence, characters or UTF-8 bytes. The sequences are laid end to end on one axis, so a single
+    `searchsorted` finds, for every token of the batch, the first span ending after the token's start, and a
+    running maximum makes that index only move forward, as `token_labels`' loop does: a token is trained when
+    that span is its own sequence's, starts at or before the token, and the token is not empty. The few
+    sequences that do not fit this (spans not ending in increasing order, offsets past the text) go through
+    `token_labels` itself, so the result is the same, token for token.
+    """
+    n = len(lengths)
     starts = np.zeros(n + 1, np.int64)
     np.cumsum(lengths, out=starts[1:])
     total = int(starts[-1])
-    flat = np.fromiter(chain.from_iterable(chain.from_iterable(offsets)), np.int64, 2 * total)
-    token_start, token_end = flat[0::2], flat[1::2]
     size = np.fromiter(sizes, np.int64, n) + 1
-    base = np.zeros(n + 1, np.int64)  # where each sequence's characters begin on the shared axis
+    base = np.zeros(n + 1, np.int64)  # where each sequence begins on the shared axis
     np.cumsum(size, out=base[1:])
     row = np.repeat(np.arange(n), lengths)
     outside = np.zeros(n, dtype=bool)
@@ -205,12 +251,14 @@ def token_labels_batch(
     mask = np.zeros(total, dtype=bool)
     if span_start:
         at = token_start + base[:-1][row]
-        for r in odd:  # their tokens sit at their sequence's first character, before any later span ends
+        for r in odd:  # their tokens sit at their sequence's first position, before any later span ends
             at[starts[r] : starts[r + 1]] = base[r]
         j = np.maximum.accumulate(np.searchsorted(np.array(span_end, np.int64), at, side="right"))
         inside = j < before[1:][row]
         j = np.minimum(j, len(span_start) - 1)
         mask = inside & (np.array(span_start, np.int64)[j] <= at) & (token_end > token_start)
     for r in odd:
-        mask[starts[r] : starts[r + 1]] = token_labels(offsets[r], spans[r])
+        lo, hi = starts[r], starts[r + 1]
+        offsets = list(zip(token_start[lo:hi].tolist(), token_end[lo:hi].tolist(), strict=True))
+        mask[lo:hi] = token_labels(offsets, spans[r])
     return mask, starts
