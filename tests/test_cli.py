@@ -6,6 +6,7 @@ import sys
 
 import pyarrow.parquet as pq
 
+from dataforge import formats
 from project import make_project
 
 
@@ -138,13 +139,10 @@ def test_formats_and_schema_commands(tmp_path):
     code, out, _ = dataforge("schema", "-o", tmp_path / "s")
     assert code == 0
     written = sorted(p.relative_to(tmp_path / "s").as_posix() for p in (tmp_path / "s").rglob("*.json"))
-    assert written == [
-        "example.schema.json",
-        "formats/alpaca.schema.json",
-        "formats/openai.schema.json",
-        "formats/sharegpt.schema.json",
-        "recipe.schema.json",
-    ]
+    assert written == sorted(
+        ["example.schema.json", "recipe.schema.json", *(f"formats/{name}.schema.json" for name in formats.names())]
+    )
+    assert {"formats/alpaca.schema.json", "formats/trl.schema.json", "formats/text.schema.json"} <= set(written)
 
 
 def test_help_of_every_command_describes_it():

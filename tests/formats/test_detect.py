@@ -14,17 +14,20 @@ OPENAI = {"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "
 
 
 def test_registry_names_in_order_and_lookup():
-    assert formats.names() == ["alpaca", "sharegpt", "openai"]
-    assert [type(formats.get(n)).__name__ for n in formats.names()] == [
+    assert formats.names()[:3] == ["alpaca", "sharegpt", "openai"]
+    assert {"trl", "text"} <= set(formats.names())
+    assert [type(formats.get(n)).__name__ for n in ("alpaca", "sharegpt", "openai", "trl", "text")] == [
         "AlpacaFormat",
         "ShareGPTFormat",
         "OpenAIFormat",
+        "TrlFormat",
+        "TextFormat",
     ]
     with pytest.raises(UsageError) as err:
         formats.get("csv")
     assert (err.value.message, err.value.hint, err.value.exit_code) == (
         "unknown format 'csv'",
-        "known formats: alpaca, sharegpt, openai",
+        f"known formats: {', '.join(formats.names())}",
         2,
     )
 
@@ -36,12 +39,10 @@ def test_each_format_is_detected_from_its_records(record, name):
 
 def test_detect_says_which_columns_it_saw_when_nothing_matches():
     with pytest.raises(DataError) as err:
-        formats.detect([{"prompt": "q", "completion": "a"}, {"prompt": "r"}], "source 's' (x.jsonl)")
-    assert (
-        err.value.message == "source 's' (x.jsonl): could not detect the format from columns ['completion', 'prompt']"
-    )
+        formats.detect([{"question": "q", "answer": "a"}, {"question": "r"}], "source 's' (x.jsonl)")
+    assert err.value.message == "source 's' (x.jsonl): could not detect the format from columns ['answer', 'question']"
     assert err.value.hint == (
-        "set `format:` to one of alpaca, sharegpt, openai and map renamed columns with `columns:`"
+        f"set `format:` to one of {', '.join(formats.names())} and map renamed columns with `columns:`"
     )
 
 
@@ -105,4 +106,4 @@ def test_one_malformed_record_at_the_head_does_not_hide_the_format():
 
 def test_a_minority_is_not_enough_to_detect():
     with pytest.raises(DataError, match="could not detect"):
-        formats.detect([ALPACA, {"prompt": "q"}, {"prompt": "r"}], "x.jsonl")
+        formats.detect([ALPACA, {"question": "q"}, {"question": "r"}], "x.jsonl")

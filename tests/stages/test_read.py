@@ -60,9 +60,9 @@ def test_column_map_and_parquet_detection(tmp_path):
 
 
 def test_undetectable_and_missing_sources_are_data_errors(tmp_path):
-    _write(tmp_path / "x.jsonl", [{"prompt": "q", "completion": "a"}])
+    _write(tmp_path / "x.jsonl", [{"question": "q", "answer": "a"}])
     src = Source.model_validate({"name": "s", "from": "x.jsonl"})
-    with pytest.raises(DataError, match=r"could not detect the format from columns \['completion', 'prompt'\]"):
+    with pytest.raises(DataError, match=r"could not detect the format from columns \['answer', 'question'\]"):
         resolve_format(src, source_files(src, tmp_path), tmp_path)
     with pytest.raises(DataError, match="matches no .jsonl, .json or .parquet file"):
         source_files(Source.model_validate({"name": "s", "from": "nope/*.jsonl"}), tmp_path)

@@ -9,8 +9,19 @@ from .alpaca import AlpacaFormat
 from .base import Converted, Format, Written
 from .openai import OpenAIFormat
 from .sharegpt import ShareGPTFormat
+from .text import TextFormat
+from .trl import TrlFormat
 
-REGISTRY: dict[str, Format] = {f.name: f for f in (AlpacaFormat(), ShareGPTFormat(), OpenAIFormat())}
+REGISTRY: dict[str, Format] = {
+    f.name: f
+    for f in (
+        AlpacaFormat(),
+        ShareGPTFormat(),
+        OpenAIFormat(),
+        TrlFormat(),
+        TextFormat(),
+    )
+}
 
 
 def names() -> list[str]:

@@ -3,6 +3,11 @@
 LLaMA-Factory's tool-calling flavour is read too: `function_call` turns hold `{"name", "arguments"}` JSON
 (or a list of them), `observation` turns hold tool results, and a `tools` column holds the declared
 functions as JSON text.
+
+LLaMA-Factory's ranking rows add `chosen` and `rejected`, each one turn object (or, read and written when a
+completion has several turns, a list of them): kind preference, `conversations` being the prompt. A boolean
+`kto_tag` (LLaMA-Factory) or `label` (trl) makes a row a KTO example whose completion is its last turn;
+written back, KTO rows use `kto_tag`.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from ..readers import RowShape
 from ..record import TOOL_CALL_TYPE
 from . import columnar as col
 from .base import Converted, Format, RowProblems, Written, add_metadata, finish, first_per_row
+from .preference import completion_lists, count_pretrain, kto_labels, present, row_kinds
 from .tooling import tools_text
 
 TURN = pa.struct([pa.field("from", pa.string()), pa.field("value", pa.string())])
@@ -27,8 +33,14 @@ ARROW = pa.schema(
         pa.field("conversations", pa.list_(TURN)),
         pa.field("system", pa.string()),
         pa.field("tools", pa.string()),
+        pa.field("chosen", pa.list_(TURN)),
+        pa.field("rejected", pa.list_(TURN)),
+        pa.field("kto_tag", pa.bool_()),
+        pa.field("label", pa.bool_()),
     ]
 )
+LABELS = ("kto_tag", "label")
+SIDES = ("chosen", "rejected")
 
 # Spellings seen in the wild for each canonical role; `function_call` is an assistant turn holding calls.
 ROLE_OF = {
@@ -46,6 +58,23 @@ _SPELLINGS = pa.array(list(ROLE_OF), pa.string())
 _ROLES = pa.array(list(ROLE_OF.values()), pa.string())
 WRITE_FROM = {"user": "human", "assistant": "gpt", "system": "system", "tool": "observation"}
 
+_TURN_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["from", "value"],
+    "properties": {
+        "from": {"type": "string", "description": f"One of {', '.join(ROLE_OF)}."},
+        "value": {"type": "string"},
+    },
+}
+
+
+def _completion_schema(description: str) -> dict[str, Any]:
+    return {
+        "description": description,
+        "anyOf": [{"type": "null"}, _TURN_SCHEMA, {"type": "array", "items": _TURN_SCHEMA}],
+    }
+
+
 JSON_SCHEMA: dict[str, Any] = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
     "$id": "https://dataforge.dev/schemas/formats/sharegpt.schema.json",
@@ -53,17 +82,11 @@ JSON_SCHEMA: dict[str, Any] = {
     "type": "object",
     "required": ["conversations"],
     "properties": {
-        "conversations": {
-            "type": "array",
-            "items": {
-                "type": "object",
-                "required": ["from", "value"],
-                "properties": {
-                    "from": {"type": "string", "description": f"One of {', '.join(ROLE_OF)}."},
-                    "value": {"type": "string"},
-                },
-            },
-        },
+        "conversations": {"type": "array", "items": _TURN_SCHEMA},
+        "chosen": _completion_schema("Preference: the better completion, one turn (or a list of turns)."),
+        "rejected": _completion_schema("Preference: the worse completion, one turn (or a list of turns)."),
+        "kto_tag": {"type": ["boolean", "null"], "description": "KTO: whether the last turn is desirable."},
+        "label": {"type": ["boolean", "null"], "description": "KTO label, trl's spelling of kto_tag."},
         "system": {"type": ["string", "null"], "description": "Optional system prompt."},
         "tools": {
             "type": ["string", "array", "null"],
@@ -74,9 +97,14 @@ JSON_SCHEMA: dict[str, Any] = {
 
 
 def _coerce(record: dict[str, Any]) -> dict[str, Any]:
+    """Tools given as an array become JSON text; a completion given as one turn becomes a list of one."""
+    out = record
     if isinstance(record.get("tools"), list):
-        return {**record, "tools": json.dumps(record["tools"], ensure_ascii=False)}
-    return record
+        out = {**out, "tools": json.dumps(record["tools"], ensure_ascii=False)}
+    for side in SIDES:
+        if isinstance(record.get(side), dict):
+            out = {**out, side: [record[side]]}
+    return out
 
 
 class ShareGPTFormat(Format):
@@ -96,69 +124,100 @@ class ShareGPTFormat(Format):
         problems.add_rows(
             col.is_null(conv), "schema_violation", "conversations", "'conversations' is required but missing"
         )
-        turns = pc.list_flatten(conv)
-        parents = pc.list_parent_indices(conv).to_numpy(zero_copy_only=False)
-        spelled = pc.struct_field(turns, "from")
-        lookup = pc.index_in(spelled, value_set=_SPELLINGS)
-        content = pc.struct_field(turns, "value")
-        origin = col.indexed_origin("conversations", conv, ".value")
-        for r, i in first_per_row(col.is_null(lookup), parents).items():
-            turn = origin[i].as_py().removesuffix(".value")
-            message = f"unknown role {spelled[i].as_py()!r}; expected one of {', '.join(ROLE_OF)}"
-            problems.add(r, "unknown_role", f"{turn}.from", message)
-        for r, i in first_per_row(col.is_null(content), parents).items():
-            problems.add(r, "schema_violation", origin[i].as_py(), "every turn needs a string 'value'")
-        is_call = pc.fill_null(pc.equal(spelled, "function_call"), False).to_numpy(zero_copy_only=False)
-        tool_calls = pa.nulls(len(turns), pa.list_(TOOL_CALL_TYPE))
-        if is_call.any():
-            # Only function_call turns are parsed in Python; they are a small share of any dataset.
-            calls: list[list[dict[str, Any]] | None] = [None] * len(turns)
-            texts = content.to_pylist()
-            for i in np.flatnonzero(is_call):
-                parsed, problem = parse_calls(texts[i])
-                if problem is not None:
-                    problems.add(int(parents[i]), "invalid_tool_call", origin[i].as_py(), problem)
-                calls[i] = parsed
-            tool_calls = pa.array(calls, pa.list_(TOOL_CALL_TYPE))
-            content = pc.if_else(pa.array(is_call), pa.nulls(len(turns), pa.string()), content)
         system = col.whole(raw["system"])
-        roles = pc.take(_ROLES, lookup)
         parts = [
             col.single(col.messages("system", system), col.non_empty(system), "system"),
-            col.many(col.messages(roles, content, tool_calls=tool_calls), parents, origin),
+            _turns(conv, "conversations", problems),
         ]
         messages, origins = col.conversations(n, parts)
-        return finish(raw, source, problems, messages=messages, origins=origins)
+        sides = {}
+        for side in SIDES:
+            turns = col.whole(raw[side])
+            held = present(turns)
+            # Completions are rare next to SFT rows, and null in them: converting a column of nulls is cheap.
+            sides[side] = completion_lists(n, [_turns(turns, side, problems)], held)
+        labels = kto_labels(raw, problems, LABELS)
+        paired = present(sides["chosen"]) | present(sides["rejected"])
+        kinds = row_kinds(paired, present(labels), problems, "kto_tag")
+        return finish(raw, source, problems, messages=messages, origins=origins, kind=kinds, label=labels, **sides)
 
     def from_examples(self, examples: list[dict[str, Any]]) -> Written:
         records: list[dict[str, Any]] = []
         losses: Counter[str] = Counter()
         for ex in examples:
-            turns = []
-            for m in ex["messages"] or ():
-                if m.get("reasoning"):
-                    losses["reasoning"] += 1
-                # ShareGPT turns have no place for these; they were dropped without a count before.
-                if m.get("name"):
-                    losses["message names"] += 1
-                if m.get("tool_call_id"):
-                    losses["tool result ids"] += 1
-                if m.get("tool_calls"):
-                    if m.get("content"):
-                        losses["assistant text beside tool calls"] += 1
-                    calls = [{"name": c["name"], "arguments": json.loads(c["arguments"])} for c in m["tool_calls"]]
-                    if any(c.get("id") for c in m["tool_calls"]):
-                        losses["tool call ids"] += 1
-                    value = json.dumps(calls[0] if len(calls) == 1 else calls, ensure_ascii=False)
-                    turns.append({"from": "function_call", "value": value})
-                    continue
-                turns.append({"from": WRITE_FROM[m["role"]], "value": m.get("content") or ""})
-            record: dict[str, Any] = {"conversations": turns}
+            if count_pretrain(ex, losses):
+                continue
+            record: dict[str, Any] = {"conversations": _written_turns(ex["messages"] or (), losses)}
+            if ex["kind"] == "preference":
+                for side in SIDES:
+                    turns = _written_turns(ex.get(side) or (), losses)
+                    # LLaMA-Factory's spelling is one turn object; a longer completion is written as a list.
+                    record[side] = turns[0] if len(turns) == 1 else turns
+            elif ex["kind"] == "kto":
+                record["kto_tag"] = ex["label"]
             if ex.get("tools"):
                 record["tools"] = tools_text(ex["tools"])
             add_metadata(record, ex.get("metadata"), self.shape.arrow.names, losses)
             records.append(record)
         return Written(records, losses)
+
+
+def _written_turns(messages: Any, losses: Counter[str]) -> list[dict[str, str]]:
+    """ShareGPT turns for canonical messages, counting what a turn cannot carry."""
+    turns = []
+    for m in messages:
+        if m.get("reasoning"):
+            losses["reasoning"] += 1
+        # ShareGPT turns have no place for these; they were dropped without a count before.
+        if m.get("name"):
+            losses["message names"] += 1
+        if m.get("tool_call_id"):
+            losses["tool result ids"] += 1
+        if m.get("weight") is not None:
+            losses["turn weights"] += 1
+        if m.get("tool_calls"):
+            if m.get("content"):
+                losses["assistant text beside tool calls"] += 1
+            calls = [{"name": c["name"], "arguments": json.loads(c["arguments"])} for c in m["tool_calls"]]
+            if any(c.get("id") for c in m["tool_calls"]):
+                losses["tool call ids"] += 1
+            value = json.dumps(calls[0] if len(calls) == 1 else calls, ensure_ascii=False)
+            turns.append({"from": "function_call", "value": value})
+            continue
+        turns.append({"from": WRITE_FROM[m["role"]], "value": m.get("content") or ""})
+    return turns
+
+
+def _turns(conv: pa.Array, field: str, problems: RowProblems) -> col.Part:
+    """Canonical messages for every turn of a list column of turns (`conversations`, `chosen`, `rejected`);
+    unknown roles, missing values and unreadable function calls are problems naming the turn."""
+    turns = pc.list_flatten(conv)
+    parents = pc.list_parent_indices(conv).to_numpy(zero_copy_only=False)
+    spelled = pc.struct_field(turns, "from")
+    lookup = pc.index_in(spelled, value_set=_SPELLINGS)
+    content = pc.struct_field(turns, "value")
+    origin = col.indexed_origin(field, conv, ".value")
+    for r, i in first_per_row(col.is_null(lookup), parents).items():
+        turn = origin[i].as_py().removesuffix(".value")
+        message = f"unknown role {spelled[i].as_py()!r}; expected one of {', '.join(ROLE_OF)}"
+        problems.add(r, "unknown_role", f"{turn}.from", message)
+    for r, i in first_per_row(col.is_null(content), parents).items():
+        problems.add(r, "schema_violation", origin[i].as_py(), "every turn needs a string 'value'")
+    is_call = pc.fill_null(pc.equal(spelled, "function_call"), False).to_numpy(zero_copy_only=False)
+    tool_calls = pa.nulls(len(turns), pa.list_(TOOL_CALL_TYPE))
+    if is_call.any():
+        # Only function_call turns are parsed in Python; they are a small share of any dataset.
+        calls: list[list[dict[str, Any]] | None] = [None] * len(turns)
+        texts = content.to_pylist()
+        for i in np.flatnonzero(is_call):
+            parsed, problem = parse_calls(texts[i])
+            if problem is not None:
+                problems.add(int(parents[i]), "invalid_tool_call", origin[i].as_py(), problem)
+            calls[i] = parsed
+        tool_calls = pa.array(calls, pa.list_(TOOL_CALL_TYPE))
+        content = pc.if_else(pa.array(is_call), pa.nulls(len(turns), pa.string()), content)
+    roles = pc.take(_ROLES, lookup)
+    return col.many(col.messages(roles, content, tool_calls=tool_calls), parents, origin)
 
 
 def parse_calls(text: str | None) -> tuple[list[dict[str, Any]] | None, str | None]:
