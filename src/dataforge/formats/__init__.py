@@ -7,10 +7,14 @@ from typing import Any
 from ..errors import DataError, UsageError
 from .alpaca import AlpacaFormat
 from .base import Converted, Format, Written
+from .hermes import HermesFormat
+from .minimind import MiniMindFormat
 from .openai import OpenAIFormat
 from .sharegpt import ShareGPTFormat
+from .swift import SwiftFormat
 from .text import TextFormat
 from .trl import TrlFormat
+from .typed import TypedFormat
 
 REGISTRY: dict[str, Format] = {
     f.name: f
@@ -18,6 +22,10 @@ REGISTRY: dict[str, Format] = {
         AlpacaFormat(),
         ShareGPTFormat(),
         OpenAIFormat(),
+        HermesFormat(),
+        MiniMindFormat(),
+        SwiftFormat(),
+        TypedFormat(),
         TrlFormat(),
         TextFormat(),
     )
