@@ -574,7 +574,9 @@ def test_nested_fields_the_format_does_not_model_are_counted_on_every_path(write
     fast = read_file(write("w.jsonl", line + "\n"), "w.jsonl", shape)
     careful = read_file(write("c.jsonl", line + "\nnot json\n"), "c.jsonl", shape)
     array = read_file(write("a.json", f"[{line}]"), "a.json", shape)
-    pq.write_table(pa.table({"messages": [[{"role": "user", "content": "q", "refusal": "no"}]]}), tmp_path / "p.parquet")
+    pq.write_table(
+        pa.table({"messages": [[{"role": "user", "content": "q", "refusal": "no"}]]}), tmp_path / "p.parquet"
+    )
     parquet = read_file(tmp_path / "p.parquet", "p.parquet", shape)
     assert fast.unmodelled == careful.unmodelled == array.unmodelled == {"messages[].refusal": 2}
     assert parquet.unmodelled == {"messages[].refusal": 1}

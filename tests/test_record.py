@@ -74,6 +74,7 @@ def test_to_row_spells_the_record_as_the_arrow_schema_does():
         ],
         "tool_call_id": None,
         "name": None,
+        "weight": None,
     }
     assert row["messages"][0]["tool_calls"] is None  # no calls is null, not an empty list
     assert row["tools"] == '[{"name": "search", "parameters": {"type": "object"}}]'

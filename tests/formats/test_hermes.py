@@ -152,7 +152,11 @@ def test_detection_needs_the_tags():
     assert not hermes.matches(plain) and not hermes.matches(sharegpt)
     assert formats.detect([plain, plain], "x.jsonl").name == "openai"
     assert formats.detect([sharegpt, sharegpt], "x.jsonl").name == "sharegpt"
-    assert formats.detect([QWEN, plain], "x.jsonl").name == "openai"  # half is not most
+    # A dialect claims only the records that show it: one tagged record in an OpenAI-shaped sample is enough.
+    assert formats.detect([QWEN, plain], "x.jsonl").name == "hermes"
+    assert formats.detect([QWEN, plain, plain, plain, plain], "x.jsonl").name == "hermes"
+    # Tags in a sample whose majority is another container (ShareGPT) do not make it Hermes.
+    assert formats.detect([QWEN, sharegpt, sharegpt], "x.jsonl").name == "sharegpt"
     assert formats.detect([QWEN, QWEN, plain], "x.jsonl").name == "hermes"
     assert formats.detect([NOUS, NOUS], "x.jsonl").name == "hermes"
 

@@ -48,6 +48,7 @@ def test_every_role_spelling_maps_to_a_canonical_role(write, check):
                     ("user", "u"),
                     ("assistant", "a"),
                     ("chatgpt", "c"),
+                    ("function_call", '{"name": "f", "arguments": {}}'),  # results answer a call (lint)
                     ("observation", "o"),
                     ("tool", "t"),
                     ("gpt", "end"),
@@ -64,6 +65,7 @@ def test_every_role_spelling_maps_to_a_canonical_role(write, check):
             ("user", "u"),
             ("assistant", "a"),
             ("assistant", "c"),
+            ("assistant", None),
             ("tool", "o"),
             ("tool", "t"),
             ("assistant", "end"),

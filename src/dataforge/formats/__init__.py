@@ -49,13 +49,22 @@ def detect(sample: list[dict[str, Any]], where: str) -> Format:
     """The format that most of `sample` is in; an error naming the candidates when none or several are.
 
     A format is a candidate when it accepts more than half of the sampled records, so one malformed record
-    at the head of a file does not hide its format (that record is rejected later, with its line). Among
-    candidates the most specific wins (a dialect over the container it lives in), then the best score.
+    at the head of a file does not hide its format (that record is rejected later, with its line). A dialect
+    (specificity > 0) claims only records that show it (tool tags in text), so it is a candidate as soon as it
+    claims one sampled record while a container with the same columns accepts the majority: a Hermes file
+    where a third of the conversations call tools is still Hermes. Among candidates the most specific wins
+    (a dialect over the container it lives in), then the best score.
     """
     if not sample:
         raise DataError(f"{where}: no readable records to detect the format from", hint="set `format:` explicitly")
     scores = {f.name: sum(f.matches(r) for r in sample) for f in REGISTRY.values()}
     candidates = [REGISTRY[name] for name, score in scores.items() if 2 * score > len(sample)]
+    containers = {f.signature for f in candidates if f.specificity == 0}
+    candidates += [
+        f
+        for f in REGISTRY.values()
+        if f.specificity > 0 and f not in candidates and scores[f.name] > 0 and f.signature in containers
+    ]
     if candidates:
         top = max(f.specificity for f in candidates)
         candidates = [f for f in candidates if f.specificity == top]
