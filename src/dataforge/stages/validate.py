@@ -131,6 +131,33 @@ def problems(examples: pa.Table) -> tuple[np.ndarray, list[str | None], list[str
             side,
             f"a preference example needs a non-empty `{side}` completion",
         )
+        # The completion's own messages: known roles, and content unless an assistant turn calls tools.
+        side_msgs = whole(examples[side])
+        side_flat = pc.list_flatten(side_msgs)
+        if len(side_flat):
+            side_parents = _np(pc.list_parent_indices(side_msgs))
+            side_pos = _np(list_positions(side_msgs))
+            side_role = pc.struct_field(side_flat, "role")
+            side_calls = _np(
+                pc.fill_null(pc.greater(pc.list_value_length(pc.struct_field(side_flat, "tool_calls")), 0), False)
+            )
+            side_assistant = _np(pc.fill_null(pc.equal(side_role, "assistant"), False))
+            side_bad_role = ~_np(pc.is_in(side_role, value_set=_ROLES))
+            side_empty = ~_np(
+                pc.fill_null(pc.greater(pc.binary_length(pc.struct_field(side_flat, "content")), 0), False)
+            )
+            side_empty &= ~(side_assistant & side_calls) & ~side_bad_role
+            for mask, why, suffix, what in (
+                (side_bad_role, "unknown_role", "role", "unknown role in the completion"),
+                (side_empty, "empty_content", "content", "a completion message has no content"),
+            ):
+                at = np.flatnonzero(mask)
+                mark(
+                    side_parents[at],
+                    why,
+                    lambda i, r, at=at, side=side, suffix=suffix, pos=side_pos: f"{side}[{pos[at[i]]}].{suffix}",
+                    what,
+                )
     label_missing = _np(pc.is_null(whole(examples["label"])))
     mark(
         np.flatnonzero((kind_np == "kto") & label_missing),
