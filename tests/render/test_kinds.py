@@ -81,3 +81,30 @@ def test_sft_rows_have_no_preference_columns():
     )
     row = render_rows([ex.to_row()], TARGET, RenderOptions()).table.to_pylist()[0]
     assert (row["kind"], row["rejected_input_ids"], row["rejected_labels"], row["label"]) == ("sft", None, None, None)
+
+
+def test_an_assistant_turn_with_loss_weight_zero_stays_in_the_prompt_untrained():
+    ex = Example(
+        id="w:0",
+        kind=Kind.SFT,
+        provenance=_prov(),
+        messages=(
+            Message(Role.USER, "Hi"),
+            Message(Role.ASSISTANT, "Hello there.", weight=0.0),
+            Message(Role.USER, "Bye"),
+            Message(Role.ASSISTANT, "Goodbye.", weight=1.0),
+        ),
+    )
+    row = render_rows([ex.to_row()], TARGET, RenderOptions()).table.to_pylist()[0]
+    assert "Hello there." in TOK.decode(row["input_ids"])
+    assert _trained(row["input_ids"], row["labels"]) == "Goodbye.<|im_end|>"
+    # The same conversation without weights trains both assistant turns.
+    plain = Example(
+        id="w:1",
+        kind=Kind.SFT,
+        provenance=_prov(1),
+        messages=tuple(Message(m.role, m.content) for m in ex.messages),
+    )
+    both = render_rows([plain.to_row()], TARGET, RenderOptions()).table.to_pylist()[0]
+    assert both["input_ids"] == row["input_ids"]
+    assert _trained(both["input_ids"], both["labels"]) == "Hello there.<|im_end|>Goodbye.<|im_end|>"

@@ -327,14 +327,26 @@ def _row_sequences(
         for side in ("chosen", "rejected"):
             completion = _chat(row[side] or (), options.reasoning)
             spans = derive(
-                render, messages + completion, options.train_on, eot, first=len(messages), history_stable=history
+                render,
+                messages + completion,
+                options.train_on,
+                eot,
+                first=len(messages),
+                history_stable=history,
+                untrained=_untrained([*(row["messages"] or ()), *(row[side] or ())]),
             )
             sequences.append((spans.text, spans.trained))
             notes |= spans.notes
         return sequences, notes
     train_on = "last" if kind == "kto" else options.train_on  # kto: the completion is the last turn
-    spans = derive(render, messages, train_on, eot, history_stable=history)
+    spans = derive(render, messages, train_on, eot, history_stable=history, untrained=_untrained(row["messages"] or ()))
     return [(spans.text, spans.trained)], spans.notes
+
+
+def _untrained(messages) -> frozenset[int]:
+    """Indices of the messages whose loss weight is 0 (OpenAI `weight: 0`, LLaMA-Factory `loss_weight: 0.0`):
+    those assistant turns stay in the prompt but are not trained."""
+    return frozenset(i for i, m in enumerate(messages) if m.get("weight") is not None and m["weight"] == 0)
 
 
 def _adds_bos(tok: Any) -> bool:

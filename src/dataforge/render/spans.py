@@ -62,9 +62,12 @@ def end_of_turn(render: Render, special_tokens: list[str]) -> str | None:
     return max(matches, key=len) if matches else None
 
 
-def assistant_turns(messages: list[dict[str, Any]], train_on: str, first: int = 0) -> list[int]:
-    """Indices of the assistant messages to train (from index `first` on): all of them, or the last only."""
-    turns = [i for i, m in enumerate(messages) if m["role"] == "assistant" and i >= first]
+def assistant_turns(
+    messages: list[dict[str, Any]], train_on: str, first: int = 0, untrained: frozenset[int] = frozenset()
+) -> list[int]:
+    """Indices of the assistant messages to train (from index `first` on, leaving out `untrained`, the turns
+    whose loss weight is 0): all of them, or the last only."""
+    turns = [i for i, m in enumerate(messages) if m["role"] == "assistant" and i >= first and i not in untrained]
     return turns[-1:] if train_on == "last" else turns
 
 
@@ -76,6 +79,7 @@ def derive(
     first: int = 0,
     *,
     history_stable: bool | None = None,
+    untrained: frozenset[int] = frozenset(),
 ) -> Spans:
     """The rendered text and trained character spans for `messages`, or SpanError saying why not.
 
@@ -85,7 +89,7 @@ def derive(
     gets the `prefix_unstable_history` note when it is False. None probes this row instead (one more render).
     """
     text = render(messages, False)
-    turns = assistant_turns(messages, train_on, first)
+    turns = assistant_turns(messages, train_on, first, untrained)
     starts = []
     for k in turns:
         prompt = render(messages[:k], True)
