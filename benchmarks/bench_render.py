@@ -17,6 +17,8 @@ Each method runs in a fresh subprocess with `OMP_NUM_THREADS=1`, `TOKENIZERS_PAR
 * `jinja only` `apply_chat_template(messages, tools=…, tokenize=False)` per row (a reference: no tokens);
 * `dataforge`  `render.engine.render_rows` in batches of 512 (what the render stage does), labels included;
                the Arrow → Python conversion of each batch (`Table.slice(...).to_pylist()`) is timed too;
+               its default encoder is tiktoken where it reproduces the tokenizer (`render/fastbpe.py`);
+* `dataforge_hf` the same with `RenderOptions(tokenizer_backend="tokenizers")`: the tokenizer's own encoder;
 * `trl`        `trl.SFTTrainer._prepare_dataset` (called on a stand-in for the trainer, so no model is
                loaded) on a `datasets.Dataset` of `{"messages", "tools"}` with `assistant_only_loss=False`,
                one process; the figure is its tokenize map alone, the whole preparation (tokenize + labels +
@@ -25,7 +27,8 @@ Each method runs in a fresh subprocess with `OMP_NUM_THREADS=1`, `TOKENIZERS_PAR
 Untimed sanity checks (the script exits non-zero when one fails): every method sees every row and produces the
 same number of tokens; dataforge drops no row; for the first 200 rows of each set dataforge's input_ids equal
 `apply_chat_template(..., tokenize=True, return_dict=False)` and trl's input_ids; dataforge's trained tokens of
-the first 200 rows decode to the assistant turns (content or tool call) followed by `<|im_end|>`.
+the first 200 rows decode to the assistant turns (content or tool call) followed by `<|im_end|>`; both dataforge
+rows give identical input_ids and labels for every row.
 
     python benchmarks/bench_render.py                               # 50,000 alpaca + 20,000 tool rows
     python benchmarks/bench_render.py --alpaca-rows 5000 --tool-rows 2000
