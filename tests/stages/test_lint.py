@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from builders import quiet, table
+from dataforge.formats.inline import think_problem
 from dataforge.record import Example, Kind, Message, Provenance, Role, ToolCall
-from dataforge.stages.lint import think_problem
 from dataforge.stages.validate import validate_examples
 
 WEATHER = {

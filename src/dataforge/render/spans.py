@@ -96,7 +96,8 @@ def derive(
         if not text.startswith(prompt):
             raise SpanError(
                 "prefix_unstable",
-                f"the prompt before assistant turn {k} is not a prefix of the rendered conversation",
+                f"the prompt before assistant turn {k} is not a prefix of the rendered conversation "
+                "(a template that rewrites history, e.g. Qwen3 dropping earlier reasoning, needs `train_on: last`)",
             )
         starts.append(len(prompt))
     notes: set[str] = set()

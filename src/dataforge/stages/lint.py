@@ -12,7 +12,6 @@ looked at in Python; the rest are ruled out by vector operations first.
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -22,6 +21,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..formats.columnar import whole
+from ..formats.inline import think_problem
 
 # Every reason this module can report, with what it means (documented in the README and `--help`).
 REASONS: dict[str, str] = {
@@ -34,8 +34,6 @@ REASONS: dict[str, str] = {
     "identical_pair": "a preference pair whose chosen and rejected completions are the same",
     "prompt_not_ending_on_user": "a preference or KTO prompt that does not end on a user or tool turn",
 }
-
-_THINK = re.compile(r"</?think>")
 
 
 @dataclass(frozen=True)
@@ -165,30 +163,6 @@ def _called_since_user(history: list[dict[str, Any]]) -> bool:
         if m.get("tool_calls"):
             return True
     return False
-
-
-def think_problem(text: str | None, *, inside_reasoning: bool = False) -> tuple[str, str] | None:
-    """(`unbalanced_think` | `nested_think`, message) when the `<think>` tags in `text` do not pair up.
-
-    In the reasoning field any tag is a problem: the reasoning is already the inside of a think block.
-    """
-    if not text or "think>" not in text:
-        return None
-    depth = 0
-    for tag in _THINK.findall(text):
-        if inside_reasoning:
-            return "nested_think", f"the reasoning field itself contains a {tag} tag"
-        if tag == "<think>":
-            depth += 1
-            if depth > 1:
-                return "nested_think", "a <think> is opened inside another <think>"
-        else:
-            depth -= 1
-            if depth < 0:
-                return "unbalanced_think", "a </think> closes no <think>"
-    if depth:
-        return "unbalanced_think", "a <think> is never closed"
-    return None
 
 
 def _prompt_end(prompt: list[dict[str, Any]], field: str) -> tuple[str, str, str] | None:
