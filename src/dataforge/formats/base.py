@@ -205,5 +205,21 @@ def add_metadata(record: dict[str, Any], metadata: str | None, columns: list[str
             record[key] = value
 
 
+def count_unwritable(m: dict[str, Any], losses: Counter[str]) -> None:
+    """Count what a message carries that a text-only dialect (role + content: Hermes tags, ms-swift) has no
+    place for: call and result ids, names, loss weights, reasoning off the assistant's turn."""
+    ids = sum(bool(c.get("id")) for c in m.get("tool_calls") or ())
+    if ids:
+        losses["tool call ids"] += ids
+    if m.get("tool_call_id"):
+        losses["tool result ids"] += 1
+    if m.get("name"):
+        losses["message names"] += 1
+    if m.get("weight") is not None:
+        losses["message weights"] += 1
+    if m.get("reasoning") is not None and m["role"] != "assistant":
+        losses["reasoning on non-assistant turns"] += 1
+
+
 def first_message(messages: list[dict[str, Any]], role: str) -> dict[str, Any] | None:
     return next((m for m in messages if m["role"] == role), None)

@@ -28,7 +28,7 @@ import pyarrow as pa
 from ..readers import RowShape
 from ..record import Kind
 from . import inline
-from .base import Written, add_metadata
+from .base import Written, add_metadata, count_unwritable
 from .rowwise import Parsed, RowError, RowwiseFormat, message
 from .sharegpt import ROLE_OF
 
@@ -162,7 +162,7 @@ def _written(ex: dict[str, Any], losses: Counter[str]) -> list[dict[str, str]]:
     if specs and not (msgs and msgs[0]["role"] == "system"):
         out.append({"role": "system", "content": inline.join_tools(None, specs)})
     for i, m in enumerate(msgs):
-        _count_unwritable(m, losses)
+        count_unwritable(m, losses)
         role, content = m["role"], m.get("content")
         if role == "system" and i == 0 and specs:
             text = inline.join_tools(content, specs)
@@ -179,18 +179,3 @@ def _written(ex: dict[str, Any], losses: Counter[str]) -> list[dict[str, str]]:
             text = content or ""
         out.append({"role": role, "content": text})
     return out
-
-
-def _count_unwritable(m: dict[str, Any], losses: Counter[str]) -> None:
-    """Count what a turn carries that text markup has no place for."""
-    ids = sum(bool(c.get("id")) for c in m.get("tool_calls") or ())
-    if ids:
-        losses["tool call ids"] += ids
-    if m.get("tool_call_id"):
-        losses["tool result ids"] += 1
-    if m.get("name"):
-        losses["message names"] += 1
-    if m.get("weight") is not None:
-        losses["message weights"] += 1
-    if m.get("reasoning") is not None and m["role"] != "assistant":
-        losses["reasoning on non-assistant turns"] += 1

@@ -28,7 +28,7 @@ import pyarrow as pa
 from ..readers import RowShape
 from ..record import Kind
 from . import inline
-from .base import Written, add_metadata
+from .base import Written, add_metadata, count_unwritable
 from .rowwise import Parsed, RowError, RowwiseFormat, message, parse_arguments
 from .tooling import openai_tools
 
@@ -209,7 +209,7 @@ def _record(ex: dict[str, Any], losses: Counter[str]) -> dict[str, Any] | None:
         if not (_single_answer(chosen) and _single_answer(rejected)):
             losses["preference pairs whose sides are not one plain assistant turn (not written)"] += 1
             return None
-        _count_unwritable(rejected[0], losses)
+        count_unwritable(rejected[0], losses)
         out = {
             "messages": _written(msgs + chosen, losses),
             "rejected_response": inline.join_think(rejected[0].get("reasoning"), rejected[0].get("content")),
@@ -229,7 +229,7 @@ def _written(msgs: list[dict[str, Any]], losses: Counter[str]) -> list[dict[str,
     out: list[dict[str, str]] = []
     previous_role = None
     for m in msgs:
-        _count_unwritable(m, losses)
+        count_unwritable(m, losses)
         role = m["role"]
         if role == "assistant":
             calls = m.get("tool_calls") or ()
@@ -247,18 +247,3 @@ def _written(msgs: list[dict[str, Any]], losses: Counter[str]) -> list[dict[str,
             out.append({"role": "tool_response" if role == "tool" else role, "content": m.get("content") or ""})
         previous_role = role
     return out
-
-
-def _count_unwritable(m: dict[str, Any], losses: Counter[str]) -> None:
-    """Count what an ms-swift turn has no place for."""
-    ids = sum(bool(c.get("id")) for c in m.get("tool_calls") or ())
-    if ids:
-        losses["tool call ids"] += ids
-    if m.get("tool_call_id"):
-        losses["tool result ids"] += 1
-    if m.get("name"):
-        losses["message names"] += 1
-    if m.get("weight") is not None:
-        losses["message weights"] += 1
-    if m.get("reasoning") is not None and m["role"] != "assistant":
-        losses["reasoning on non-assistant turns"] += 1
