@@ -8,6 +8,8 @@ preference pair, a label for kto, text for pretrain. Rows that pass are then lin
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -26,6 +28,40 @@ _KINDS = pa.array(sorted(KINDS), pa.string())
 
 def _np(arr: pa.Array) -> np.ndarray:
     return arr.to_numpy(zero_copy_only=False)
+
+
+@dataclass(frozen=True)
+class _Flags:
+    """Per-message facts of a list-of-messages column, flattened: parent row, position in its list, role,
+    content, and the masks the checks need."""
+
+    parents: np.ndarray
+    position: np.ndarray
+    role: pa.Array
+    content: pa.Array
+    bad_role: np.ndarray
+    is_assistant: np.ndarray
+    empty: np.ndarray  # no content, except an assistant turn that calls tools instead
+
+    @classmethod
+    def of(cls, msgs: pa.Array) -> _Flags:
+        flat = pc.list_flatten(msgs)
+        role = pc.struct_field(flat, "role")
+        content = pc.struct_field(flat, "content")
+        calls = pc.struct_field(flat, "tool_calls")
+        has_calls = _np(pc.fill_null(pc.greater(pc.list_value_length(calls), 0), False))
+        is_assistant = _np(pc.fill_null(pc.equal(role, "assistant"), False))
+        # Byte length, not utf8_length: emptiness is the same question, answered from the offsets alone.
+        empty = ~_np(pc.fill_null(pc.greater(pc.binary_length(content), 0), False)) & ~(is_assistant & has_calls)
+        return cls(
+            parents=_np(pc.list_parent_indices(msgs)),
+            position=_np(list_positions(msgs)),
+            role=role,
+            content=content,
+            bad_role=~_np(pc.is_in(role, value_set=_ROLES)),
+            is_assistant=is_assistant,
+            empty=empty,
+        )
 
 
 def problems(examples: pa.Table) -> tuple[np.ndarray, list[str | None], list[str | None], list[str | None]]:
@@ -56,12 +92,8 @@ def problems(examples: pa.Table) -> tuple[np.ndarray, list[str | None], list[str
 
     msgs = whole(examples["messages"])
     origin = whole(examples[ORIGIN]) if ORIGIN in examples.column_names else None
-    flat = pc.list_flatten(msgs)
-    parents = _np(pc.list_parent_indices(msgs))
-    position = _np(list_positions(msgs))
-    role = pc.struct_field(flat, "role")
-    content = pc.struct_field(flat, "content")
-    calls = pc.struct_field(flat, "tool_calls")
+    flags = _Flags.of(msgs)
+    parents, position, role, content = flags.parents, flags.position, flags.role, flags.content
     flat_origin = _np(pc.list_flatten(origin)) if origin is not None else None
 
     def where(suffix: str):
@@ -80,11 +112,7 @@ def problems(examples: pa.Table) -> tuple[np.ndarray, list[str | None], list[str
         return name
 
     # One problem per message at most; rows then take their first message problem.
-    bad_role = ~_np(pc.is_in(role, value_set=_ROLES))
-    has_calls = _np(pc.fill_null(pc.greater(pc.list_value_length(calls), 0), False))
-    is_assistant = _np(pc.fill_null(pc.equal(role, "assistant"), False))
-    # Byte length, not utf8_length: emptiness is the same question, answered from the offsets alone.
-    empty = ~_np(pc.fill_null(pc.greater(pc.binary_length(content), 0), False)) & ~(is_assistant & has_calls)
+    bad_role, is_assistant, empty = flags.bad_role, flags.is_assistant, flags.empty
     late_system = _np(pc.fill_null(pc.equal(role, "system"), False)) & (position > 0)
 
     idx = np.flatnonzero(bad_role)
@@ -132,32 +160,23 @@ def problems(examples: pa.Table) -> tuple[np.ndarray, list[str | None], list[str
             f"a preference example needs a non-empty `{side}` completion",
         )
         # The completion's own messages: known roles, and content unless an assistant turn calls tools.
-        side_msgs = whole(examples[side])
-        side_flat = pc.list_flatten(side_msgs)
-        if len(side_flat):
-            side_parents = _np(pc.list_parent_indices(side_msgs))
-            side_pos = _np(list_positions(side_msgs))
-            side_role = pc.struct_field(side_flat, "role")
-            side_calls = _np(
-                pc.fill_null(pc.greater(pc.list_value_length(pc.struct_field(side_flat, "tool_calls")), 0), False)
+        side_flags = _Flags.of(whole(examples[side]))
+        for mask, why, suffix, what in (
+            (side_flags.bad_role, "unknown_role", "role", "unknown role in the completion"),
+            (
+                side_flags.empty & ~side_flags.bad_role,
+                "empty_content",
+                "content",
+                "a completion message has no content",
+            ),
+        ):
+            at = np.flatnonzero(mask)
+            mark(
+                side_flags.parents[at],
+                why,
+                lambda i, r, at=at, side=side, suffix=suffix, pos=side_flags.position: f"{side}[{pos[at[i]]}].{suffix}",
+                what,
             )
-            side_assistant = _np(pc.fill_null(pc.equal(side_role, "assistant"), False))
-            side_bad_role = ~_np(pc.is_in(side_role, value_set=_ROLES))
-            side_empty = ~_np(
-                pc.fill_null(pc.greater(pc.binary_length(pc.struct_field(side_flat, "content")), 0), False)
-            )
-            side_empty &= ~(side_assistant & side_calls) & ~side_bad_role
-            for mask, why, suffix, what in (
-                (side_bad_role, "unknown_role", "role", "unknown role in the completion"),
-                (side_empty, "empty_content", "content", "a completion message has no content"),
-            ):
-                at = np.flatnonzero(mask)
-                mark(
-                    side_parents[at],
-                    why,
-                    lambda i, r, at=at, side=side, suffix=suffix, pos=side_pos: f"{side}[{pos[at[i]]}].{suffix}",
-                    what,
-                )
     label_missing = _np(pc.is_null(whole(examples["label"])))
     mark(
         np.flatnonzero((kind_np == "kto") & label_missing),
