@@ -24,7 +24,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .formats.columnar import whole
+from .formats.columnar import rows_where, whole
 
 Policy = Literal["keep", "strip", "field", "inline"]
 OPEN, CLOSE = "<think>", "</think>"
@@ -113,17 +113,13 @@ def _apply(m: dict[str, Any], policy: Policy, counts: dict[str, int]) -> str | N
 
 def _has_reasoning(examples: pa.Table) -> np.ndarray:
     """Rows with a reasoning field or a `<think>` tag in any message of any side."""
-    n = examples.num_rows
-    mask = np.zeros(n, dtype=bool)
+    mask = np.zeros(examples.num_rows, dtype=bool)
     for side in SIDES:
-        msgs = whole(examples[side])
-        flat = pc.list_flatten(msgs)
-        if not len(flat):
-            continue
-        parents = pc.list_parent_indices(msgs).to_numpy(zero_copy_only=False)
-        hit = ~pc.is_null(pc.struct_field(flat, "reasoning")).to_numpy(zero_copy_only=False)
-        hit |= pc.fill_null(pc.match_substring(pc.struct_field(flat, "content"), OPEN), False).to_numpy(
-            zero_copy_only=False
-        )
-        mask |= np.bincount(parents[hit], minlength=n).astype(bool)
+        mask |= rows_where(whole(examples[side]), _reasoning_or_think)
     return mask
+
+
+def _reasoning_or_think(flat: pa.Array) -> np.ndarray:
+    hit = ~pc.is_null(pc.struct_field(flat, "reasoning")).to_numpy(zero_copy_only=False)
+    opens = pc.fill_null(pc.match_substring(pc.struct_field(flat, "content"), OPEN), False)
+    return hit | opens.to_numpy(zero_copy_only=False)

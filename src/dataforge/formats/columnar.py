@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -128,6 +129,17 @@ def list_positions(list_array: pa.Array) -> pa.Array:
     total = int(lengths.sum())
     starts = np.repeat(np.cumsum(lengths) - lengths, lengths)
     return pa.array(np.arange(total, dtype=np.int64) - starts, pa.int64())
+
+
+def rows_where(lists: pa.Array, test: Callable[[pa.Array], np.ndarray]) -> np.ndarray:
+    """Per row of a list column: whether any of its elements passes `test`, which gets every element at once
+    (flattened) and returns a boolean mask over them."""
+    n = len(lists)
+    flat = pc.list_flatten(lists)
+    if not len(flat):
+        return np.zeros(n, dtype=bool)
+    parents = pc.list_parent_indices(lists).to_numpy(zero_copy_only=False)
+    return np.bincount(parents[test(flat)], minlength=n).astype(bool)
 
 
 def non_empty(arr: pa.Array) -> np.ndarray:

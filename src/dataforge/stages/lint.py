@@ -20,7 +20,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ..formats.columnar import whole
+from ..formats.columnar import rows_where, whole
 from ..formats.inline import think_problem
 
 # Every reason this module can report, with what it means (documented in the README and `--help`).
@@ -65,23 +65,23 @@ def lint(examples: pa.Table, skip: np.ndarray) -> tuple[list[Finding], int]:
 
 def _candidates(examples: pa.Table) -> np.ndarray:
     """Rows worth a look: declared tools, tool calls or results, reasoning, think tags, preference sides."""
-    n = examples.num_rows
     mask = ~pc.is_null(whole(examples["tools"])).to_numpy(zero_copy_only=False)
     mask |= pc.equal(whole(examples["kind"]), "preference").to_numpy(zero_copy_only=False)
     mask |= pc.equal(whole(examples["kind"]), "kto").to_numpy(zero_copy_only=False)
-    msgs = whole(examples["messages"])
-    flat = pc.list_flatten(msgs)
-    if len(flat):
-        parents = pc.list_parent_indices(msgs).to_numpy(zero_copy_only=False)
-        content = pc.struct_field(flat, "content")
-        hit = pc.fill_null(pc.match_substring(content, "think>"), False).to_numpy(zero_copy_only=False)
-        hit |= ~pc.is_null(pc.struct_field(flat, "reasoning")).to_numpy(zero_copy_only=False)
-        hit |= pc.fill_null(pc.greater(pc.list_value_length(pc.struct_field(flat, "tool_calls")), 0), False).to_numpy(
-            zero_copy_only=False
-        )
-        hit |= pc.fill_null(pc.equal(pc.struct_field(flat, "role"), "tool"), False).to_numpy(zero_copy_only=False)
-        mask |= np.bincount(parents[hit], minlength=n).astype(bool)
-    return mask
+    return mask | rows_where(whole(examples["messages"]), _worth_a_look)
+
+
+def _worth_a_look(flat: pa.Array) -> np.ndarray:
+    """Messages with think tags, reasoning, tool calls, or a tool role."""
+
+    def np_(arr: pa.Array) -> np.ndarray:
+        return arr.to_numpy(zero_copy_only=False)
+
+    hit = np_(pc.fill_null(pc.match_substring(pc.struct_field(flat, "content"), "think>"), False))
+    hit |= ~np_(pc.is_null(pc.struct_field(flat, "reasoning")))
+    hit |= np_(pc.fill_null(pc.greater(pc.list_value_length(pc.struct_field(flat, "tool_calls")), 0), False))
+    hit |= np_(pc.fill_null(pc.equal(pc.struct_field(flat, "role"), "tool"), False))
+    return hit
 
 
 def _row(row: dict[str, Any], invalid_schemas: set[tuple[str, str]]) -> tuple[str, str, str] | None:
