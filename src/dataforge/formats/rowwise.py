@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from abc import abstractmethod
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -45,8 +45,7 @@ class Parsed:
     rejected: list[dict[str, Any]] | None = None
     label: bool | None = None
     text: str | None = None
-    tools_field: str = "tools"
-    extra: dict[str, Any] = field(default_factory=dict)  # nothing yet; kept for formats' own notes
+    tools_field: str = "tools"  # the field named when the tools are bad (Hermes: the system prompt)
 
 
 def message(
