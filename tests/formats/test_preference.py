@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from dataforge import formats
 from dataforge.checking import Checked, check_files
 from dataforge.record import Example, Kind, Message, Provenance, Role, ToolCall
+from dataforge.stages.lint import same_completion
 
 
 def m(role: str, content: str | None, **fields: Any) -> dict[str, Any]:
@@ -418,7 +419,8 @@ def examples(draw, fmt: str) -> Example:
     if draw(st.booleans()):
         chosen = draw(answer(can, declared))
         rejected = draw(answer(can, declared))
-        if rejected == chosen:  # identical sides are a lint reject, not a pair
+        # Sides the linter would call identical (whitespace aside) are a lint reject, not a pair.
+        if same_completion([m.to_row() for m in chosen], [m.to_row() for m in rejected]):
             rejected = [*rejected[:-1], Message(A, (rejected[-1].content or "") + " (worse)")]
         tools = declared or None
         return Example("gen:0", Kind.PREFERENCE, where, tuple(msgs), tools, tuple(chosen), tuple(rejected))

@@ -97,7 +97,7 @@ def _row(row: dict[str, Any], invalid_schemas: set[tuple[str, str]]) -> tuple[st
             return found
     kind = row["kind"]
     if kind == "preference":
-        if _same(row.get("chosen") or [], row.get("rejected") or []):
+        if same_completion(row.get("chosen") or [], row.get("rejected") or []):
             return "identical_pair", "rejected", "the rejected completion is identical to the chosen one"
         return _prompt_end(row["messages"] or [], "messages")
     if kind == "kto":
@@ -178,7 +178,10 @@ def _prompt_end(prompt: list[dict[str, Any]], field: str) -> tuple[str, str, str
     return None
 
 
-def _same(a: list[dict[str, Any]], b: list[dict[str, Any]]) -> bool:
+def same_completion(a: list[dict[str, Any]], b: list[dict[str, Any]]) -> bool:
+    """Whether two completions (message rows) say the same thing: roles, text and reasoning up to surrounding
+    whitespace, tool calls by name and parsed arguments."""
+
     def key(ms: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
         return [
             (
