@@ -4,8 +4,6 @@ how ms-swift's pretraining datasets are spelled."""
 
 from __future__ import annotations
 
-from collections import Counter
-
 from .base import Exported, Splits, Tally, by_kind, jsonl, write_rows
 
 
@@ -15,8 +13,9 @@ def export(splits: Splits, dataset: str) -> Exported:
     for split, rows in splits.items():
         for kind, group in by_kind(rows).items():
             if kind == "pretrain":
+                # ms-swift's pretraining spelling; for training it loses nothing (the swift writer counts it only
+                # because it reads back as sft).
                 records = [{"messages": [{"role": "assistant", "content": row["text"]}]} for row in group]
-                losses.add(split, kind, Counter())
             else:
                 records = write_rows("swift", group, split, losses)
             out.files[f"{kind}/{split}.jsonl"] = jsonl(records)
