@@ -18,13 +18,14 @@ without leading or trailing newlines and content without leading newlines.
 
 from __future__ import annotations
 
+import re
 from typing import Any, Literal
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .formats.columnar import rows_where, whole
+from .formats.columnar import contains, rows_where, whole
 
 Policy = Literal["keep", "strip", "field", "inline"]
 OPEN, CLOSE = "<think>", "</think>"
@@ -121,5 +122,4 @@ def _has_reasoning(examples: pa.Table) -> np.ndarray:
 
 def _reasoning_or_think(flat: pa.Array) -> np.ndarray:
     hit = ~pc.is_null(pc.struct_field(flat, "reasoning")).to_numpy(zero_copy_only=False)
-    opens = pc.fill_null(pc.match_substring(pc.struct_field(flat, "content"), OPEN), False)
-    return hit | opens.to_numpy(zero_copy_only=False)
+    return hit | contains(pc.struct_field(flat, "content"), re.escape(OPEN))

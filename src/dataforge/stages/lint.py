@@ -20,7 +20,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ..formats.columnar import rows_where, whole
+from ..formats.columnar import contains, rows_where, whole
 from ..formats.inline import think_problem
 
 # Every reason this module can report, with what it means (documented in the README and `--help`).
@@ -77,7 +77,7 @@ def _worth_a_look(flat: pa.Array) -> np.ndarray:
     def np_(arr: pa.Array) -> np.ndarray:
         return arr.to_numpy(zero_copy_only=False)
 
-    hit = np_(pc.fill_null(pc.match_substring(pc.struct_field(flat, "content"), "think>"), False))
+    hit = contains(pc.struct_field(flat, "content"), "</?think>")
     hit |= ~np_(pc.is_null(pc.struct_field(flat, "reasoning")))
     hit |= np_(pc.fill_null(pc.greater(pc.list_value_length(pc.struct_field(flat, "tool_calls")), 0), False))
     hit |= np_(pc.fill_null(pc.equal(pc.struct_field(flat, "role"), "tool"), False))
