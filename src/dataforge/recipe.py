@@ -168,6 +168,39 @@ class RenderTarget(_Section):
     )
 
 
+class Checks(_Section):
+    """Quality gates: `dataforge build` and `dataforge check` exit 1 when one fails (see the README's Gates).
+
+    Rates are shares (0.05 = 5%). An unset gate is not checked. Target gates (overflow, trained-token share,
+    p99 length, template checks) apply to every render target, and fail when the build renders none.
+    """
+
+    max_reject_rate: Annotated[float, Field(ge=0, le=1)] | None = Field(
+        default=None, description="Most rows rejected (invalid) per rows read, in total and for each source."
+    )
+    max_duplicate_rate: Annotated[float, Field(ge=0, le=1)] | None = Field(
+        default=None, description="Most duplicates removed per row reaching deduplication (exact + near)."
+    )
+    max_overflow_rate: Annotated[float, Field(ge=0, le=1)] | None = Field(
+        default=None, description="Most rows longer than max_length per row rendered, for each target."
+    )
+    min_rows: Annotated[int, Field(ge=0)] | dict[str, Annotated[int, Field(ge=0)]] | None = Field(
+        default=None,
+        description="Fewest final rows (train + val): a number for the total, or `total` and source names → rows.",
+    )
+    min_trained_token_share: Annotated[float, Field(ge=0, le=1)] | None = Field(
+        default=None, description="Least share of rendered tokens that are trained (labels != -100), per target."
+    )
+    max_length_p99: Annotated[int, Field(gt=0)] | None = Field(
+        default=None, description="Most tokens at the 99th percentile of row length, per target."
+    )
+    require_template_checks: bool = Field(
+        default=False,
+        description="Every target's chat template has an end-of-turn token, honours the system prompt, renders "
+        "history as a prefix, and its rows round-trip through encode/decode.",
+    )
+
+
 class Recipe(_Section):
     """A dataforge build: sources in, one processed dataset out."""
 
@@ -183,6 +216,7 @@ class Recipe(_Section):
     split: Split = Field(default_factory=Split)
     outputs: Outputs = Field(default_factory=Outputs)
     render: list[RenderTarget] = Field(default_factory=list, description="Targets to render train/val for.")
+    checks: Checks = Field(default_factory=Checks, description="Quality gates; a failed gate makes the build exit 1.")
 
     def source(self, name: str) -> Source:
         return next(s for s in self.sources if s.name == name)
@@ -298,6 +332,7 @@ _FIELDS_OF: dict[str, type[BaseModel]] = {
     "split": Split,
     "outputs": Outputs,
     "render": RenderTarget,
+    "checks": Checks,
 }
 
 
@@ -334,6 +369,7 @@ def _cross_checks(data: dict[str, Any], lines: dict[tuple[Any, ...], int]) -> li
     mix = data.get("mix")
     if isinstance(mix, dict):
         problems += _mix_problems(mix, list(dict.fromkeys(names)), lines)
+    problems += _min_rows_problems(data.get("checks"), names, lines)
     return problems
 
 
@@ -385,3 +421,16 @@ def _mix_problems(mix: dict[str, Any], names: list[str], lines: dict[tuple[Any, 
         where = _line_of(("mix", "strategy") if "strategy" in mix else ("mix",), lines)
         problems.append((where, "mix: `ratios` and `total` apply only with `strategy: ratio`"))
     return problems
+
+
+def _min_rows_problems(checks: Any, names: list[str], lines: dict[tuple[Any, ...], int]) -> list[tuple[int, str]]:
+    """`checks.min_rows` keys that are neither `total` nor a source's name."""
+    min_rows = checks.get("min_rows") if isinstance(checks, dict) else None
+    if not isinstance(min_rows, dict):
+        return []
+    known = ", ".join(["total", *names])
+    return [
+        (_line_of(("checks", "min_rows", key), lines), f"checks.min_rows.{key}: no source is named {key!r} ({known})")
+        for key in min_rows
+        if key != "total" and key not in names
+    ]
