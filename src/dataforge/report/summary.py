@@ -57,8 +57,11 @@ def reject_groups(rejects: pa.Table) -> list[dict[str, Any]]:
                 "field": r["field"],
                 "message": r["message"],
                 "duplicate_of": r["duplicate_of"],
+                "raw": _snippet(r["raw"]),
             }
-            for r in sample.select(["source", "file", "row", "line", "field", "message", "duplicate_of"]).to_pylist()
+            for r in sample.select(
+                ["source", "file", "row", "line", "field", "message", "duplicate_of", "raw"]
+            ).to_pylist()
         ]
     order = {"rejected": 0, "filtered": 1, "deduplicated": 2, "downsampled": 3}
     return sorted(groups, key=lambda g: (order.get(g["outcome"], 9), -g["count"], g["stage"], g["reason"]))
@@ -215,6 +218,13 @@ def render_section(name: str, stats: dict[str, Any]) -> list[str]:
     for reason, n in stats["dropped_by_reason"].items():
         out.append(f"- dropped, {reason}: {n:,} row(s)")
     return out
+
+
+def _snippet(raw: str | None, limit: int = 300) -> str | None:
+    """The start of a removed record as it was read, to show beside its reason."""
+    if raw is None:
+        return None
+    return raw if len(raw) <= limit else raw[: limit - 1] + "…"
 
 
 def _cell(text: str, limit: int = 120) -> str:

@@ -28,11 +28,12 @@ from ..errors import DataforgeError
 from ..exports import export
 from ..recipe import LoadedRecipe
 from ..rejects import Outcome, concat_rejects, count_by
+from ..report.assemble import complete_report, report_files
 from ..report.lengths import plot
-from ..report.summary import build_report, render_markdown
+from ..report.summary import build_report
 from .base import Stage
 
-VERSION = 1
+VERSION = 2  # 2: report.html, content statistics and gates in the report
 LIBRARIES = ("pyarrow", "numpy", "jsonschema", "pydantic")
 
 
@@ -127,19 +128,23 @@ def write_build(loaded: LoadedRecipe, stages: list[Stage], entries: dict[str, En
             text(data, f"exports/{name}/{path}")
         export_losses[name] = {"files": exported.rows, "losses": exported.losses, "transforms": exported.transforms}
     rendered = {}
+    rendered_rows = {}  # target → its rendered train + val rows, for the report's token shares and samples
     for spec in loaded.recipe.render:
         entry = entries[f"render:{spec.name}"].as_input()
-        for name in ("train", "val", "rejects"):
-            parquet(entry.table(name), f"rendered/{spec.name}/{name}.parquet")
+        tables = {name: entry.table(name) for name in ("train", "val", "rejects")}
+        for name, table in tables.items():
+            parquet(table, f"rendered/{spec.name}/{name}.parquet")
         rendered[spec.name] = entry.stats
+        rendered_rows[spec.name] = pa.concat_tables([tables["train"], tables["val"]])
         png = f"rendered/{spec.name}/lengths.png"
         plot(entry.stats["lengths"], spec.max_length, f"{spec.name}: tokens per row (train + val)", out / png)
         written[png] = file_sha256(out / png)
     stage_stats = {name: e.manifest["stats"] for name, e in entries.items()}
     report = build_report(loaded, stages, entries, stage_stats, book, rejects, train, val, export_losses)
     report["render"] = rendered
-    text(json.dumps(report, indent=2, ensure_ascii=False, sort_keys=True) + "\n", "report/report.json")
-    text(render_markdown(report), "report/report.md")
+    complete_report(report, loaded, train, val, rejects, rendered_rows)
+    for name, data in report_files(report).items():
+        text(data, name)
     manifest = {
         "dataforge": __version__,
         "build_key": write_key(loaded, entries),

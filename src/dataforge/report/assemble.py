@@ -1,0 +1,46 @@
+"""The report's sections beyond the build summary, and its three files (json, md, html) from one dict."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pyarrow as pa
+
+from ..recipe import LoadedRecipe
+from .gates import gate_section, metrics
+from .html import render_html
+from .samples import rendered_samples
+from .stats import content_stats, duplicate_clusters, token_share
+from .summary import render_markdown
+
+
+def complete_report(
+    report: dict[str, Any],
+    loaded: LoadedRecipe,
+    train: pa.Table,
+    val: pa.Table,
+    rejects: pa.Table,
+    rendered: dict[str, pa.Table],
+) -> dict[str, Any]:
+    """Add what the HTML and the gates need: content statistics, trained-token shares, duplicate clusters,
+    rendered samples, gate metrics and results. `rendered` maps each target to its train + val rows."""
+    sources = [s.name for s in loaded.recipe.sources]
+    final = pa.concat_tables([train, val])
+    report["content"] = content_stats(final, sources)
+    report["duplicates"] = duplicate_clusters(rejects, final)
+    report["tokens"] = {name: token_share(table) for name, table in sorted(rendered.items())}
+    specs = {spec.name: spec for spec in loaded.recipe.render}
+    report["samples"] = {name: rendered_samples(loaded, specs[name], table) for name, table in sorted(rendered.items())}
+    report["metrics"] = metrics(report)
+    report["gates"] = gate_section(report, loaded.recipe.checks.model_dump())
+    return report
+
+
+def report_files(report: dict[str, Any]) -> dict[str, str]:
+    """report/report.json, report.md and report.html, all from the same dict."""
+    return {
+        "report/report.json": json.dumps(report, indent=2, ensure_ascii=False, sort_keys=True) + "\n",
+        "report/report.md": render_markdown(report),
+        "report/report.html": render_html(report),
+    }
