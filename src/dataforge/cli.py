@@ -31,19 +31,32 @@ RecipeArg = Annotated[Path, typer.Argument(help="The recipe (mix.yaml).", show_d
 def build(
     recipe: RecipeArg,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+    offline: Annotated[
+        bool,
+        typer.Option("--offline", help="No network: hub sources build from data/raw and the lock file."),
+    ] = False,
+    update_lock: Annotated[
+        bool,
+        typer.Option("--update-lock", help="Accept hub sources that moved since the lock file; rewrite it."),
+    ] = False,
 ) -> None:
     """Build a recipe: run every stage that is not cached, write train/val/rejects, report and manifest.
 
-    Outputs go to data/processed/<name>/ under the recipe's root (or `outputs.dir`). Exit 0 when the build
-    is written, 1 on unusable data, 2 on a bad recipe.
+    Outputs go to data/processed/<name>/ under the recipe's root (or `outputs.dir`). Hub sources (hf://,
+    ms://) are fetched into data/raw/<source>/ first and checked against <recipe>.lock. Exit 0 when the build
+    is written, 1 on unusable data or a hub source that moved, 2 on a bad recipe.
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from .engine.runner import run
+    from .hub.sync import go_offline, sync_sources
     from .recipe import load_recipe
     from .stages.write import is_current, write_build, write_key
 
+    if offline:
+        go_offline()
     loaded = load_recipe(recipe)
+    sync_sources(loaded, offline=offline, update_lock=update_lock, quiet=quiet, say=lambda line: err.print(line))
     with Progress(
         TextColumn("{task.description:<28}"),
         BarColumn(),
@@ -73,6 +86,7 @@ def build(
         out.print(
             f"[green]Everything is cached[/]: {len(result.stages)} stages, outputs in {loaded.build_dir} are current."
         )
+        _exit_on_failed_gates(loaded.build_dir)
         return
     manifest = write_build(loaded, result.stages, result.entries)
     total = manifest["ledger"]["total"]
@@ -83,6 +97,97 @@ def build(
     )
     out.print(f"Re-ran {len(ran)} of {len(result.stages)} stages. Outputs: {loaded.build_dir}")
     out.print(f"Report: {loaded.build_dir / 'report' / 'report.md'}")
+    _exit_on_failed_gates(loaded.build_dir)
+
+
+def _exit_on_failed_gates(build_dir: Path) -> None:
+    """Exit 1 (everything is written by now) when the report says a gate failed, naming each failed gate."""
+    from rich.markup import escape
+
+    from .report.gates import describe, failed
+    from .report.load import load_report
+
+    gates = load_report(build_dir).get("gates") or {"results": [], "passed": True}
+    for result in failed(gates):
+        err.print(f"[red]gate failed[/]: {escape(describe(result))}", highlight=False, soft_wrap=True)
+    if not gates["passed"]:
+        raise typer.Exit(1)
+
+
+BuildArg = Annotated[Path, typer.Argument(help="A build directory (data/processed/<name>) or its report.json.")]
+
+
+@app.command()
+def check(
+    build_dir: BuildArg,
+    recipe: Annotated[
+        Path | None, typer.Option("--recipe", "-r", help="Check against this recipe's `checks:` instead.")
+    ] = None,
+) -> None:
+    """Re-evaluate a finished build's quality gates from its report.json, without rebuilding.
+
+    The limits are the ones recorded when the build ran, or a recipe's `checks:` with --recipe. Exit 0 when
+    every gate passes, 1 when one fails.
+    """
+    from rich.markup import escape
+
+    from .recipe import load_recipe
+    from .report.gates import gate_section
+    from .report.load import load_report
+
+    report = load_report(build_dir)
+    if recipe is not None:
+        checks = load_recipe(recipe).recipe.checks.model_dump()
+    elif "gates" in report:
+        checks = report["gates"]["checks"]
+    else:
+        raise UsageError(f"{build_dir}: the report records no gates", hint="pass --recipe with a `checks:` section")
+    gates = gate_section(report, checks)
+    if not gates["results"]:
+        out.print("No gates are set: add a `checks:` section to the recipe.")
+    else:
+        table = Table(title=f"{report['name']}: {len(gates['results'])} gate result(s)")
+        for column in ("result", "gate", "scope", "measured"):
+            table.add_column(column)
+        for r in gates["results"]:
+            verdict = "[green]passed[/]" if r["passed"] else "[red]FAILED[/]"
+            table.add_row(verdict, r["gate"], r["scope"], escape(r["message"]))
+        out.print(table)
+    n_failed = sum(not r["passed"] for r in gates["results"])
+    out.print("[green]All gates pass.[/]" if not n_failed else f"[red]{n_failed} gate(s) failed.[/]")
+    if n_failed:
+        raise typer.Exit(1)
+
+
+@app.command()
+def diff(
+    old: Annotated[Path, typer.Argument(help="The earlier build directory (or its report.json).")],
+    new: Annotated[Path, typer.Argument(help="The later build directory (or its report.json).")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the comparison as JSON.")] = False,
+    markdown: Annotated[bool, typer.Option("--markdown", help="Print a Markdown table (for CI).")] = False,
+    all_values: Annotated[bool, typer.Option("--all", help="Show unchanged values too.")] = False,
+) -> None:
+    """Show what changed between two builds: rows per source, reject and duplicate rates, token lengths, gates."""
+    from .report.diff import changed, compare, fmt, fmt_change, to_markdown
+    from .report.load import load_report
+
+    if as_json and markdown:
+        raise UsageError("choose one of --json and --markdown")
+    before, after = load_report(old), load_report(new)
+    rows = compare(before, after)
+    shown = rows if all_values else changed(rows)
+    if as_json:
+        print(json.dumps({"old": before["name"], "new": after["name"], "changes": shown}, indent=2, ensure_ascii=False))
+        return
+    if markdown:
+        print(to_markdown(rows, str(old), str(new), all_values=all_values), end="")
+        return
+    table = Table(title=f"{old} → {new}: {len(changed(rows))} of {len(rows)} values changed")
+    for column in ("section", "value", "old", "new", "change"):
+        table.add_column(column, justify="right" if column in ("old", "new", "change") else "left")
+    for r in shown:
+        table.add_row(r["section"], r["what"], fmt(r["old"], r["kind"]), fmt(r["new"], r["kind"]), fmt_change(r))
+    out.print(table)
 
 
 @app.command()
@@ -362,6 +467,59 @@ def highlighted(tok, ids: list[int], labels: list[int], *, colour: bool):
             run.append(token)
             trained_run = trained
     return text
+
+
+@app.command()
+def train(
+    recipe: RecipeArg,
+    handoff_only: Annotated[
+        bool, typer.Option("--handoff-only", help="Check and write the hand-off configs only; do not train.")
+    ] = False,
+) -> None:
+    """Fine-tune on the build with the recipe's `train:` section (trl SFT, DPO or KTO; LoRA or QLoRA).
+
+    Brings the build up to date, refuses to start when the data does not fit the method or the tokenizer is
+    not the one the data was rendered with, writes ready-to-run LLaMA-Factory, axolotl and ms-swift configs
+    under <output_dir>/handoff/, then trains and saves the adapter (or model), tokenizer, training log and
+    training.json. Exit 1 on unusable data or a diverged run, 2 on a bad recipe.
+    """
+    import math
+
+    from .errors import DataError
+    from .recipe import load_recipe
+    from .trainers.run import train as run_training
+
+    loaded = load_recipe(recipe)
+    result = run_training(loaded, handoff_only=handoff_only, say=lambda line: err.print(line, highlight=False))
+    for path in result.handoff:
+        out.print(f"hand-off: {path}", highlight=False)
+    for note in result.skipped_handoff:
+        err.print(f"[yellow]no hand-off[/] for {note}", highlight=False)
+    if handoff_only:
+        return
+    loss = result.training_loss
+    if loss is None or not math.isfinite(loss):
+        raise DataError(f"training diverged: the training loss is {loss}", hint="lower train.args.learning_rate")
+    out.print(
+        f"[green]Trained[/] on {result.rows['train']:,} rows ({result.rows['val']:,} val): training loss "
+        f"{loss:.4f}. Saved to {result.output_dir}",
+        highlight=False,
+    )
+
+
+@app.command()
+def merge(
+    adapter: Annotated[Path, typer.Argument(help="A LoRA adapter folder (a `dataforge train` output_dir).")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Directory for the merged model.")],
+    base: Annotated[
+        str | None, typer.Option(help="The base model (directory or hub id); default: the one the adapter names.")
+    ] = None,
+) -> None:
+    """Merge a LoRA adapter into its base model and save the result (with the tokenizer) as one model."""
+    from .trainers.merge import merge as merge_adapter
+
+    merge_adapter(adapter, output, base=base)
+    out.print(f"[green]Merged[/] {adapter} into its base model: {output}", highlight=False)
 
 
 @app.command("formats")

@@ -83,6 +83,11 @@ def metrics(report: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _scope_order(scope: str) -> tuple[bool, str]:
+    """`total` first, then sources by name: the same order at build time and after report.json is reloaded."""
+    return scope != "total", scope
+
+
 def _result(gate: str, scope: str, limit: Any, value: Any, passed: bool, message: str) -> dict[str, Any]:
     return {"gate": gate, "scope": scope, "limit": limit, "value": value, "passed": passed, "message": message}
 
@@ -98,7 +103,7 @@ def evaluate(report: dict[str, Any], checks: dict[str, Any]) -> list[dict[str, A
     limit = checks.get("min_rows")
     if limit is not None:
         wanted = {"total": limit} if isinstance(limit, int) else limit
-        for scope, least in wanted.items():
+        for scope, least in sorted(wanted.items(), key=lambda kv: _scope_order(kv[0])):
             got = m["rows"].get(scope)
             if got is None:
                 out.append(_result("min_rows", scope, least, None, False, f"no source named {scope!r} in this build"))
@@ -107,7 +112,7 @@ def evaluate(report: dict[str, Any], checks: dict[str, Any]) -> list[dict[str, A
                 out.append(_result("min_rows", scope, least, got, ok, f"{got:,} rows ({'≥' if ok else '<'} {least:,})"))
     limit = checks.get("max_reject_rate")
     if limit is not None:
-        for scope, got in m["reject_rate"].items():
+        for scope, got in sorted(m["reject_rate"].items(), key=lambda kv: _scope_order(kv[0])):
             ok = got <= limit
             out.append(_result("max_reject_rate", scope, limit, got, ok, f"{_pct(got)} rejected (limit {_pct(limit)})"))
     limit = checks.get("max_duplicate_rate")

@@ -12,6 +12,7 @@ from ..engine.cache import Entry
 from ..recipe import LoadedRecipe
 from ..rejects import count_by
 from ..stages.base import Stage
+from .gates import describe
 
 REPORT_VERSION = 1
 EXAMPLES_PER_REASON = 3
@@ -109,6 +110,7 @@ def render_markdown(report: dict[str, Any]) -> str:
     lines = [
         f"# dataforge build `{report['name']}`",
         "",
+        *gate_lines(report.get("gates")),
         f"**{report['rows']['train']:,} train · {report['rows']['val']:,} val** from {total['in']:,} records; "
         f"{total['rejected']:,} rejected, {total['filtered']:,} filtered, {total['deduplicated']:,} duplicates, "
         f"{total['downsampled']:,} downsampled. "
@@ -161,6 +163,9 @@ def render_markdown(report: dict[str, Any]) -> str:
         lines += [f"| {name} | `{path}` | {n:,} |" for name, path, n in unmodelled]
     for name, stats in report.get("render", {}).items():
         lines += render_section(name, stats)
+        share = report.get("tokens", {}).get(name)
+        if share and share["tokens"]:
+            lines += ["", f"Trained tokens: {share['trained']:,} of {share['tokens']:,} ({share['share']:.1%})."]
     for heading, key in (("What the exports could not carry", "losses"), ("What the exports changed", "transforms")):
         found = [
             f"- `{name}` {split_name}, {kind} rows: {what}: {n:,}"
@@ -172,6 +177,25 @@ def render_markdown(report: dict[str, Any]) -> str:
         if found:
             lines += ["", f"## {heading}", "", *found]
     return "\n".join(lines) + "\n"
+
+
+def gate_lines(gates: dict[str, Any] | None) -> list[str]:
+    """The failed gates first (they are why a CI run is red), then every result as a table."""
+    if not gates or not gates["results"]:
+        return []
+    bad = [r for r in gates["results"] if not r["passed"]]
+    lines: list[str] = []
+    if bad:
+        lines += [f"## ❌ {len(bad)} gate(s) failed", ""]
+        lines += [f"- {describe(r)}" for r in bad]
+    else:
+        lines += [f"## ✅ All {len(gates['results'])} gate(s) pass"]
+    lines += ["", "| result | gate | scope | measured |", "|---|---|---|---|"]
+    lines += [
+        f"| {'passed' if r['passed'] else '**FAILED**'} | `{r['gate']}` | {r['scope']} | {_cell(r['message'])} |"
+        for r in gates["results"]
+    ]
+    return [*lines, ""]
 
 
 def render_section(name: str, stats: dict[str, Any]) -> list[str]:
