@@ -201,6 +201,48 @@ class Checks(_Section):
     )
 
 
+class Peft(_Section):
+    """Parameter-efficient fine-tuning: LoRA adapters, optionally on a 4-bit (NF4) base model (QLoRA, GPU only)."""
+
+    type: Literal["none", "lora", "qlora"] = Field(
+        default="lora", description="`none` trains the full model; `lora` an adapter; `qlora` an adapter on 4-bit."
+    )
+    r: Annotated[int, Field(gt=0)] = Field(default=16, description="LoRA rank.")
+    alpha: Annotated[float, Field(gt=0)] = Field(default=32, description="LoRA alpha (scaling = alpha / r).")
+    dropout: Annotated[float, Field(ge=0, lt=1)] = Field(default=0.05, description="Dropout on the LoRA input.")
+    target_modules: str | list[str] = Field(
+        default="all-linear",
+        description="Modules to adapt: `all-linear` (every linear layer but the output head) or a list of names.",
+    )
+
+
+class Train(_Section):
+    """The bundled training stage (`dataforge train`): trl SFT, DPO or KTO on this build's rendered data."""
+
+    method: Literal["sft", "dpo", "kto"] = Field(description="trl trainer: SFTTrainer, DPOTrainer or KTOTrainer.")
+    model: str = Field(
+        min_length=1, description="Base model: local directory (relative to root), Hugging Face id or ms://owner/name."
+    )
+    revision: str | None = Field(default=None, description="Hub revision of the model.")
+    target: str | None = Field(
+        default=None,
+        description="Render target whose tokenizer, template and rendered rows to train on; default: the only one.",
+    )
+    peft: Peft = Field(default_factory=Peft)
+    args: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Passed to trl's SFTConfig / DPOConfig / KTOConfig (num_train_epochs, learning_rate, "
+        "per_device_train_batch_size, gradient_accumulation_steps, eval_steps, seed, …).",
+    )
+    output_dir: str | None = Field(
+        default=None, description="Where the adapter or model goes; default <build dir>/train/<method>, under root."
+    )
+    max_untrained_share: Annotated[float, Field(ge=0, le=1)] = Field(
+        default=0.01, description="Refuse to train when more of the target's rows than this have no trained token."
+    )
+    trust_remote_code: bool = Field(default=False, description="Allow the model's own Python code to run.")
+
+
 class Recipe(_Section):
     """A dataforge build: sources in, one processed dataset out."""
 
@@ -216,6 +258,7 @@ class Recipe(_Section):
     split: Split = Field(default_factory=Split)
     outputs: Outputs = Field(default_factory=Outputs)
     render: list[RenderTarget] = Field(default_factory=list, description="Targets to render train/val for.")
+    train: Train | None = Field(default=None, description="Fine-tune on this build with `dataforge train`.")
     checks: Checks = Field(default_factory=Checks, description="Quality gates; a failed gate makes the build exit 1.")
 
     def source(self, name: str) -> Source:
@@ -332,6 +375,8 @@ _FIELDS_OF: dict[str, type[BaseModel]] = {
     "split": Split,
     "outputs": Outputs,
     "render": RenderTarget,
+    "train": Train,
+    "peft": Peft,
     "checks": Checks,
 }
 
@@ -370,6 +415,7 @@ def _cross_checks(data: dict[str, Any], lines: dict[tuple[Any, ...], int]) -> li
     if isinstance(mix, dict):
         problems += _mix_problems(mix, list(dict.fromkeys(names)), lines)
     problems += _min_rows_problems(data.get("checks"), names, lines)
+    problems += _train_problems(data, lines)
     return problems
 
 
@@ -434,3 +480,20 @@ def _min_rows_problems(checks: Any, names: list[str], lines: dict[tuple[Any, ...
         for key in min_rows
         if key != "total" and key not in names
     ]
+
+
+def _train_problems(data: dict[str, Any], lines: dict[tuple[Any, ...], int]) -> list[tuple[int, str]]:
+    """`train.target` naming no render target, or left out when there is not exactly one to default to."""
+    train = data.get("train")
+    if not isinstance(train, dict):
+        return []
+    render = data.get("render") if isinstance(data.get("render"), list) else []
+    targets = [t["name"] for t in render if isinstance(t, dict) and isinstance(t.get("name"), str)]
+    target = train.get("target")
+    if target is None and len(targets) != 1:
+        found = f"targets: {', '.join(targets)}" if targets else "the recipe has no `render:` target"
+        return [(_line_of(("train",), lines), f"train.target: name the render target to train on ({found})")]
+    if target is not None and target not in targets:
+        known = ", ".join(targets) or "none"
+        return [(_line_of(("train", "target"), lines), f"train.target: no render target is named {target!r} ({known})")]
+    return []
