@@ -13,6 +13,8 @@ import pyarrow.compute as pc
 from .. import formats
 from ..errors import DataError
 from ..formats.base import FILE, ORDINAL
+from ..hub.lock import LockedSource, local_files
+from ..hub.uris import HubRef, parse_uri, raw_dir
 from ..readers import ReadResult, read_file, resolve_files, sample_records
 from ..recipe import Source
 from ..rejects import concat_rejects, with_source
@@ -21,13 +23,38 @@ from .base import Progress, StageInput, StageOutput
 VERSION = 1
 
 
-def source_files(source: Source, root: Path) -> list[Path]:
-    """The files a source names; an error saying what matched nothing."""
+def source_files(source: Source, root: Path, locked: LockedSource | None = None) -> list[Path]:
+    """The files a source names; an error saying what matched nothing.
+
+    A hub source (`hf://`, `ms://`) reads the files its lock entry lists, from data/raw/<source>/; the fetch
+    step (`dataforge.hub.sync`) has put them there and checked them before the graph is built.
+    """
+    ref = parse_uri(source.from_)
+    if ref is not None:
+        return hub_source_files(source, ref, root, locked)
     files = resolve_files(source.from_, root)
     if not files:
         raise DataError(
             f"source {source.name!r}: `from: {source.from_}` matches no .jsonl, .json or .parquet file under {root}",
             hint="check the path; relative paths resolve against the recipe's `root`",
+        )
+    return files
+
+
+def hub_source_files(source: Source, ref: HubRef, root: Path, locked: LockedSource | None) -> list[Path]:
+    """The local copies of a hub source's locked files; an error naming what to fetch when any is missing."""
+    if locked is None:
+        raise DataError(
+            f"source {source.name!r} ({ref.uri}) has not been fetched: the recipe's lock file has no entry for it",
+            hint="`dataforge build RECIPE` fetches it (online) and writes the lock",
+        )
+    files = local_files(locked, raw_dir(root, source.name))
+    missing = [display_path(f, root) for f in files if not f.is_file()]
+    if missing:
+        raise DataError(
+            f"source {source.name!r} ({ref.uri}): {missing[0]} is missing"
+            + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""),
+            hint="`dataforge build RECIPE` fetches it (online)",
         )
     return files
 
@@ -94,12 +121,12 @@ def read_source(source: Source, files: list[Path], root: Path, fmt: str, progres
     )
 
 
-def make_read(source: Source, root: Path):
-    """The read stage's function for `source` (files are resolved when the graph is built)."""
+def make_read(source: Source, root: Path, files: list[Path] | None = None):
+    """The read stage's function for `source` over `files` (default: resolved from `from` when it runs)."""
 
     def run(inputs: dict[str, StageInput], progress: Progress) -> StageOutput:
-        files = source_files(source, root)
-        fmt = resolve_format(source, files, root)
-        return read_source(source, files, root, fmt, progress)
+        chosen = files if files is not None else source_files(source, root)
+        fmt = resolve_format(source, chosen, root)
+        return read_source(source, chosen, root, fmt, progress)
 
     return run
