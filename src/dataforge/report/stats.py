@@ -56,6 +56,8 @@ def content_stats(examples: pa.Table, sources: list[str]) -> dict[str, Any]:
         "kinds_by_source": kinds_by_source,
         "turns": {
             **summary(turns),
+            # Turn counts are small integers: a mean rounded to one would hide the difference between 1.0 and 1.4.
+            **({"mean": round(float(turns.mean()), 2)} if n else {}),
             "histogram": {str(k): int(v) for k, v in sorted(Counter(turns.tolist()).items())},
         },
         "roles": _counts(roles),
