@@ -49,14 +49,22 @@ def build(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from .engine.runner import run
-    from .hub.sync import go_offline, sync_sources
+    from .hub.sync import go_offline, quiet_progress, sync_sources
     from .recipe import load_recipe
     from .stages.write import is_current, write_build, write_key
 
     if offline:
         go_offline()
+    if quiet:
+        quiet_progress()
     loaded = load_recipe(recipe)
-    sync_sources(loaded, offline=offline, update_lock=update_lock, quiet=quiet, say=lambda line: err.print(line))
+    sync_sources(
+        loaded,
+        offline=offline,
+        update_lock=update_lock,
+        quiet=quiet,
+        say=lambda line: err.print(line, highlight=False, markup=False, soft_wrap=True),
+    )
     with Progress(
         TextColumn("{task.description:<28}"),
         BarColumn(),

@@ -37,7 +37,11 @@ class Source(_Section):
     name: Annotated[str, Field(pattern=NAME_PATTERN, description="Unique name, used in ids and reports.")]
     from_: Annotated[
         str,
-        Field(alias="from", min_length=1, description="Path, directory or glob, relative to the recipe's root."),
+        Field(
+            alias="from",
+            min_length=1,
+            description="Path, directory or glob, relative to the recipe's root; or hf://owner/name, ms://owner/name.",
+        ),
     ]
     format: str | None = Field(
         default=None, description=f"One of {', '.join(formats.names())}; detected from the data when omitted."
@@ -52,6 +56,39 @@ class Source(_Section):
     reasoning: ReasoningPolicy | None = Field(
         default=None, description="This source's reasoning policy; default: the recipe's `reasoning`."
     )
+    # Hub sources (`from: hf://owner/name` or `ms://owner/name`); cross-checked against `from` below.
+    revision: str | None = Field(
+        default=None, description="Hub sources: branch, tag or commit (default: main on hf://, master on ms://)."
+    )
+    subset: str | None = Field(
+        default=None, description="Hub sources: the dataset config (subset) whose files to read; default: its default."
+    )
+    split: str | None = Field(
+        default=None, description="Hub sources: the split to read (default: train), resolved to concrete files."
+    )
+    files: list[Annotated[str, Field(min_length=1)]] = Field(
+        default_factory=list,
+        description="Hub sources: glob patterns of repository files to fetch and read, instead of subset/split.",
+    )
+    token_env: Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")] | None = Field(
+        default=None,
+        description="Hub sources: the name of the environment variable holding the access token (never the token).",
+    )
+
+    @field_validator("from_")
+    @classmethod
+    def _hub_uri_shape(cls, value: str) -> str:
+        from .hub.uris import check_uri
+
+        check_uri(value)
+        return value
+
+    @field_validator("token_env")
+    @classmethod
+    def _not_a_token(cls, value: str | None) -> str | None:
+        from .hub.uris import check_token_env
+
+        return check_token_env(value)
 
     @field_validator("format")
     @classmethod
@@ -415,6 +452,7 @@ def _cross_checks(data: dict[str, Any], lines: dict[tuple[Any, ...], int]) -> li
     if isinstance(mix, dict):
         problems += _mix_problems(mix, list(dict.fromkeys(names)), lines)
     problems += _min_rows_problems(data.get("checks"), names, lines)
+    problems += _hub_source_problems(data.get("sources"), lines)
     problems += _train_problems(data, lines)
     return problems
 
@@ -497,3 +535,15 @@ def _train_problems(data: dict[str, Any], lines: dict[tuple[Any, ...], int]) -> 
         known = ", ".join(targets) or "none"
         return [(_line_of(("train", "target"), lines), f"train.target: no render target is named {target!r} ({known})")]
     return []
+
+
+def _hub_source_problems(sources: Any, lines: dict[tuple[Any, ...], int]) -> list[tuple[int, str]]:
+    """Hub-only keys on a local source, and `files` given together with `subset`/`split`."""
+    from .hub.uris import source_key_problems
+
+    problems: list[tuple[int, str]] = []
+    for i, s in enumerate(sources if isinstance(sources, list) else []):
+        if isinstance(s, dict):
+            for key, message in source_key_problems(s):
+                problems.append((_line_of(("sources", i, key), lines), f"sources[{i}].{key}: {message}"))
+    return problems

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from graphlib import TopologicalSorter
 
+from ..hub.sync import locked_entries
 from ..recipe import LoadedRecipe
 from ..stages import convert, dedup_exact, filter, mix, read, render, split, validate
 from ..stages.base import Stage
@@ -16,8 +17,12 @@ def build_graph(loaded: LoadedRecipe) -> list[Stage]:
     recipe, root = loaded.recipe, loaded.root
     stages: list[Stage] = []
     filtered: list[str] = []
+    locks = locked_entries(loaded)  # hub sources read what their lock entry pins (fetched before the graph)
     for src in recipe.sources:
-        files = tuple(read.source_files(src, root))
+        locked = locks.get(src.name)
+        files = tuple(read.source_files(src, root, locked))
+        # A hub source's key takes its lock entry (commit, file hashes); local sources' keys stay as they were.
+        pinned = {"hub": locked.key() | {"license": locked.license}} if locked is not None else {}
         r = Stage(
             name=f"read:{src.name}",
             kind="read",
@@ -30,8 +35,9 @@ def build_graph(loaded: LoadedRecipe) -> list[Stage]:
                 "columns": dict(sorted(src.columns.items())),
                 "max_rows": src.max_rows,
                 "files": [read.display_path(f, root) for f in files],
+                **pinned,
             },
-            run=read.make_read(src, root),
+            run=read.make_read(src, root, list(files)),
             files=files,
             source=src.name,
         )
