@@ -1,0 +1,65 @@
+"""`dataforge diff`: the demo against the demo with one source removed."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from conftest import dataforge
+
+
+@pytest.fixture(scope="module")
+def without_openai(demo_root):
+    """The demo recipe without its `openai` source, built into data/processed/demo-no-openai."""
+    text = (demo_root / "pipelines" / "demo.yaml").read_text()
+    start = text.index("  - name: openai")
+    end = text.index("\n\n", start)
+    recipe = demo_root / "pipelines" / "no-openai.yaml"
+    recipe.write_text(
+        text[:start] + text[end + 1 :].replace("outputs:\n", "outputs:\n  dir: data/processed/demo-no-openai\n")
+    )
+    code, _, err = dataforge("build", "-q", recipe)
+    assert code == 0, err
+    return demo_root / "data" / "processed" / "demo-no-openai"
+
+
+def test_diff_shows_the_removed_source_and_what_it_changed(demo_out, without_openai):
+    code, stdout, _ = dataforge("diff", demo_out, without_openai, "--json")
+    assert code == 0
+    changes = {(c["section"], c["what"]): c for c in json.loads(stdout)["changes"]}
+    assert {k: (c["old"], c["new"]) for k, c in changes.items() if k[0] == "rows" and "openai" in k[1]} == {
+        ("rows", "openai in"): (87, None),
+        ("rows", "openai train"): (64, None),
+        ("rows", "openai val"): (7, None),
+    }
+    assert changes[("rows", "total in")] == {
+        "section": "rows", "what": "total in", "kind": "count", "old": 280, "new": 193, "change": -87,
+    }  # fmt: skip
+    assert changes[("rows", "total train")]["change"] == 147 - 211
+    assert changes[("rates", "reject rate total")]["old"] == round(17 / 280, 4)
+    assert changes[("rates", "reject rate total")]["new"] == round(10 / 193, 4)
+    assert ("rows", "alpaca in") not in changes  # unchanged values are left out unless --all
+    assert {what for section, what in changes if section == "tokens demo-chatml"} >= {"length p50", "length p99"}
+
+
+def test_diff_table_and_markdown(demo_out, without_openai):
+    code, stdout, _ = dataforge("diff", demo_out, without_openai)
+    assert code == 0
+    row = next(line for line in stdout.splitlines() if "openai in" in line)
+    assert [cell.strip() for cell in row.split("│")][1:6] == ["rows", "openai in", "87", "–", "removed"]
+    assert "reject rate total" in stdout and "-0.89 pp" in stdout
+    code, stdout, _ = dataforge("diff", demo_out, without_openai, "--markdown")
+    assert code == 0
+    assert "| rows | openai in | 87 | – | **removed** |" in stdout
+    assert "| rows | total in | 280 | 193 | **-87** |" in stdout
+    code, stdout, _ = dataforge("diff", demo_out, demo_out, "--markdown", "--all")
+    assert "0 of" in stdout and "| rows | alpaca in | 107 | 107 |  |" in stdout
+
+
+def test_diff_of_a_missing_build_is_a_usage_error(demo_out, tmp_path):
+    code, _, err = dataforge("diff", demo_out, tmp_path)
+    assert code == 2 and f"{tmp_path}: no report/report.json here" in err and "Traceback" not in err
+    (tmp_path / "report.json").write_text("{not json")
+    code, _, err = dataforge("diff", demo_out, tmp_path / "report.json")
+    assert code == 1 and "not a readable report" in err
