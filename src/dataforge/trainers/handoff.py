@@ -4,8 +4,9 @@ Written under `<output_dir>/handoff/` for every trainer the build exports (`outp
 build does not export is skipped and named. Data paths are absolute, so each file runs from any directory;
 the settings (method, LoRA/QLoRA, length, trl arguments with a counterpart) are translated from `train:`.
 
-* `llamafactory/train.yaml` (`llamafactory-cli train train.yaml`) + `llamafactory/dataset_info.json`: the
-  export's entries for the method's row kind, with `file_name` pointing at the exported files.
+* `llamafactory/train.yaml` (`llamafactory-cli train train.yaml`) + `llamafactory/dataset_info.json` beside
+  it (its `dataset_dir`): the export's entries for the method's row kind, `file_name` pointing at the exported
+  files. LLaMA-Factory formats with its own template; `template` names the one matching the target's markers.
 * `axolotl/config.yaml` (`axolotl train config.yaml`): the export's `datasets:` / `test_datasets:` blocks, and
   `chat_template: tokenizer_default`, so axolotl formats with the tokenizer's own template as the build did.
 * `ms-swift/train.sh`: `swift sft` or `swift rlhf --rlhf_type dpo|kto` on the exported JSONL files.
@@ -76,7 +77,7 @@ def write_handoff(
             skipped.append(f"{tool}: the build has no {tool} export (add it to outputs.exports)")
             continue
         if tool == "llamafactory":
-            files = _llamafactory(loaded, train, data, exports, kind, template)
+            files = _llamafactory(loaded, train, data, exports, kind, template, folder / tool)
         else:
             files = (_axolotl if tool == "axolotl" else _swift)(loaded, train, data, exports, kind)
         if files is None:
@@ -110,8 +111,16 @@ def _alpha(train: Train) -> int | float:
 
 
 def _llamafactory(
-    loaded: LoadedRecipe, train: Train, data: TrainingData, exports: Path, kind: str, template: str | None
+    loaded: LoadedRecipe,
+    train: Train,
+    data: TrainingData,
+    exports: Path,
+    kind: str,
+    template: str | None,
+    here: Path,
 ) -> dict[str, str] | None:
+    """train.yaml + its dataset_info.json (in `here`, the YAML's dataset_dir): the export's entries for `kind`,
+    whose absolute file_name LLaMA-Factory joins to dataset_dir unchanged."""
     info = json.loads((exports / "dataset_info.json").read_text(encoding="utf-8"))
     names = {split: f"{loaded.recipe.name}_{kind}_{split}" for split in ("train", "val")}
     entries = {
@@ -139,7 +148,7 @@ def _llamafactory(
     if train.peft.type == "qlora":
         config |= {"quantization_bit": 4, "quantization_method": "bnb", "double_quantization": True}
     config |= {
-        "dataset_dir": str(exports),
+        "dataset_dir": str(here),
         "dataset": names["train"],
         **({"eval_dataset": names["val"]} if names["val"] in entries else {}),
         # LLaMA-Factory formats with its own templates; this one is the closest to the target's (check it).
@@ -150,7 +159,6 @@ def _llamafactory(
         "report_to": "none",
         **_arguments(train, 0),
     }
-    # dataset_dir holds the export's own dataset_info.json; the copy here lists just this run's entries.
     return {
         "train.yaml": yaml.safe_dump(config, sort_keys=False, allow_unicode=True),
         "dataset_info.json": json.dumps(entries, indent=2, ensure_ascii=False) + "\n",
