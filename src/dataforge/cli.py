@@ -500,7 +500,7 @@ def train(
     loaded = load_recipe(recipe)
     result = run_training(loaded, handoff_only=handoff_only, say=lambda line: err.print(line, highlight=False))
     for path in result.handoff:
-        out.print(f"hand-off: {path}", highlight=False)
+        out.print(f"hand-off: {_shown(path)}", highlight=False)
     for note in result.skipped_handoff:
         err.print(f"[yellow]no hand-off[/] for {note}", highlight=False)
     if handoff_only:
@@ -510,9 +510,17 @@ def train(
         raise DataError(f"training diverged: the training loss is {loss}", hint="lower train.args.learning_rate")
     out.print(
         f"[green]Trained[/] on {result.rows['train']:,} rows ({result.rows['val']:,} val): training loss "
-        f"{loss:.4f}. Saved to {result.output_dir}",
+        f"{loss:.4f}. Saved to {_shown(result.output_dir)}",
         highlight=False,
     )
+
+
+def _shown(path: Path) -> Path:
+    """`path` relative to the working directory when it lies under it (shorter to read), else as it is."""
+    try:
+        return path.resolve().relative_to(Path.cwd().resolve())
+    except ValueError:
+        return path
 
 
 @app.command()
