@@ -75,6 +75,7 @@ def test_demo_outputs_are_complete(demo_build):
         "rejects.parquet",
         "report/report.json",
         "report/report.md",
+        "report/report.html",
         "exports/openai/train.jsonl",
         "exports/openai/val.jsonl",
         "exports/sharegpt/train.jsonl",
@@ -86,6 +87,7 @@ def test_demo_outputs_are_complete(demo_build):
     }
     report = (out / "report" / "report.md").read_text()
     assert "Ledger balances." in report
+    assert report.splitlines()[2] == "## ✅ All 13 gate(s) pass"  # the demo's checks: section
     train = pq.read_table(out / "train.parquet")
     assert set(train["source"].to_pylist()) == {"alpaca", "sharegpt", "openai"}
     assert manifest["ledger"]["total"]["val"] == pq.read_table(out / "val.parquet").num_rows > 0

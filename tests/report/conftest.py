@@ -21,6 +21,11 @@ def copy_demo(root: Path) -> Path:
     return root / "pipelines" / "demo.yaml"
 
 
+def without_checks(recipe: Path) -> str:
+    """The recipe's text without its `checks:` section (the demo's gates), for a test to set its own."""
+    return recipe.read_text().split("\nchecks:", 1)[0]
+
+
 def dataforge(*args: object, cwd: Path | None = None) -> tuple[int, str, str]:
     """Run the command line as a user does; (exit code, stdout, stderr)."""
     proc = subprocess.run(

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import copy_demo, dataforge
+from conftest import copy_demo, dataforge, without_checks
 from dataforge.report.gates import evaluate, gate_section
 
 STRICT = """
@@ -41,7 +41,7 @@ def strict(tmp_path_factory) -> tuple[Path, Path]:
     """A demo copy whose recipe sets gates that fail, and a lenient recipe beside it; (root, build dir)."""
     root = tmp_path_factory.mktemp("gates")
     recipe = copy_demo(root)
-    text = recipe.read_text()
+    text = without_checks(recipe)
     recipe.write_text(text + STRICT)
     (root / "pipelines" / "lenient.yaml").write_text(text + LENIENT)
     return root, root / "data" / "processed" / "demo"
@@ -126,7 +126,9 @@ def test_gate_semantics_on_the_demo_report(demo_out):
 
 def test_a_min_rows_key_that_names_no_source_is_a_recipe_error(tmp_path):
     recipe = copy_demo(tmp_path)
-    recipe.write_text(recipe.read_text() + "\nchecks:\n  min_rows: {total: 1, alpacca: 5}\n  max_overflow_rate: 2\n")
+    recipe.write_text(
+        without_checks(recipe) + "\nchecks:\n  min_rows: {total: 1, alpacca: 5}\n  max_overflow_rate: 2\n"
+    )
     code, _, err = dataforge("build", "-q", recipe)
     assert code == 2
     assert "checks.min_rows.alpacca: no source is named 'alpacca' (total, alpaca, sharegpt, openai)" in err

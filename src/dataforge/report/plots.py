@@ -6,7 +6,9 @@ deterministic: a fixed hash salt for element ids, no date or creator metadata, t
 
 from __future__ import annotations
 
+import hashlib
 import io
+import re
 from typing import Any
 
 COLOURS = {
@@ -20,6 +22,7 @@ COLOURS = {
     "prompt": "#dd8452",
     "trained": "#55a868",
 }
+_ID_REFERENCE = re.compile(r'(\bid="|url\(#|href="#)')
 RC = {"svg.hashsalt": "dataforge", "svg.fonttype": "none", "font.size": 9, "axes.spines.top": False,
       "axes.spines.right": False}  # fmt: skip
 
@@ -42,7 +45,11 @@ def _svg(fig) -> str:
     fig.savefig(buffer, format="svg", metadata={"Date": None, "Creator": None})
     plt.close(fig)
     text = buffer.getvalue()
-    return text[text.index("<svg") :]
+    text = text[text.index("<svg") :]
+    # Every figure names its parts `figure_1`, `axes_1`, …: prefixed with a digest of the figure, the ids stay
+    # unique in a page of several plots and still do not change between builds.
+    prefix = "p" + hashlib.sha256(text.encode()).hexdigest()[:8] + "-"
+    return _ID_REFERENCE.sub(lambda m: m.group(1) + prefix, text)
 
 
 def _draw(draw, width: float, height: float) -> str:
