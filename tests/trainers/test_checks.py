@@ -156,3 +156,20 @@ def test_a_recipe_without_a_train_section_is_a_usage_error(tmp_path):
     loaded = write_recipe(tmp_path / "mix.yaml", demo_recipe(tmp_path / "build", None))
     with pytest.raises(UsageError, match="the recipe has no `train:` section"):
         train(loaded)
+
+
+def test_trl_tokenizing_pairs_differently_from_the_build_is_refused(trained):
+    from dataforge.trainers import dpo
+    from dataforge.trainers.checks import check_trl_tokenization
+
+    loaded, _ = trained("dpo")
+    data = training_data(loaded, target_spec(loaded, loaded.recipe.train))
+    target = load_target("demo-chatml", str(TOKENIZER), REPO)
+    train_set, _ = dpo.datasets(data, target)  # checks a sample of pairs: trl's ids equal the rendered ones
+    rendered = data.rendered_rows("train", ("preference",))
+    row, ids = train_set[0], rendered["input_ids"][0].as_py()
+    check_trl_tokenization([row], [ids], ["pairs:0"], target.tokenizer, "chosen")
+    with pytest.raises(DataError, match=r"trl would tokenize pairs:0 differently from the build's rendering"):
+        check_trl_tokenization([row], [ids[:-1]], ["pairs:0"], target.tokenizer, "chosen")
+    with pytest.raises(DataError):  # the rejected side is not the chosen one
+        check_trl_tokenization([row], [ids], ["pairs:0"], target.tokenizer, "rejected")

@@ -51,7 +51,8 @@ class TrainingData:
         """The canonical examples of `kinds` that the target rendered (rows it dropped stay out), in the
         rendered order, so trl's own tokenization sees the same rows the build checked."""
         ids = self.rendered_rows(split, kinds)["id"].to_pylist()
-        by_id = {row["id"]: row for row in self.examples[split].to_pylist() if row["id"] in set(ids)}
+        wanted = set(ids)
+        by_id = {row["id"]: row for row in self.examples[split].to_pylist() if row["id"] in wanted}
         return [by_id[i] for i in ids]
 
 

@@ -101,9 +101,9 @@ def check_trl_tokenization(
     """Refuse when trl's tokenization of `records` (prompt + `side`) differs from the `rendered` ids.
 
     DPOTrainer and KTOTrainer tokenize conversations themselves, with `apply_chat_template`; the build checked
-    and measured its own rendering, so both must give the same tokens. Rows the build truncated are left out.
+    and measured its own rendering, so both must give the same tokens (callers pass a sample of whole rows).
     """
-    for record, expected, row_id in list(zip(records, rendered, ids, strict=True))[:TOKENIZATION_SAMPLE]:
+    for record, expected, row_id in zip(records, rendered, ids, strict=True):
         tools = json.loads(record["tools"]) if record.get("tools") else None
         got = tokenizer.apply_chat_template(
             record["prompt"] + record[side],

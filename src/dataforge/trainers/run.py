@@ -17,7 +17,7 @@ from typing import Any
 
 from .. import __version__
 from ..engine.cache import library_versions
-from ..errors import UsageError
+from ..errors import RecipeError, UsageError
 from ..recipe import LoadedRecipe, Train
 from ..render.target import LoadedTarget, load_target
 from . import dpo, kto, sft
@@ -110,7 +110,11 @@ def _fit(
     say(f"model: loading {spec_train.model}")
     model = load_model(location, spec_train, quantization)
     check_vocabulary(model, target.tokenizer)
-    trainer = method.trainer(model, target.tokenizer, config, lora_config(spec_train.peft), train_set, eval_set)
+    try:
+        trainer = method.trainer(model, target.tokenizer, config, lora_config(spec_train.peft), train_set, eval_set)
+    except ValueError as exc:  # trl refuses settings that contradict each other or the data (e.g. eval without val)
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise RecipeError(str(loaded.path), [f"train: trl refused the run: {first}"]) from None
     say(f"train: {spec_train.method} on {result.rows['train']} rows of {spec.name!r} ({spec_train.peft.type})")
     output = trainer.train()
     result.training_loss = float(output.training_loss)
