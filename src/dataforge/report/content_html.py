@@ -47,6 +47,8 @@ def _tools(content: dict[str, Any]) -> str:
         ["turns with inline <think>", reasoning.get("inline_turns", 0)],
     ]
     body = table(["of train + val", "count"], rows, {1})
+    if not calls.get("calls") and not reasoning.get("rows"):
+        body += '<p class="muted">No row of this build calls a tool or carries reasoning.</p>'
     chars = reasoning.get("chars") or {}
     if chars.get("count"):
         body += "<h3>Reasoning length (characters)</h3>"
