@@ -63,6 +63,11 @@ def _tools(content: dict[str, Any]) -> str:
     return section("tools", body)
 
 
+def _similarity(value: float | None) -> str:
+    """Estimated Jaccard similarity to the kept row, as 0.00–1.00 (`–` for the kept row itself)."""
+    return "–" if value is None else f"{value:.2f}"
+
+
 def _quote(text: str | None) -> str:
     return f"<blockquote>{escape(text)}</blockquote>" if text else ""
 
@@ -101,7 +106,7 @@ def duplicates_section(report: dict[str, Any]) -> str:
             parts.append(table(["source", "rows", "removed", "rate"], by_source, {1, 2, 3}))
         for sample in near.get("samples") or []:
             rows = [
-                [m.get("id"), m.get("source"), "kept" if m.get("kept") else "removed", m.get("similarity"),
+                [m.get("id"), m.get("source"), "kept" if m.get("kept") else "removed", _similarity(m.get("similarity")),
                  Markup(_quote(m.get("text")))]
                 for m in sample.get("members") or []
             ]  # fmt: skip
