@@ -103,3 +103,25 @@ def test_merge_folds_the_adapter_into_a_model_that_computes_the_same(trained, ti
         == AutoTokenizer.from_pretrained(result.output_dir).chat_template
     )
     assert not (Path(merged_dir) / "adapter_config.json").exists()
+
+
+def test_without_peft_the_whole_model_is_trained_and_saved(tmp_path, tiny_model):
+    from training_setup import demo_recipe, write_recipe
+
+    from dataforge.trainers.run import train
+
+    spec = {"method": "sft", "model": str(tiny_model), "peft": {"type": "none"}, "args": {**FAST_ARGS, "max_steps": 2}}
+    result = train(write_recipe(tmp_path / "mix.yaml", demo_recipe(tmp_path / "build", spec)))
+    assert math.isfinite(result.training_loss)
+    assert (result.output_dir / "model.safetensors").is_file()
+    assert not (result.output_dir / "adapter_config.json").exists()
+    model = AutoModelForCausalLM.from_pretrained(result.output_dir)
+    base = AutoModelForCausalLM.from_pretrained(tiny_model)
+    changed = [
+        name
+        for (name, p), (_, q) in zip(model.named_parameters(), base.named_parameters(), strict=True)
+        if not torch.equal(p, q)
+    ]
+    assert changed  # every weight is trainable: the full model moved
+    ids = torch.tensor([[5, 17, 230]])
+    assert model.generate(ids, max_new_tokens=3, min_new_tokens=3, do_sample=False).shape == (1, 6)
