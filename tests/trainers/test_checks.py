@@ -15,7 +15,7 @@ from dataforge.errors import DataError, RecipeError, UsageError
 from dataforge.recipe import parse_recipe
 from dataforge.render.target import load_target
 from dataforge.trainers.build import target_spec, training_data
-from dataforge.trainers.checks import check_tokenizer
+from dataforge.trainers.checks import check_target
 from dataforge.trainers.run import train
 
 pytestmark = pytest.mark.slow
@@ -104,10 +104,10 @@ def test_a_template_other_than_the_one_the_build_rendered_with_is_refused(tmp_pa
     target_spec_ = target_spec(loaded, loaded.recipe.train)
     data = training_data(loaded, target_spec_)
     target = load_target("demo-chatml", str(TOKENIZER), REPO)
-    check_tokenizer(target, data, None)  # the build's own tokenizer and template pass
+    check_target(target, data)  # the build's own tokenizer and template pass
     data.manifest["render"]["demo-chatml"]["template_digest"] = "0" * 64  # as if rendered with another template
     with pytest.raises(DataError, match="the chat template is not the one the build rendered with"):
-        check_tokenizer(target, data, None)
+        check_target(target, data)
 
 
 def test_a_model_with_fewer_embeddings_than_tokens_is_refused(tmp_path, demo_dir):

@@ -4,7 +4,7 @@
 * not too many of the target's rows may have nothing to train (dropped by the render stage as
   `no_trained_tokens`, or rendered with zero trained tokens);
 * the tokenizer must be the one the data was rendered with: the target's tokenizer and template digests against
-  the manifest's, and the model's own tokenizer (when it ships one) against the target's;
+  the manifest's (`check_target`), and the model's own tokenizer, when it ships one, against the target's;
 * the model's embedding table must cover the tokenizer's ids;
 * for DPO and KTO, which trl tokenizes itself, trl's tokenization of a sample must equal the rendered ids.
 """
@@ -59,10 +59,8 @@ def check_untrained(method: str, data: TrainingData, max_share: float) -> dict[s
     return counts
 
 
-def check_tokenizer(target: Any, data: TrainingData, model_tokenizer: Any | None) -> None:
-    """Refuse when the tokenizer or template is not the one the build rendered with."""
-    from ..render.target import tokenizer_digest
-
+def check_target(target: Any, data: TrainingData) -> None:
+    """Refuse when the target's tokenizer or template is not the one the build rendered with."""
     built = data.manifest["render"][data.spec.name]
     if built.get("tokenizer_digest") != target.tokenizer_digest:
         raise DataError(
@@ -76,6 +74,12 @@ def check_tokenizer(target: Any, data: TrainingData, model_tokenizer: Any | None
             f"render target {data.spec.name!r}: the chat template is not the one the build rendered with",
             hint="run `dataforge build` again so the data is rendered with this template",
         )
+
+
+def check_model_tokenizer(target: Any, data: TrainingData, model_tokenizer: Any | None) -> None:
+    """Refuse when the model ships a tokenizer other than the render target's (None: it ships none)."""
+    from ..render.target import tokenizer_digest
+
     if model_tokenizer is not None and tokenizer_digest(model_tokenizer) != target.tokenizer_digest:
         raise DataError(
             f"the model's tokenizer differs from render target {data.spec.name!r}'s ({target.source!r}): the "

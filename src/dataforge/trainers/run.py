@@ -1,7 +1,8 @@
 """`dataforge train`: the recipe's `train:` section run on its own build, with the checks first.
 
-Order: bring the build up to date → check the data kind and the untrained share → write the hand-off configs
-for other trainers → load the render target's tokenizer and the model, check both against the build → train
+Order: bring the build up to date → check the data kind, the untrained share and the render target's tokenizer
+and template → write the hand-off configs for other trainers → load the model, check its tokenizer and
+vocabulary against the target's → train
 with trl → save the adapter (or model), the tokenizer with its chat template, the training log and
 `training.json` (what was trained on: the build manifest's sha256 and the rendered files' digests).
 """
@@ -22,7 +23,7 @@ from ..recipe import LoadedRecipe, Train
 from ..render.target import LoadedTarget, load_target
 from . import dpo, kto, sft
 from .build import KINDS, TrainingData, target_spec, training_data
-from .checks import check_kind, check_tokenizer, check_untrained, check_vocabulary
+from .checks import check_kind, check_model_tokenizer, check_target, check_untrained, check_vocabulary
 from .handoff import write_handoff
 
 METHODS = {"sft": sft, "dpo": dpo, "kto": kto}
@@ -78,6 +79,7 @@ def train(loaded: LoadedRecipe, *, handoff_only: bool = False, say: Say = lambda
         chat_template=spec.chat_template,
         trust_remote_code=spec.trust_remote_code,
     )
+    check_target(target, data)
     output_dir = output_dir_of(loaded, spec_train)
     written, skipped = write_handoff(loaded, spec_train, data, target.template, output_dir / "handoff")
     rows = {"train": n_train, "val": data.rendered_rows("val", KINDS[spec_train.method]).num_rows}
@@ -102,7 +104,7 @@ def _fit(
 
     spec = data.spec
     location = model_location(spec_train, loaded.root)
-    check_tokenizer(target, data, model_tokenizer(location, spec_train))
+    check_model_tokenizer(target, data, model_tokenizer(location, spec_train))
     method = METHODS[spec_train.method]
     quantization = quantization_config() if spec_train.peft.type == "qlora" else None
     config = trl_config(method.config_class(), loaded, spec, result.output_dir)
