@@ -142,10 +142,61 @@ class Lint(_Section):
         return value
 
 
-class Dedup(_Section):
-    """Duplicate removal across all sources. Exact: normalised text hash (case, whitespace)."""
+class NearDedup(_Section):
+    """Near-duplicate removal with MinHash LSH; runs on the rows exact deduplication kept."""
 
-    exact: bool = True
+    threshold: Annotated[float, Field(gt=0, le=1)] = Field(
+        default=0.8, description="Jaccard similarity of shingle sets at or above which two rows are near-copies."
+    )
+    num_perm: Annotated[int, Field(ge=16, le=1024)] = Field(
+        default=128, description="MinHash signature length: more is more accurate and slower."
+    )
+    ngram: Annotated[int, Field(ge=1, le=32)] = Field(default=5, description="Units per shingle.")
+    shingle: Literal["word", "char"] = Field(
+        default="word", description="Shingle unit: words (split on whitespace) or characters (use for CJK text)."
+    )
+    fields: Literal["conversation", "user", "first_user", "final_answer"] = Field(
+        default="conversation",
+        description="The text compared: every turn, the user turns, the first user turn, or the final answer.",
+    )
+    normalise: list[Literal["case", "punctuation", "whitespace", "digits"]] = Field(
+        default_factory=lambda: ["case", "punctuation", "whitespace"],
+        description="Applied before shingling: fold case, drop punctuation and symbols, collapse whitespace, "
+        "map every digit to 0.",
+    )
+    verify: Literal["auto", "exact", "estimate"] = Field(
+        default="auto",
+        description="How candidate pairs are checked: exact Jaccard, the signature estimate, or `auto` "
+        "(exact only where the estimate is within 4 standard errors of the threshold).",
+    )
+    engine: Literal["lsh", "banded"] = Field(
+        default="lsh",
+        description="Candidate search: datasketch's in-memory MinHashLSH, or banded grouping (same pairs; "
+        "no index, suited to sharding).",
+    )
+    workers: Annotated[int, Field(gt=0)] | None = Field(
+        default=None, description="Processes computing signatures; default: the machine's cores (at most 8)."
+    )
+
+
+KEEP_POLICIES = ("first", "longest", "quality")
+
+
+class Dedup(_Section):
+    """Duplicate removal across all sources: exact (normalised text hash), then near (MinHash), if set."""
+
+    exact: bool = Field(default=True, description="Remove rows whose normalised text (case, whitespace) repeats.")
+    near: NearDedup | None = Field(default=None, description="Remove near-duplicates (MinHash LSH).")
+    keep: str = Field(
+        default="first",
+        description="Which row of a duplicate group stays: `first` (source order, then row order), `longest`, "
+        "`quality` (highest `quality_field` in the row's metadata), or a source's name (its rows win).",
+    )
+    quality_field: str = Field(default="quality", description="Metadata key holding a row's quality score.")
+    decontaminate: list[str] = Field(
+        default_factory=list,
+        description="Files (e.g. eval sets) whose near-copies are removed from the data, before mixing.",
+    )
 
 
 class Split(_Section):
@@ -153,6 +204,10 @@ class Split(_Section):
 
     validation: Annotated[float, Field(ge=0, lt=1)] = Field(
         default=0.0, description="Share of each source's rows held out for validation."
+    )
+    decontaminate: bool = Field(
+        default=True,
+        description="Remove validation rows with a near-copy in train (with dedup.near's settings or their defaults).",
     )
 
 
@@ -409,6 +464,7 @@ _FIELDS_OF: dict[str, type[BaseModel]] = {
     "lint": Lint,
     "filters": Filters,
     "dedup": Dedup,
+    "near": NearDedup,
     "split": Split,
     "outputs": Outputs,
     "render": RenderTarget,
@@ -451,6 +507,13 @@ def _cross_checks(data: dict[str, Any], lines: dict[tuple[Any, ...], int]) -> li
     mix = data.get("mix")
     if isinstance(mix, dict):
         problems += _mix_problems(mix, list(dict.fromkeys(names)), lines)
+    dedup = data.get("dedup")
+    if isinstance(dedup, dict) and isinstance(dedup.get("keep"), str):
+        keep = dedup["keep"]
+        if keep not in KEEP_POLICIES and keep not in names:
+            where = _line_of(("dedup", "keep"), lines)
+            choices = ", ".join([*KEEP_POLICIES, *names])
+            problems.append((where, f"dedup.keep: {keep!r} is neither a policy nor a source (choose: {choices})"))
     problems += _min_rows_problems(data.get("checks"), names, lines)
     problems += _hub_source_problems(data.get("sources"), lines)
     problems += _train_problems(data, lines)

@@ -30,6 +30,7 @@ REJECTS_SCHEMA = pa.schema(
         pa.field("field", pa.string()),  # path of the offending field in the source row, when known
         pa.field("message", pa.string()),  # what was expected, what was found
         pa.field("duplicate_of", pa.string()),  # dedup: id of the kept row
+        pa.field("similarity", pa.float64()),  # near dedup: estimated or exact Jaccard with `duplicate_of`
         pa.field("raw", pa.string()),  # the source record (JSON text) for rejected rows
     ]
 )
@@ -53,6 +54,7 @@ def rejects_from_examples(
     message: pa.Array | str | None = None,
     field: pa.Array | str | None = None,
     duplicate_of: pa.Array | None = None,
+    similarity: pa.Array | None = None,
 ) -> pa.Table:
     """Rejects for whole rows of an EXAMPLE_SCHEMA table, built column-wise (no per-row Python)."""
     n = examples.num_rows
@@ -77,6 +79,7 @@ def rejects_from_examples(
             "field": column(field),
             "message": column(message),
             "duplicate_of": column(duplicate_of),
+            "similarity": similarity if similarity is not None else pa.nulls(n, pa.float64()),
             "raw": pa.nulls(n, pa.string()),
         },
         schema=REJECTS_SCHEMA,
@@ -88,7 +91,16 @@ def concat_rejects(tables: list[pa.Table]) -> pa.Table:
     tables = [t for t in tables if t.num_rows]
     if not tables:
         return empty_rejects()
-    return pa.concat_tables([t.cast(REJECTS_SCHEMA) for t in tables]).combine_chunks()
+    return pa.concat_tables([_conform(t) for t in tables]).combine_chunks()
+
+
+def _conform(table: pa.Table) -> pa.Table:
+    """`table` in REJECTS_SCHEMA; columns it lacks (written before they existed) are null."""
+    columns = {
+        f.name: table[f.name].cast(f.type) if f.name in table.column_names else pa.nulls(table.num_rows, f.type)
+        for f in REJECTS_SCHEMA
+    }
+    return pa.table(columns, schema=REJECTS_SCHEMA)
 
 
 def count_by(table: pa.Table, *keys: str) -> list[dict[str, Any]]:

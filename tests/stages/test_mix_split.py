@@ -65,4 +65,7 @@ def test_split_is_per_source_seeded_and_disjoint():
     assert set(train["id"].to_pylist()).isdisjoint(val["id"].to_pylist())
     again = split(t, ["a", "b"], Split(validation=0.25), seed=1, progress=quiet)
     assert again.tables["val"]["id"].to_pylist() == val["id"].to_pylist()
-    assert result.stats["per_source"] == {"a": {"train": 30, "val": 10}, "b": {"train": 15, "val": 5}}
+    assert result.stats["per_source"] == {
+        "a": {"train": 30, "val": 10, "val_removed": 0},
+        "b": {"train": 15, "val": 5, "val_removed": 0},
+    }

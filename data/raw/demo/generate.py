@@ -309,16 +309,16 @@ def main() -> None:
                 "exact_duplicate",
             )
         )
-    for k in range(3):  # near-duplicates (a later issue's MinHash dedup)
+    for k in range(3):  # near-duplicates: exact hashing misses them, dedup.near catches them
         src = alpaca[10 + k]
         alpaca.append({"instruction": src["instruction"], "input": "", "output": near_copy(src["output"])})
         planted.append(
             (
                 "alpaca.json",
                 len(alpaca) - 1,
-                f"near copy of record {10 + k} (two words edited)",
-                "-",
-                "kept (a near-duplicate: exact dedup keeps it)",
+                f"near copy of record {10 + k} (punctuation edited)",
+                "dedup",
+                "near_duplicate",
             )
         )
     alpaca.append({"instruction": "Tell me a joke about databases.", "input": "", "output": ""})
@@ -379,18 +379,18 @@ def main() -> None:
                 "exact_duplicate",
             )
         )
-    for k in range(2):
+    for k in range(2):  # near-duplicates, caught by dedup.near (MinHash)
         q, a = share_qa[20 + k]
-        share_lines.append(json.dumps(conv([(q, near_copy(a))]), ensure_ascii=False))
-        planted.append(
-            (
-                "sharegpt.jsonl",
-                len(share_lines),
-                "near copy of another row",
-                "-",
-                "kept (a near-duplicate: exact dedup keeps it)",
-            )
-        )
+        near_copy(a)  # draws what earlier versions drew, so every other row stays byte-identical
+        if k == 0:  # the conversation of line 7 scraped twice, the second time with a greeting
+            q7, a7 = share_qa[6]
+            rec, problem = conv([("Hi! " + q7, a7)]), "line 7 again, with a greeting added"
+        else:  # across sources: an alpaca row whose answer gained a sign-off
+            src = alpaca[23]
+            rec = conv([(src["instruction"], src["output"] + " Hope this helps!")])
+            problem = "alpaca.json record 23 with a sign-off added"
+        share_lines.append(json.dumps(rec, ensure_ascii=False))
+        planted.append(("sharegpt.jsonl", len(share_lines), problem, "dedup", "near_duplicate"))
     share_lines.append("")
     planted.append(("sharegpt.jsonl", len(share_lines), "blank line", "-", "skipped (holds no record)"))
     share_lines.append('{"conversations": [{"from": "human", "value": "Is this JSON?"}, {"from": "gpt", "value": "No"')
@@ -458,16 +458,10 @@ def main() -> None:
     oai_lines.append(json.dumps(msgs([(src["instruction"], src["output"])], src.get("system")), ensure_ascii=False))
     planted.append(("openai.jsonl", len(oai_lines), "same turns as alpaca.json record 3", "dedup", "exact_duplicate"))
     q, a = oai_qa[5]
-    oai_lines.append(json.dumps(msgs([(q, near_copy(a))]), ensure_ascii=False))
-    planted.append(
-        (
-            "openai.jsonl",
-            len(oai_lines),
-            "near copy of another row",
-            "-",
-            "kept (a near-duplicate: exact dedup keeps it)",
-        )
-    )
+    near_copy(a)  # draws what earlier versions drew, so every other row stays byte-identical
+    q3, a3 = oai_qa[2]
+    oai_lines.append(json.dumps(msgs([("Please, " + q3[0].lower() + q3[1:], a3)]), ensure_ascii=False))
+    planted.append(("openai.jsonl", len(oai_lines), "line 3 asked again, starting 'Please,'", "dedup", "near_duplicate"))
     oai_lines.append("")
     planted.append(("openai.jsonl", len(oai_lines), "blank line", "-", "skipped (holds no record)"))
     oai_lines.append('{"messages": [{"role": "user", "content": "unterminated}')

@@ -5,10 +5,11 @@ then dedup → mix → split over all of them. A recipe with three sources has t
 from __future__ import annotations
 
 from graphlib import TopologicalSorter
+from pathlib import Path
 
 from ..hub.sync import locked_entries
 from ..recipe import LoadedRecipe
-from ..stages import convert, dedup_exact, filter, mix, read, render, split, validate
+from ..stages import convert, dedup, filter, mix, read, render, split, validate
 from ..stages.base import Stage
 
 
@@ -74,14 +75,22 @@ def build_graph(loaded: LoadedRecipe) -> list[Stage]:
         stages += [r, c, v, f]
         filtered.append(f.name)
     names = [s.name for s in recipe.sources]
+    eval_files = tuple(dedup_files(recipe.dedup.decontaminate, root))
     d = Stage(
         "dedup",
         "dedup",
-        dedup_exact.VERSION,
+        dedup.VERSION,
         tuple(filtered),
         ("examples", "rejects"),
-        recipe.dedup.model_dump(),
-        dedup_exact.make_dedup(filtered, recipe.dedup.exact),
+        # `workers` changes how fast, not what: it stays out of the key.
+        {
+            **recipe.dedup.model_dump(exclude={"near": {"workers"}}),
+            "seed": recipe.seed,
+            "eval_files": [read.display_path(f, root) for f in eval_files],
+        },
+        dedup.make_dedup(filtered, recipe.dedup, root, list(eval_files), recipe.seed),
+        files=eval_files,
+        libraries=("pyarrow", "numpy", "datasketch", "scipy"),
     )
     m = Stage(
         "mix",
@@ -98,14 +107,36 @@ def build_graph(loaded: LoadedRecipe) -> list[Stage]:
         "split",
         split.VERSION,
         (m.name,),
-        ("train", "val"),
-        {**recipe.split.model_dump(), "seed": recipe.seed, "sources": names},
-        split.make_split(m.name, names, recipe.split, recipe.seed),
+        ("train", "val", "rejects"),
+        {
+            **recipe.split.model_dump(),
+            "seed": recipe.seed,
+            "sources": names,
+            "near": recipe.dedup.near.model_dump(exclude={"workers"}) if recipe.dedup.near else None,
+        },
+        split.make_split(m.name, names, recipe.split, recipe.seed, recipe.dedup.near),
         libraries=("pyarrow", "numpy"),
     )
     stages += [d, m, s]
     stages += [render_stage(spec, loaded, s.name) for spec in recipe.render]
     return topological(stages)
+
+
+def dedup_files(paths: list[str], root: Path) -> list[Path]:
+    """The files `dedup.decontaminate` names (each path or glob), or an error naming the one that matches none."""
+    from ..errors import DataError
+    from ..readers import resolve_files
+
+    found: list[Path] = []
+    for pattern in paths:
+        files = resolve_files(pattern, root)
+        if not files:
+            raise DataError(
+                f"dedup.decontaminate: {pattern!r} matches no .jsonl, .json or .parquet file under {root}",
+                hint="check the path; relative paths resolve against the recipe's `root`",
+            )
+        found += files
+    return found
 
 
 def render_stage(spec, loaded: LoadedRecipe, split_stage: str) -> Stage:

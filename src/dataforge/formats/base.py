@@ -165,6 +165,7 @@ class RowProblems:
                 "field": column(self._field),
                 "message": column(self._message),
                 "duplicate_of": pa.nulls(n, pa.string()),
+                "similarity": pa.nulls(n, pa.float64()),
                 "raw": pa.array(raw_text, pa.string()),
             },
             schema=REJECTS_SCHEMA,

@@ -99,7 +99,24 @@ def build_report(
         "removed_by_reason": reject_groups(rejects),
         "mix": stage_stats["mix"],
         "split": stage_stats["split"],
+        "dedup": dedup_report(stage_stats["dedup"], stage_stats["split"]),
         "exports": export_losses,
+    }
+
+
+def dedup_report(dedup: dict[str, Any], split: dict[str, Any]) -> dict[str, Any]:
+    """Exact and near deduplication and decontamination, from the dedup and split stages' statistics."""
+    decon = dedup.get("decontamination") or {}
+    val = split.get("decontamination") or {}
+    return {
+        "exact": dedup.get("exact", {"removed": dedup.get("exact_duplicates", 0)}),
+        "near": dedup.get("near", {"enabled": False}),
+        "decontamination": {
+            "files": decon.get("files", {}),
+            "train_removed": decon.get("removed", 0),
+            "val_removed": val.get("val_removed", 0),
+            "val_by_source": val.get("by_source", {}),
+        },
     }
 
 

@@ -1,7 +1,8 @@
-"""dedup (exact): rows whose normalised text is identical to an earlier row's, across all sources.
+"""Exact deduplication: rows whose normalised text is identical to another row's, across all sources.
 
-The keeper is the first occurrence in recipe order (sources in the order listed, rows in file order), so the
-result does not depend on scheduling. Normalisation: case folded, runs of whitespace collapsed, ends trimmed.
+The keeper is the best-ranked row of each group (by default the first occurrence in recipe order: sources in
+the order listed, rows in file order), so the result does not depend on scheduling. Normalisation: case
+folded, runs of whitespace collapsed, ends trimmed.
 """
 
 from __future__ import annotations
@@ -75,40 +76,46 @@ def digests(texts: pa.Array) -> np.ndarray:
     return out
 
 
-def exact_duplicates(examples: pa.Table) -> tuple[np.ndarray, np.ndarray]:
-    """(duplicate mask, index of the kept row for each row) — first occurrence wins."""
+def exact_duplicates(examples: pa.Table, rank: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(duplicate mask, index of the kept row for each row): in each group, the lowest `rank` wins (then the
+    first row); without `rank`, the first occurrence."""
     keys = digests(row_text(examples))
     _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
-    keeper = first[inverse]
+    if rank is None:
+        keeper = first[inverse]
+    else:
+        order = np.lexsort((np.arange(len(keys)), rank, inverse))
+        starts = np.concatenate(([True], inverse[order][1:] != inverse[order][:-1]))
+        best = np.empty(len(first), dtype=np.int64)
+        best[inverse[order][starts]] = order[starts]
+        keeper = best[inverse]
     return keeper != np.arange(len(keys)), keeper
 
 
-def deduplicate(examples: pa.Table, enabled: bool, progress: Progress) -> StageOutput:
-    n = examples.num_rows
-    progress(0, n, "exact")
-    if not enabled or n == 0:
-        return StageOutput({"examples": examples, "rejects": concat_rejects([])}, {"exact_duplicates": 0})
-    dup, keeper = exact_duplicates(examples)
+def exact_rejects(examples: pa.Table, dup: np.ndarray, keeper: np.ndarray) -> pa.Table:
+    """Rejects for the exact duplicates, each naming the row it repeats."""
     ids = examples["id"].combine_chunks()
     dup_rows = examples.filter(pa.array(dup))
-    rejects = rejects_from_examples(
+    return rejects_from_examples(
         dup_rows,
         stage="dedup",
         outcome=Outcome.DEDUPLICATED,
         reason="exact_duplicate",
         message="same normalised text as the kept row",
         duplicate_of=ids.take(pa.array(keeper[dup])),
+        similarity=pa.array(np.ones(int(dup.sum()))),
     )
+
+
+def deduplicate(examples: pa.Table, enabled: bool, progress: Progress) -> StageOutput:
+    """Exact deduplication alone, first occurrence kept (the whole dedup stage is stages/dedup.py)."""
+    n = examples.num_rows
+    progress(0, n, "exact")
+    if not enabled or n == 0:
+        return StageOutput({"examples": examples, "rejects": concat_rejects([])}, {"exact_duplicates": 0})
+    dup, keeper = exact_duplicates(examples)
     progress(n, n, "exact")
     return StageOutput(
-        {"examples": keep_rows(examples, ~dup), "rejects": rejects}, {"exact_duplicates": int(dup.sum())}
+        {"examples": keep_rows(examples, ~dup), "rejects": exact_rejects(examples, dup, keeper)},
+        {"exact_duplicates": int(dup.sum())},
     )
-
-
-def make_dedup(filter_stages: list[str], enabled: bool):
-    def run(inputs: dict[str, StageInput], progress: Progress) -> StageOutput:
-        tables = [inputs[s].table("examples") for s in filter_stages]
-        combined = pa.concat_tables(tables).combine_chunks()
-        return deduplicate(combined, enabled, progress)
-
-    return run

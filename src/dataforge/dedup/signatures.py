@@ -1,0 +1,199 @@
+"""MinHash signatures for a column of texts, computed with array operations only.
+
+Why not datasketch's `MinHash.update()`/`bulk()`: they apply `num_perm` affine permutations to every shingle,
+`num_perm` multiply-adds per shingle in Python-sized batches. Here every shingle is hashed once and the
+signature is a *one-permutation* MinHash (Li, Owen & Zhang 2012): the 64-bit shingle hash picks one of
+`num_perm` bins with its high bits and competes for that bin's minimum with its low 32 bits. Empty bins are
+filled by rotation densification (Shrivastava & Li 2014): an empty bin borrows the value of the next non-empty
+bin to its right, offset by the distance, so two documents agree on a borrowed bin with the same probability
+as on a real one. The fraction of equal bins estimates the Jaccard similarity of the shingle sets, like a
+classic MinHash signature, and the signature is a plain `uint64[num_perm]` row that datasketch's LSH indexes
+as `LeanMinHash(hashvalues=...)`.
+
+Shingles: words (runs of non-whitespace, hashed from their UTF-8 bytes) or characters (Unicode code points),
+`ngram` consecutive units per shingle; a text shorter than `ngram` units is one shingle of all its units.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+Unit = Literal["word", "char"]
+U64 = np.uint64
+MASK32 = U64(0xFFFFFFFF)
+EMPTY = np.iinfo(np.uint64).max
+_MUL = U64(0x100000001B3)  # FNV prime: byte-polynomial multiplier
+_COMBINE = U64(0x9E3779B97F4A7C15)  # golden-ratio multiplier: n-gram combination
+
+
+def mix64(x: np.ndarray) -> np.ndarray:
+    """splitmix64's finaliser: spreads every input bit over the whole 64-bit output (wrapping arithmetic)."""
+    x = x ^ (x >> U64(30))
+    x = x * U64(0xBF58476D1CE4E5B9)
+    x = x ^ (x >> U64(27))
+    x = x * U64(0x94D049BB133111EB)
+    return x ^ (x >> U64(31))
+
+
+def _string_buffers(strings: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """(UTF-8 bytes, int64 offsets) of a string array, without copying the bytes."""
+    if strings.type not in (pa.string(), pa.large_string()):
+        strings = strings.cast(pa.large_string())
+    _, offsets_buf, data_buf = strings.buffers()
+    width = np.int64 if strings.type == pa.large_string() else np.int32
+    offsets = np.frombuffer(offsets_buf, dtype=width)[strings.offset : strings.offset + len(strings) + 1]
+    offsets = offsets.astype(np.int64)
+    data = np.frombuffer(data_buf, dtype=np.uint8) if data_buf is not None else np.zeros(0, np.uint8)
+    return data, offsets
+
+
+def _byte_hashes(data: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """A 64-bit polynomial hash of each [offsets[i], offsets[i+1]) byte range, less one trailing space.
+
+    Ranges must be non-empty once the trailing space is dropped (words: the space that ends them is not
+    part of them).
+    """
+    starts = offsets[:-1]
+    if len(starts) == 0:
+        return np.zeros(0, U64)
+    lengths = np.diff(offsets)
+    lengths = lengths - (data[offsets[1:] - 1] == 32)
+    total = int(lengths.sum())
+    longest = int(lengths.max())
+    powers = np.ones(longest, U64)
+    powers[1:] = np.cumprod(np.full(longest - 1, _MUL, U64))  # wraps modulo 2**64, as intended
+    flat_starts = np.cumsum(lengths) - lengths
+    byte_at = np.arange(total, dtype=np.int64) + np.repeat(starts - flat_starts, lengths)
+    from_end = np.repeat(flat_starts + lengths - 1, lengths) - np.arange(total, dtype=np.int64)
+    terms = (data[byte_at].astype(U64) + U64(1)) * powers[from_end]
+    return mix64(np.add.reduceat(terms, flat_starts) ^ lengths.astype(U64))
+
+
+def _words(texts: pa.Array, spaced: bool) -> tuple[np.ndarray, np.ndarray]:
+    """(hash of every word, how many words each text has).
+
+    Words are found in the UTF-8 buffer itself: with whitespace collapsed to single spaces, a word is the
+    bytes from a space or a text's start up to the next space or the text's end, so the words form an Arrow
+    string array over the same buffer (each but a text's last keeps its trailing space, which the hash
+    ignores), built without copying. Arrow's dictionary encoding finds the distinct words, and only those
+    are hashed byte by byte.
+    """
+    if not spaced:
+        texts = pc.utf8_trim_whitespace(pc.replace_substring_regex(texts, r"\s+", " "))
+    data, offsets = _string_buffers(texts)
+    base = int(offsets[0])
+    space_at = np.flatnonzero(data[base : int(offsets[-1])] == 32) + base
+    spaces = np.diff(np.searchsorted(space_at, offsets))
+    nonempty = np.diff(offsets) > 0
+    counts = (spaces + nonempty).astype(np.int64)  # n spaces separate n + 1 words
+    is_start = np.zeros(int(offsets[-1]) - base + 1, dtype=bool)
+    is_start[space_at + 1 - base] = True
+    is_start[offsets[:-1][nonempty] - base] = True
+    bounds = np.flatnonzero(is_start[:-1]) + base
+    word_offsets = np.concatenate((bounds, offsets[-1:])).astype(np.int64)
+    words = pa.LargeStringArray.from_buffers(len(bounds), pa.py_buffer(word_offsets), texts.buffers()[2])
+    encoded = pc.dictionary_encode(words)
+    distinct, distinct_offsets = _string_buffers(encoded.dictionary)
+    hashes = _byte_hashes(distinct, distinct_offsets)[encoded.indices.to_numpy(zero_copy_only=False)]
+    return hashes, counts
+
+
+def _units(texts: pa.Array, unit: Unit, spaced: bool) -> tuple[np.ndarray, np.ndarray]:
+    """(hash of every unit, how many units each text has), units in text order."""
+    if unit == "word":
+        return _words(texts, spaced)
+    counts = pc.utf8_length(texts).to_numpy(zero_copy_only=False).astype(np.int64)
+    joined = "".join(texts.to_pylist())
+    points = np.frombuffer(joined.encode("utf-32-le"), dtype=np.uint32).astype(U64)
+    return mix64(points + U64(0x51ED270B)), counts
+
+
+def shingle_hashes(
+    texts: pa.Array, ngram: int, unit: Unit, seed: int, *, spaced: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
+    """(text index of every shingle, its 64-bit hash). Texts without units have no shingles.
+
+    `spaced`: the texts are known to have single spaces between words and none at the ends.
+    """
+    hashes, counts = _units(texts, unit, spaced)
+    total = len(hashes)
+    ends = np.cumsum(counts)
+    starts = ends - counts
+    # Full n-grams: every start whose n-th unit is still in the same text. They are computed for every
+    # position with contiguous slices (cheap), then the ones that straddle two texts are masked out.
+    m = max(total - ngram + 1, 0)
+    sh = hashes[:m].copy()
+    for k in range(1, ngram):
+        sh = sh * _COMBINE + hashes[k : k + m]
+    left = np.repeat(ends, counts)[:m] - np.arange(m, dtype=np.int64)  # units from here to the text's end
+    full = np.flatnonzero(left >= ngram)
+    per_text = np.maximum(counts - ngram + 1, 0)
+    doc_of = np.repeat(np.arange(len(counts), dtype=np.int64), per_text)
+    sh = sh[full]
+    # Short texts (1 ≤ units < ngram): one shingle of all their units.
+    short = np.flatnonzero((counts > 0) & (counts < ngram))
+    if len(short):
+        s0 = starts[short]
+        sh_short = hashes[s0].copy()
+        for k in range(1, ngram - 1):
+            take = k < counts[short]
+            nxt = hashes[np.minimum(s0 + k, total - 1)]
+            sh_short = np.where(take, sh_short * _COMBINE + nxt, sh_short)
+        j_doc = np.concatenate((doc_of, short))
+        sh = np.concatenate((sh, sh_short))
+        order = np.argsort(j_doc, kind="stable")
+        doc_of, sh = j_doc[order], sh[order]
+    return doc_of, mix64(sh ^ mix64(np.full(1, seed, U64)))
+
+
+@dataclass(frozen=True)
+class Signatures:
+    """One MinHash row per text; `empty` marks texts with no shingles (they never match anything)."""
+
+    values: np.ndarray  # uint64 [n, num_perm]
+    empty: np.ndarray  # bool [n]
+
+    @property
+    def num_perm(self) -> int:
+        return int(self.values.shape[1])
+
+
+def signatures(
+    texts: pa.Array, *, num_perm: int, ngram: int, unit: Unit, seed: int, spaced: bool = False
+) -> Signatures:
+    """One-permutation MinHash signatures (densified) of every text in `texts`."""
+    n = len(texts)
+    doc, h = shingle_hashes(texts, ngram, unit, seed, spaced=spaced)
+    bins = ((h >> U64(32)) * U64(num_perm)) >> U64(32)  # multiply-shift: the high bits choose a bin
+    sig = np.full(n * num_perm, EMPTY, dtype=U64)
+    np.minimum.at(sig, doc * num_perm + bins.astype(np.int64), h & MASK32)
+    sig = sig.reshape(n, num_perm)
+    empty = np.bincount(doc, minlength=n) == 0
+    return Signatures(densify(sig), empty)
+
+
+def densify(sig: np.ndarray) -> np.ndarray:
+    """Fill each row's empty bins from the next non-empty bin to the right (circularly), offset by distance.
+
+    Real values are below 2**32; a borrowed value adds `distance << 32`, so it can only equal another
+    document's value borrowed over the same distance from the same real value.
+    """
+    n, k = sig.shape
+    filled = sig != EMPTY
+    if filled.all() or n == 0:
+        return sig
+    idx = np.where(filled, np.arange(k), 2 * k)
+    doubled = np.concatenate((idx, idx + k * (idx < 2 * k)), axis=1)
+    nearest = np.minimum.accumulate(doubled[:, ::-1], axis=1)[:, ::-1][:, :k]
+    has_any = filled.any(axis=1)
+    nearest = np.where(has_any[:, None], nearest, np.arange(k))
+    distance = (nearest - np.arange(k)).astype(U64)
+    src = np.take_along_axis(sig, nearest % k, axis=1)
+    out = np.where(filled, sig, src + (distance << U64(32)))
+    out[~has_any] = EMPTY
+    return out
