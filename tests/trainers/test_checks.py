@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 from training_setup import FAST_ARGS, LORA, REPO, TOKENIZER, demo_recipe, write_recipe
 
 from dataforge.errors import DataError, RecipeError, UsageError
@@ -141,8 +142,6 @@ def test_qlora_without_a_gpu_says_so(tmp_path, tiny_model, demo_dir):
 
 
 def test_the_train_section_is_checked_with_the_recipe(tmp_path):
-    import yaml
-
     recipe = demo_recipe(tmp_path / "build", {"method": "orpo", "model": "x", "target": "nope", "peft": {"alpah": 8}})
     with pytest.raises(RecipeError) as bad:
         parse_recipe(yaml.safe_dump(recipe, sort_keys=False), tmp_path / "mix.yaml")
@@ -173,3 +172,28 @@ def test_trl_tokenizing_pairs_differently_from_the_build_is_refused(trained):
         check_trl_tokenization([row], [ids[:-1]], ["pairs:0"], target.tokenizer, "chosen")
     with pytest.raises(DataError):  # the rejected side is not the chosen one
         check_trl_tokenization([row], [ids], ["pairs:0"], target.tokenizer, "rejected")
+
+
+def test_a_float_argument_written_as_yaml_reads_it_is_a_float(tmp_path, tiny_model):
+    from dataforge.trainers import sft
+    from dataforge.trainers.config import trl_config
+
+    text = yaml.safe_dump(demo_recipe(tmp_path / "build", spec(tiny_model)), sort_keys=False)
+    text += "    weight_decay: 1e-2\n"  # under train.args; YAML 1.1 reads 1e-2 as a string
+    loaded = parse_recipe(text, tmp_path / "mix.yaml")
+    assert loaded.recipe.train.args["weight_decay"] == "1e-2"
+    config = trl_config(sft.config_class(), loaded, loaded.recipe.render[0], tmp_path / "out")
+    assert config.weight_decay == 0.01 and config.learning_rate == FAST_ARGS["learning_rate"]
+    assert (config.use_cpu, config.bf16, config.max_length, config.seed) == (True, False, 160, 42)
+
+
+def test_merge_of_a_folder_without_an_adapter_exits_2_with_one_line(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "dataforge", "merge", str(tmp_path), "-o", str(tmp_path / "merged")],
+        capture_output=True,
+        text=True,
+        env={"COLUMNS": "300", "PATH": "/usr/bin:/bin", "NO_COLOR": "1"},
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.splitlines()[0] == f"error: {tmp_path}: not a PEFT adapter folder (no adapter_config.json)"
+    assert "Traceback" not in proc.stderr

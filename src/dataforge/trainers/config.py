@@ -30,7 +30,8 @@ def trl_config(config_class: type, loaded: LoadedRecipe, spec: RenderTarget, out
     """`config_class` (SFTConfig, DPOConfig or KTOConfig) for this recipe's run; RecipeError on bad `args`."""
     train = loaded.recipe.train
     assert train is not None
-    known = {f.name for f in dataclasses.fields(config_class) if f.init}
+    fields = {f.name: f for f in dataclasses.fields(config_class) if f.init}
+    known = set(fields)
     problems = []
     for key in train.args:
         if key not in known:
@@ -49,7 +50,7 @@ def trl_config(config_class: type, loaded: LoadedRecipe, spec: RenderTarget, out
         # The finished adapter or model is saved once, at the end, with its tokenizer and provenance.
         "save_strategy": "no",
         **device_defaults(),
-        **train.args,
+        **{key: _number(fields[key], value) for key, value in train.args.items()},
     }
     try:
         return config_class(**args)
@@ -58,6 +59,16 @@ def trl_config(config_class: type, loaded: LoadedRecipe, spec: RenderTarget, out
         raise RecipeError(
             str(loaded.path), [f"train.args: trl's {config_class.__name__} refused them: {first}"]
         ) from None
+
+
+def _number(field: dataclasses.Field, value: Any) -> Any:
+    """A float argument written as YAML reads `1e-4` (a string: YAML 1.1 wants `1.0e-4`), as the float it means."""
+    if isinstance(value, str) and "float" in str(field.type):
+        try:
+            return float(value)
+        except ValueError:
+            return value  # trl's own validation says what is wrong with it
+    return value
 
 
 def model_location(train: Train, root: Path) -> str:
