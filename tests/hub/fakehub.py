@@ -53,7 +53,8 @@ class FakeHub:
         self.hf: dict[str, Repo] = {}
         self.ms: dict[str, Repo] = {}
         self.requests: list[Request] = []
-        # path substring → list of faults to serve in turn: an HTTP status, or "truncate" (half the body, then close)
+        # "METHOD path?query" substring → faults to serve in turn: an HTTP status, or "truncate" (half the body,
+        # then the connection drops)
         self.faults: dict[str, list[int | str]] = {}
         self.commits: list[dict[str, Any]] = []  # pushed commits: repo, operations (path → bytes)
         self.created: list[dict[str, Any]] = []
@@ -90,7 +91,9 @@ def _handler(hub: FakeHub) -> type[BaseHTTPRequestHandler]:
             split = urlsplit(self.path)
             length = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(length) if length else b""
-            req = Request(self.command, unquote(split.path), parse_qs(split.query), dict(self.headers.items()), body)
+            # Header names are case-insensitive and clients differ (httpx sends `authorization`): Title-Case them.
+            headers = {k.title(): v for k, v in self.headers.items()}
+            req = Request(self.command, unquote(split.path), parse_qs(split.query), headers, body)
             hub.requests.append(req)
             return req
 
@@ -117,7 +120,7 @@ def _handler(hub: FakeHub) -> type[BaseHTTPRequestHandler]:
             self._route(self._record())
 
         def _route(self, req: Request) -> None:
-            fault = hub.fault(req.path + "?" + json.dumps(req.query))
+            fault = hub.fault(f"{req.method} {req.path}?{json.dumps(req.query)}")
             if isinstance(fault, int):
                 return self._json(fault, {"error": "planted fault"})
             if req.path.startswith("/api/v1/"):

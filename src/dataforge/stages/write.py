@@ -148,7 +148,12 @@ def write_build(loaded: LoadedRecipe, stages: list[Stage], entries: dict[str, En
     manifest = {
         "dataforge": __version__,
         "build_key": write_key(loaded, entries),
-        "recipe": {"name": loaded.recipe.name, "digest": recipe_digest(loaded)},
+        # The recipe itself (defaults left out) travels with the build: `dataforge push` puts it in the card.
+        "recipe": {
+            "name": loaded.recipe.name,
+            "digest": recipe_digest(loaded),
+            "config": loaded.recipe.model_dump(mode="json", by_alias=True, exclude_defaults=True),
+        },
         "sources": source_lock(loaded, entries),
         "stages": {name: e.manifest["key"] for name, e in entries.items()},
         "ledger": book,
@@ -163,16 +168,19 @@ def write_build(loaded: LoadedRecipe, stages: list[Stage], entries: dict[str, En
 
 
 def source_lock(loaded: LoadedRecipe, entries: dict[str, Entry]) -> list[dict[str, Any]]:
-    """Per source: its format and every file used, with sha256 and record count."""
+    """Per source: its format and every file used, with sha256 and record count; a hub source adds where it
+    came from (uri, revision, resolved commit, license), as its lock entry pinned it."""
     lock = []
     for src in loaded.recipe.sources:
         entry = entries[f"read:{src.name}"].manifest
         digests = entry["parts"]["files"]
+        hub = entry["parts"]["config"].get("hub")
         lock.append(
             {
                 "name": src.name,
                 "format": entry["stats"]["format"],
                 "files": [{**f, "sha256": digests.get(f["file"])} for f in entry["stats"]["files"]],
+                **({"hub": {k: v for k, v in hub.items() if k != "files"}} if hub else {}),
             }
         )
     return lock
