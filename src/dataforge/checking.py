@@ -32,17 +32,21 @@ def _quiet(done: int, total: int, what: str) -> None:
 
 
 def check_files(
-    pattern: str, fmt: str | None = None, columns: dict[str, str] | None = None, root: Path | None = None
+    pattern: str,
+    fmt: str | None = None,
+    columns: dict[str, str] | None = None,
+    root: Path | None = None,
+    name: str = "input",
 ) -> Checked:
-    """Read, convert and validate the files `pattern` names, as a one-source build would."""
+    """Read, convert and validate the files `pattern` names, as a one-source build named `name` would."""
     root = root or Path.cwd()
     if fmt is not None and fmt not in formats.names():
         raise UsageError(f"unknown format {fmt!r}", hint=f"known formats: {', '.join(formats.names())}")
-    source = Source.model_validate({"name": "input", "from": pattern, "format": fmt, "columns": columns or {}})
+    source = Source.model_validate({"name": name, "from": pattern, "format": fmt, "columns": columns or {}})
     files = source_files(source, root)
     resolved = resolve_format(source, files, root)
     read = read_source(source, files, root, resolved, _quiet)
-    converted = convert_raw(read.tables["raw"], resolved, "input", _quiet)
+    converted = convert_raw(read.tables["raw"], resolved, name, _quiet)
     validated = validate_examples(converted.tables["examples"], _quiet)
     rejects = concat_rejects([read.tables["rejects"], converted.tables["rejects"], validated.tables["rejects"]])
     if rejects.num_rows:

@@ -538,6 +538,47 @@ def merge(
     out.print(f"[green]Merged[/] {adapter} into its base model: {output}", highlight=False)
 
 
+@app.command()
+def dedup(
+    files: Annotated[list[str], typer.Argument(help="Files, directories or globs; earlier inputs win ties.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Kept rows (.jsonl, .json, .parquet).")],
+    threshold: Annotated[float, typer.Option(help="Jaccard similarity that makes two rows near-copies.")] = 0.8,
+    ngram: Annotated[int, typer.Option(help="Units per shingle.")] = 5,
+    shingle: Annotated[str, typer.Option(help="Shingle unit: word or char (CJK text).")] = "word",
+    fields: Annotated[
+        str, typer.Option(help="Text compared: conversation, user, first_user or final_answer.")
+    ] = "conversation",
+    num_perm: Annotated[int, typer.Option(help="MinHash signature length.")] = 128,
+    keep: Annotated[str, typer.Option(help="Which row of a group stays: first, longest or quality.")] = "first",
+    near: Annotated[bool, typer.Option(help="Near-duplicates too (--no-near: exact copies only).")] = True,
+    to: Annotated[str | None, typer.Option("--to", "-t", help="Output format; default: the first input's.")] = None,
+    seed: Annotated[int, typer.Option(help="Seeds the MinHash hashing.")] = 0,
+) -> None:
+    """Remove exact and near-duplicate rows (MinHash LSH) from files, across all of them.
+
+    Kept rows go to OUTPUT; every removed row goes to OUTPUT's `<stem>.rejects.jsonl` with the row it
+    duplicates (file:line) and the similarity. Exit 1 when a record could not be read or is invalid.
+    """
+    from pydantic import ValidationError
+
+    from .dedup.command import dedup_files
+    from .recipe import NearDedup
+
+    try:
+        settings = NearDedup(threshold=threshold, ngram=ngram, shingle=shingle, fields=fields, num_perm=num_perm)
+    except ValidationError as exc:
+        problems = "; ".join(f"--{'-'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise UsageError(problems.replace("_", "-")) from None
+    result = dedup_files(files, output, settings if near else None, exact=True, keep=keep, to=to, seed=seed)
+    out.print(
+        f"{result.records:,} records ({result.format}) → {result.kept:,} kept in {output}; removed "
+        f"{result.exact:,} exact and {result.near:,} near duplicates ({result.clusters:,} clusters); "
+        f"{result.unreadable:,} unreadable or invalid. Removed rows: {result.rejects_path}"
+    )
+    if result.unreadable:
+        raise typer.Exit(1)
+
+
 @app.command("formats")
 def list_formats() -> None:
     """List the formats dataforge reads and writes."""
