@@ -579,6 +579,32 @@ def dedup(
         raise typer.Exit(1)
 
 
+@app.command()
+def push(
+    build_dir: Annotated[Path, typer.Argument(help="A finished build directory (data/processed/<name>).")],
+    destination: Annotated[str, typer.Argument(help="hf://owner/name or ms://owner/name.")],
+    private: Annotated[bool, typer.Option("--private", help="Create the dataset repository as private.")] = False,
+    token_env: Annotated[
+        str | None,
+        typer.Option("--token-env", help="Variable holding the token (default HF_TOKEN / MODELSCOPE_API_TOKEN)."),
+    ] = None,
+    message: Annotated[str | None, typer.Option("--message", "-m", help="Commit message.")] = None,
+) -> None:
+    """Upload a build's train/validation splits with a generated dataset card (configs, features, license,
+    provenance of every source, the recipe) to the Hugging Face Hub or ModelScope, in one commit."""
+    from .hub.push import push as push_build
+
+    url = push_build(
+        build_dir,
+        destination,
+        private=private,
+        token_env=token_env,
+        message=message,
+        say=lambda line: err.print(line, highlight=False, markup=False, soft_wrap=True),
+    )
+    out.print(f"[green]Pushed[/] {build_dir} to {destination}: {url}", highlight=False)
+
+
 @app.command("formats")
 def list_formats() -> None:
     """List the formats dataforge reads and writes."""

@@ -22,7 +22,12 @@ def hub() -> Iterator[FakeHub]:
             },
             card=CHAT_CARD,
         )
-        fake.ms["kmno4zx/huanhuan-chat"] = Repo(files={"huanhuan.json": alpaca_rows(10, "huanhuan")})
+        fake.ms["kmno4zx/huanhuan-chat"] = Repo(
+            files={
+                "README.md": b"---\nlicense: apache-2.0\n---\n# huanhuan\n",
+                "huanhuan.json": alpaca_rows(10, "huanhuan"),
+            }
+        )
         yield fake
 
 

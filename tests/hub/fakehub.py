@@ -18,6 +18,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
+import yaml
+
 
 @dataclass
 class Repo:
@@ -189,6 +191,13 @@ def _handler(hub: FakeHub) -> type[BaseHTTPRequestHandler]:
                 repo_id = f"{body.get('organization') or 'me'}/{body['name']}"
                 hub.hf.setdefault(repo_id, Repo())
                 return self._json(200, {"url": f"{hub.url}/datasets/{repo_id}", "name": repo_id})
+            if req.path == "/api/validate-yaml" and req.method == "POST":
+                # The Hub checks a README's front matter before a commit; here: it must at least be YAML.
+                try:
+                    yaml.safe_load(json.loads(req.body)["content"].split("---")[1])
+                except (yaml.YAMLError, KeyError, IndexError):
+                    return self._json(400, {"error": "invalid YAML front matter"})
+                return self._json(200, {"errors": [], "warnings": []})
             m = re.fullmatch(r"/api/datasets/([^/]+/[^/]+)/preupload/(.+)", req.path)
             if m and req.method == "POST":
                 files = json.loads(req.body)["files"]
