@@ -15,7 +15,7 @@ import pyarrow.compute as pc
 
 from ..rejects import Outcome, concat_rejects, rejects_from_examples
 from ..tables import keep_rows
-from .base import Progress, StageInput, StageOutput
+from .base import Progress, StageOutput
 
 VERSION = 1
 ROLE_SEP, MSG_SEP, SIDE_SEP = "\x1f", "\x1e", "\x1d"
