@@ -60,6 +60,7 @@ class FakeHub:
         self.faults: dict[str, list[int | str]] = {}
         self.commits: list[dict[str, Any]] = []  # pushed commits: repo, operations (path → bytes)
         self.created: list[dict[str, Any]] = []
+        self.blobs: dict[str, bytes] = {}  # LFS objects uploaded to ModelScope, by sha256
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
@@ -120,6 +121,14 @@ def _handler(hub: FakeHub) -> type[BaseHTTPRequestHandler]:
 
         def do_POST(self) -> None:
             self._route(self._record())
+
+        def do_PUT(self) -> None:
+            req = self._record()
+            m = re.fullmatch(r"/lfs-upload/([0-9a-f]{64})", req.path)
+            if m is None or hashlib.sha256(req.body).hexdigest() != m[1]:
+                return self._json(400, {"Code": 400, "Message": "blob does not match its sha256"})
+            hub.blobs[m[1]] = req.body
+            return self._json(200, {})
 
         def _route(self, req: Request) -> None:
             fault = hub.fault(f"{req.method} {req.path}?{json.dumps(req.query)}")
@@ -251,6 +260,38 @@ def _handler(hub: FakeHub) -> type[BaseHTTPRequestHandler]:
                 if data is None:
                     return self._json(404, {"Code": 404, "Message": "file not found", "Success": False})
                 return self._body(req, data, {}, fault)
+            m = re.fullmatch(r"/api/v1/repos/datasets/([^/]+/[^/]+)/info/lfs/objects/batch", req.path)
+            if m and req.method == "POST":
+                objects = json.loads(req.body)["objects"]
+                answer = [
+                    {"oid": o["oid"], "actions": {"upload": {"href": f"{hub.url}/lfs-upload/{o['oid']}"}}}
+                    for o in objects
+                ]
+                return self._json(200, {"Code": 200, "Success": True, "Data": {"objects": answer}})
+            m = re.fullmatch(r"/api/v1/repos/datasets/([^/]+/[^/]+)/commit/(.+)", req.path)
+            if m and req.method == "POST":
+                body = json.loads(req.body)
+                files = {
+                    a["path"]: base64.b64decode(a["content"]) if a["type"] == "normal" else hub.blobs[a["sha256"]]
+                    for a in body["actions"]
+                }
+                hub.commits.append({"repo": m[1], "files": files, "summary": body["commit_message"], "hub": "ms"})
+                hub.ms.setdefault(m[1], Repo()).files.update(files)
+                return self._json(200, {"Code": 200, "Success": True, "Data": {"CommitId": hub.ms[m[1]].commit}})
+            m = re.fullmatch(r"/(?:openapi|api)/v1/datasets/([^/]+/[^/]+)", req.path)
+            if m and req.method == "GET":
+                if m[1] not in hub.ms:
+                    return self._json(404, {"Code": 404, "Message": "dataset not found", "Success": False})
+                owner, name = m[1].split("/")
+                info = {"Id": 1, "Name": name, "Owner": owner, "Namespace": owner, "Visibility": 5}
+                return self._json(200, {"Code": 200, "Success": True, "success": True, "Data": info, "data": info})
+            if req.path == "/api/v1/datasets" and req.method == "POST":
+                form = dict(re.findall(rb'name="(\w+)"\r\n\r\n([^\r]*)\r\n', req.body))
+                repo_id = f"{form[b'Owner'].decode()}/{form[b'Name'].decode()}"
+                hub.created.append({"hub": "ms", "repo": repo_id, "visibility": form.get(b"Visibility", b"").decode()})
+                hub.ms.setdefault(repo_id, Repo())
+                data = {"Id": 1, "Name": form[b"Name"].decode(), "Owner": form[b"Owner"].decode()}
+                return self._json(200, {"Code": 200, "Success": True, "Data": data})
             return self._json(404, {"Code": 404, "Message": f"fake hub: no route {req.path}", "Success": False})
 
         # --- bodies ----------------------------------------------------------------------------------------

@@ -64,3 +64,19 @@ def test_push_refuses_what_is_not_a_build_or_a_hub_address(hub, tmp_path):
     code, _, err = cli(hub, "push", tmp_path, "me/x", cwd=tmp_path)
     assert code == 2
     assert "error: 'me/x': push to hf://owner/name or ms://owner/name" in err
+
+
+def test_push_to_modelscope_sends_the_same_files(hub, project):
+    root = project.parent
+    assert cli(hub, "build", "-q", project, cwd=root)[0] == 0
+    build = root / "data/processed/hubmix"
+    env = {"MODELSCOPE_API_TOKEN": "ms-token"}
+    code, out, err = cli(hub, "push", build, "ms://me/hubmix-sft", "--private", cwd=root, env=env)
+    assert code == 0, err
+    assert "https://www.modelscope.cn/datasets/me/hubmix-sft" in out
+    assert hub.created[0] == {"hub": "ms", "repo": "me/hubmix-sft", "visibility": "1"}  # 1: private on ModelScope
+    pushed = hub.ms["me/hubmix-sft"].files
+    assert sorted(pushed) == ["README.md", "data/train.parquet", "data/validation.parquet"]
+    assert pushed["data/train.parquet"] == (build / "train.parquet").read_bytes()
+    assert DatasetCard(pushed["README.md"].decode()).data.to_dict()["license"] == "apache-2.0"
+    assert {r.headers.get("Authorization") for r in hub.requests if r.method == "POST"} == {"Bearer ms-token"}
