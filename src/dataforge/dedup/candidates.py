@@ -20,7 +20,7 @@ from typing import Literal
 
 import numpy as np
 
-from .signatures import U64, Signatures, mix64
+from .signatures import U64, Signatures, distinct, mix64
 
 Engine = Literal["lsh", "banded"]
 ENGINES: tuple[str, ...] = ("lsh", "banded")
@@ -48,58 +48,61 @@ def band_keys(values: np.ndarray, bands: int, rows: int) -> np.ndarray:
     return keys
 
 
-def _pairs_in_groups(order: np.ndarray, sorted_keys: np.ndarray) -> np.ndarray:
-    """int64 [m, 2] pairs (i < j) of rows that share a key; `order` sorts the rows by `sorted_keys`."""
-    new_group = np.concatenate(([True], sorted_keys[1:] != sorted_keys[:-1]))
+def _groups(keys: np.ndarray, usable: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Rows grouped by (band, key), all bands in one sort: (rows in group order, group starts, group sizes),
+    for groups of two or more rows only."""
+    n, bands = keys.shape
+    rows = np.flatnonzero(usable)
+    # Tag each key with its band so equal keys of different bands never meet, then sort once.
+    tagged = (keys[rows] ^ mix64(np.arange(bands, dtype=U64) + U64(0x5BD1E995))).ravel()
+    order = np.argsort(tagged)  # members of a group come out in any order: pairs are sorted afterwards
+    ordered = tagged[order]
+    new_group = np.concatenate(([True], ordered[1:] != ordered[:-1]))
     starts = np.flatnonzero(new_group)
-    sizes = np.diff(np.concatenate((starts, [len(order)])))
+    sizes = np.diff(np.concatenate((starts, [len(ordered)])))
+    members = rows[order // bands]
+    shared = sizes > 1
+    return members, starts[shared], sizes[shared]
+
+
+def _pairs_in_groups(members: np.ndarray, starts: np.ndarray, sizes: np.ndarray) -> np.ndarray:
+    """int64 [m, 2] sorted unique pairs (i < j) of rows in the same group."""
     out = []
     twos = starts[sizes == 2]  # the common case, vectorised
     if len(twos):
-        out.append(np.stack((order[twos], order[twos + 1]), axis=1))
-    for s, size in zip(starts[sizes > 2], sizes[sizes > 2], strict=True):
-        members = order[s : s + size]
-        i, j = np.triu_indices(int(size), 1)
-        out.append(np.stack((members[i], members[j]), axis=1))
+        out.append(np.stack((members[twos], members[twos + 1]), axis=1))
+    for s, size in zip(starts[sizes > 2].tolist(), sizes[sizes > 2].tolist(), strict=True):
+        group = members[s : s + size]
+        i, j = np.triu_indices(size, 1)
+        out.append(np.stack((group[i], group[j]), axis=1))
     if not out:
         return np.zeros((0, 2), dtype=np.int64)
-    pairs = np.concatenate(out).astype(np.int64)
-    return np.sort(pairs, axis=1)
+    pairs = np.sort(np.concatenate(out).astype(np.int64), axis=1)
+    return _unique_pairs(pairs[pairs[:, 0] != pairs[:, 1]])
 
 
 def _unique_pairs(pairs: np.ndarray) -> np.ndarray:
+    """The distinct rows of an int64 [m, 2] array, sorted (one integer sort, not a row-wise one)."""
     if len(pairs) == 0:
         return pairs.reshape(0, 2).astype(np.int64)
-    return np.unique(pairs, axis=0)
+    width = int(pairs[:, 1].max()) + 1
+    codes = distinct(pairs[:, 0] * width + pairs[:, 1])
+    return np.stack((codes // width, codes % width), axis=1)
 
 
 def shared_key_rows(keys: np.ndarray, usable: np.ndarray) -> np.ndarray:
     """Rows (among `usable`) with at least one band key that another usable row also has."""
-    n, bands = keys.shape
-    shared = np.zeros(n, dtype=bool)
-    rows = np.flatnonzero(usable)
-    for b in range(bands):
-        k = keys[rows, b]
-        order = np.argsort(k, kind="stable")
-        ks = k[order]
-        dup = np.zeros(len(ks), dtype=bool)
-        same = ks[1:] == ks[:-1]
-        dup[1:] |= same
-        dup[:-1] |= same
-        shared[rows[order[dup]]] = True
+    members, starts, sizes = _groups(keys, usable)
+    shared = np.zeros(len(usable), dtype=bool)
+    if len(starts):
+        shared[members[np.repeat(starts - np.cumsum(sizes) + sizes, sizes) + np.arange(int(sizes.sum()))]] = True
     return shared
 
 
 def candidate_pairs_banded(sigs: Signatures, bands: int, rows: int) -> np.ndarray:
-    """Pairs (i < j) sharing a band key, found by sorting each band's keys."""
+    """Pairs (i < j) sharing a band key, found by one sort of every band's keys."""
     keys = band_keys(sigs.values, bands, rows)
-    usable = np.flatnonzero(~sigs.empty)
-    found = []
-    for b in range(bands):
-        k = keys[usable, b]
-        order = np.argsort(k, kind="stable")
-        found.append(usable[_pairs_in_groups(order, k[order])] if len(order) else np.zeros((0, 2), np.int64))
-    return _unique_pairs(np.concatenate(found) if found else np.zeros((0, 2), np.int64))
+    return _pairs_in_groups(*_groups(keys, ~sigs.empty))
 
 
 def candidate_pairs_lsh(sigs: Signatures, bands: int, rows: int, seed: int) -> np.ndarray:

@@ -14,8 +14,9 @@ import numpy as np
 import pyarrow as pa
 
 from .candidates import Engine, candidate_pairs, cross_pairs
-from .signatures import Signatures, Unit, shingle_hashes, signatures
+from .signatures import Signatures, Unit, distinct, shingle_hashes, signatures
 
+MASK = np.uint64((1 << 40) - 1)
 UNSURE = 4.0  # standard errors: `auto` verification computes the exact Jaccard within this distance
 BATCH = 2048  # texts per signature batch: keeps the per-shingle arrays in cache (about 3x faster than one batch)
 PARALLEL_FROM = 50_000  # below this many texts, starting worker processes costs more than it saves
@@ -57,25 +58,65 @@ def compute_signatures(texts: pa.Array, settings: NearSettings, *, spaced: bool 
     return Signatures(np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]))
 
 
-def shingle_sets(
-    texts: pa.Array, rows: np.ndarray, settings: NearSettings, *, spaced: bool = False
-) -> dict[int, frozenset[int]]:
-    """The shingle-hash set of each text in `rows` (for exact Jaccard)."""
-    if len(rows) == 0:
-        return {}
-    subset = texts.take(pa.array(rows, pa.int64()))
-    doc, hashes = shingle_hashes(subset, settings.ngram, settings.shingle, settings.seed, spaced=spaced)
-    bounds = np.searchsorted(doc, np.arange(len(rows) + 1))
-    values = hashes.tolist()
-    return {int(r): frozenset(values[bounds[k] : bounds[k + 1]]) for k, r in enumerate(rows.tolist())}
+@dataclass(frozen=True)
+class ShingleSets:
+    """The distinct shingle hashes of some texts: text k's are `hashes[start[k]:start[k + 1]]`."""
+
+    rows: np.ndarray  # the texts' indices, sorted
+    hashes: np.ndarray
+    start: np.ndarray
+
+    def segment(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(start, length) of each of `rows` (which must be among `self.rows`)."""
+        k = np.searchsorted(self.rows, rows)
+        return self.start[k], self.start[k + 1] - self.start[k]
 
 
-def _exact(pairs: np.ndarray, left: dict[int, frozenset[int]], right: dict[int, frozenset[int]]) -> np.ndarray:
-    out = np.empty(len(pairs))
-    for k, (i, j) in enumerate(pairs.tolist()):
-        x, y = left[i], right[j]
-        inter = len(x & y)
-        out[k] = inter / (len(x) + len(y) - inter) if (x or y) else 0.0
+# Exact Jaccard packs (text or pair number, shingle hash) into one uint64 so that a plain sort groups them:
+# 24 bits of number, the hash's low 40 bits. Two distinct shingles of one ~400-shingle pair collide in 40
+# bits with probability ~1e-7, which would move that pair's Jaccard by 1/400.
+HASH_BITS = 40
+PACKED = 1 << (64 - HASH_BITS)  # pairs or texts per packed sort
+
+
+def shingle_sets(texts: pa.Array, rows: np.ndarray, settings: NearSettings, *, spaced: bool = False) -> ShingleSets:
+    """The distinct shingle hashes (low 40 bits) of each text in `rows`, as flat arrays."""
+    rows = distinct(rows)
+    parts, starts, offset = [], [np.zeros(1, np.int64)], 0
+    for lo in range(0, len(rows), PACKED):
+        chunk = rows[lo : lo + PACKED]
+        doc, hashes = shingle_hashes(
+            texts.take(pa.array(chunk, pa.int64())), settings.ngram, settings.shingle, settings.seed, spaced=spaced
+        )
+        packed = distinct((doc.astype(np.uint64) << np.uint64(HASH_BITS)) | (hashes & MASK))
+        parts.append(packed & MASK)
+        starts.append(offset + np.searchsorted(packed >> np.uint64(HASH_BITS), np.arange(1, len(chunk) + 1)))
+        offset += len(packed)
+    return ShingleSets(rows, np.concatenate(parts), np.concatenate(starts))
+
+
+def exact_jaccard(pairs: np.ndarray, left: ShingleSets, right: ShingleSets) -> np.ndarray:
+    """float64 [m]: |A ∩ B| / |A ∪ B| of each pair's shingle sets, for all pairs at once.
+
+    Both sets of a pair are laid side by side, each hash packed with the pair's number; a packed value seen
+    twice is in the intersection. One sort replaces a Python loop over pairs.
+    """
+    out = np.zeros(len(pairs))
+    for lo in range(0, len(pairs), PACKED):
+        chunk = pairs[lo : lo + PACKED]
+        m = len(chunk)
+        ls, ll = left.segment(chunk[:, 0])
+        rs, rl = right.segment(chunk[:, 1])
+        at_l = np.repeat(ls - np.cumsum(ll) + ll, ll) + np.arange(int(ll.sum()))
+        at_r = np.repeat(rs - np.cumsum(rl) + rl, rl) + np.arange(int(rl.sum()))
+        tag = np.concatenate(
+            (np.repeat(np.arange(m, dtype=np.uint64), ll), np.repeat(np.arange(m, dtype=np.uint64), rl))
+        )
+        values = np.sort((tag << np.uint64(HASH_BITS)) | np.concatenate((left.hashes[at_l], right.hashes[at_r])))
+        twice = values[1:][values[1:] == values[:-1]]
+        inter = np.bincount((twice >> np.uint64(HASH_BITS)).astype(np.int64), minlength=m)
+        union = ll + rl - inter
+        out[lo : lo + m] = np.where(union > 0, inter / np.maximum(union, 1), 0.0)
     return out
 
 
@@ -107,12 +148,12 @@ def similarities(
     if len(unsure):
         sub = pairs[unsure]
         if texts[1] is texts[0]:
-            left = right = shingle_sets(texts[0], np.unique(sub), settings, spaced=spaced)
+            left = right = shingle_sets(texts[0], sub, settings, spaced=spaced)
         else:
-            left = shingle_sets(texts[0], np.unique(sub[:, 0]), settings, spaced=spaced)
-            right = shingle_sets(texts[1], np.unique(sub[:, 1]), settings, spaced=spaced)
+            left = shingle_sets(texts[0], sub[:, 0], settings, spaced=spaced)
+            right = shingle_sets(texts[1], sub[:, 1], settings, spaced=spaced)
         estimate = estimate.copy()
-        estimate[unsure] = _exact(sub, left, right)
+        estimate[unsure] = exact_jaccard(sub, left, right)
     return estimate
 
 
@@ -124,7 +165,11 @@ class Clusters:
     keeper: np.ndarray  # int64 [n]: the kept row of the row's cluster (the row itself when kept), -1 if none
     similarity: np.ndarray  # float64 [n]: similarity to the keeper (1.0 for keepers, nan outside clusters)
     pairs: int  # candidate pairs examined
-    verified: int  # pairs at or above the threshold
+    edges: np.ndarray  # int64 [verified, 2]: the candidate pairs at or above the threshold (i < j)
+
+    @property
+    def verified(self) -> int:
+        return len(self.edges)
 
     @property
     def removed(self) -> np.ndarray:
@@ -161,9 +206,38 @@ def near_duplicates(texts: pa.Array, rank: np.ndarray, settings: NearSettings, *
         label[rows] = [numbering[k] for k in keeper[rows].tolist()]
         similarity[rows] = 1.0
         dup = rows[keeper[rows] != rows]
-        keep_pairs = np.stack((dup, keeper[dup]), axis=1)
-        similarity[dup] = similarities(keep_pairs, settings, sigs=(sigs, sigs), texts=(texts, texts), spaced=spaced)
-    return Clusters(label, keeper, similarity, pairs=len(pairs), verified=len(edges))
+        similarity[dup] = _to_keeper(
+            dup, keeper[dup], edges, sim[sim >= settings.threshold], n, settings, sigs, texts, spaced
+        )
+    return Clusters(label, keeper, similarity, pairs=len(pairs), edges=edges)
+
+
+def _to_keeper(
+    dup: np.ndarray,
+    kept: np.ndarray,
+    edges: np.ndarray,
+    edge_sim: np.ndarray,
+    n: int,
+    settings: NearSettings,
+    sigs: Signatures,
+    texts: pa.Array,
+    spaced: bool,
+) -> np.ndarray:
+    """Similarity of each removed row to its keeper: the verified pair's when they were compared (most
+    clusters are pairs), computed otherwise."""
+    lo, hi = np.minimum(dup, kept), np.maximum(dup, kept)
+    codes = lo * n + hi
+    edge_codes = edges[:, 0] * n + edges[:, 1]
+    order = np.argsort(edge_codes)
+    at = np.searchsorted(edge_codes[order], codes)
+    known = (at < len(order)) & (edge_codes[order][np.minimum(at, len(order) - 1)] == codes)
+    out = np.empty(len(dup))
+    out[known] = edge_sim[order[at[known]]]
+    rest = np.flatnonzero(~known)
+    if len(rest):
+        pairs = np.stack((dup[rest], kept[rest]), axis=1)
+        out[rest] = similarities(pairs, settings, sigs=(sigs, sigs), texts=(texts, texts), spaced=spaced)
+    return out
 
 
 @dataclass

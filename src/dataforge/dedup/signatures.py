@@ -31,6 +31,15 @@ _MUL = U64(0x100000001B3)  # FNV prime: byte-polynomial multiplier
 _COMBINE = U64(0x9E3779B97F4A7C15)  # golden-ratio multiplier: n-gram combination
 
 
+def distinct(values: np.ndarray) -> np.ndarray:
+    """The sorted distinct values: a sort and a comparison (numpy 2's `np.unique` hashes instead, which is
+    several times slower on large integer arrays)."""
+    values = np.sort(values, axis=None)
+    if len(values) == 0:
+        return values
+    return values[np.concatenate(([True], values[1:] != values[:-1]))]
+
+
 def mix64(x: np.ndarray) -> np.ndarray:
     """splitmix64's finaliser: spreads every input bit over the whole 64-bit output (wrapping arithmetic)."""
     x = x ^ (x >> U64(30))
