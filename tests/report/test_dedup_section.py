@@ -36,7 +36,13 @@ NEAR = {
 
 def test_near_duplicates_count_in_the_duplicate_rate_and_show_in_the_html(demo_out):
     report = json.loads((demo_out / "report" / "report.json").read_text())
-    assert metrics(report)["duplicates"] == 26  # without a dedup section: the ledger's count
+    # The demo's own dedup section (exact + near) and the ledger count the same rows.
+    dedup = report["dedup"]
+    assert metrics(report)["duplicates"] == dedup["exact"]["removed"] + dedup["near"]["removed"]
+    assert metrics(report)["duplicates"] == report["ledger"]["total"]["deduplicated"]
+    assert f"Near duplicates (MinHash, threshold {dedup['near']['threshold']})" in render_html(report)
+    del report["dedup"]  # without one (a build with exact dedup only): the ledger's count
+    assert metrics(report)["duplicates"] == report["ledger"]["total"]["deduplicated"]
     report["dedup"] = NEAR
     schema = json.loads((REPO / "schemas" / "report.schema.json").read_text())
     assert list(jsonschema.Draft202012Validator(schema).iter_errors(report)) == []

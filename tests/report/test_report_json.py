@@ -34,9 +34,10 @@ def test_content_statistics_agree_with_train_and_val(demo_out):
     content = load(demo_out)["content"]
     train, val = pq.read_table(demo_out / "train.parquet"), pq.read_table(demo_out / "val.parquet")
     rows = train.num_rows + val.num_rows
-    assert content["rows"] == rows == 234
-    assert content["kinds"] == {"sft": 234}
-    assert content["kinds_by_source"] == {"alpaca": {"sft": 93}, "openai": {"sft": 71}, "sharegpt": {"sft": 70}}
+    assert content["rows"] == rows > 200
+    assert content["kinds"] == {"sft": rows}
+    sources = train["source"].to_pylist() + val["source"].to_pylist()
+    assert content["kinds_by_source"] == {s: {"sft": sources.count(s)} for s in ("alpaca", "sharegpt", "openai")}
     turns = content["turns"]
     assert sum(turns["histogram"].values()) == rows
     # Every assistant message is one turn: the role count and the turn histogram are two views of one number.
@@ -57,14 +58,16 @@ def test_trained_token_share_is_summed_from_the_rendered_rows(demo_out):
     trained = sum(pc.sum(t["n_trained"]).as_py() for t in parts)
     assert (tokens["tokens"], tokens["trained"]) == (total, trained)
     assert tokens["share"] == round(trained / total, 4)
-    assert sum(s["rows"] for s in tokens["per_source"].values()) == tokens["rows"] == 229
+    assert sum(s["rows"] for s in tokens["per_source"].values()) == tokens["rows"] == sum(t.num_rows for t in parts)
 
 
 def test_duplicate_clusters_account_for_every_duplicate(demo_out):
     report = load(demo_out)
     dups = report["duplicates"]
-    assert dups["removed"] == report["ledger"]["total"]["deduplicated"] == 26
-    assert sum((int(size) - 1) * n for size, n in dups["cluster_sizes"].items()) == 26
+    removed = report["ledger"]["total"]["deduplicated"]
+    assert dups["removed"] == removed > 0
+    assert sum((int(size) - 1) * n for size, n in dups["cluster_sizes"].items()) == removed
+    assert sum(dups["by_reason"].values()) == removed
     assert dups["clusters"] == sum(dups["cluster_sizes"].values())
     biggest = dups["samples"][0]
     assert len(biggest["members"]) == max(int(s) for s in dups["cluster_sizes"])

@@ -38,9 +38,15 @@ def complete_report(
 
 
 def report_files(report: dict[str, Any]) -> dict[str, str]:
-    """report/report.json, report.md and report.html, all from the same dict."""
+    """report/report.json, and report.md and report.html rendered from that JSON text.
+
+    Rendering from the parsed JSON, not the dict, makes both a function of report.json alone: a stage's
+    statistics read back from the cache and fresh from the stage may order their keys differently.
+    """
+    text = json.dumps(report, indent=2, ensure_ascii=False, sort_keys=True) + "\n"
+    parsed = json.loads(text)
     return {
-        "report/report.json": json.dumps(report, indent=2, ensure_ascii=False, sort_keys=True) + "\n",
-        "report/report.md": render_markdown(report),
-        "report/report.html": render_html(report),
+        "report/report.json": text,
+        "report/report.md": render_markdown(parsed),
+        "report/report.html": render_html(parsed),
     }

@@ -63,6 +63,13 @@ def _tools(content: dict[str, Any]) -> str:
     return section("tools", body)
 
 
+def _files(files: list[str] | dict[str, Any] | None) -> str:
+    """Decontamination files: a list of paths, or path → rows removed."""
+    if isinstance(files, dict):
+        return ", ".join(f"{path} ({n})" for path, n in files.items())
+    return ", ".join(files or [])
+
+
 def _similarity(value: float | None) -> str:
     """Estimated Jaccard similarity to the kept row, as 0.00–1.00 (`–` for the kept row itself)."""
     return "–" if value is None else f"{value:.2f}"
@@ -118,7 +125,7 @@ def duplicates_section(report: dict[str, Any]) -> str:
     if decon:
         parts.append(
             f"<p>Decontamination: {decon.get('val_removed', 0):,} val and {decon.get('train_removed', 0):,} train "
-            f"row(s) removed against {escape(', '.join(decon.get('files') or [])) or 'no files'}.</p>"
+            f"row(s) removed against {escape(_files(decon.get('files'))) or 'no eval files'}.</p>"
         )
     return section("duplicates", "".join(parts))
 

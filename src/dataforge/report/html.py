@@ -13,6 +13,7 @@ from . import plots
 from .content_html import content_sections, duplicates_section, rejects_section, samples_section
 from .gates import describe
 from .htmlkit import SECTIONS, Markup, figure, num, section, table
+from .summary import source_order
 
 STYLE = """
 body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0;color:#1f2328;background:#f6f8fa}
@@ -100,7 +101,7 @@ def overview_section(report: dict[str, Any]) -> str:
     book = report["ledger"]
     cols = ["in", "rejected", "filtered", "deduplicated", "downsampled", "train", "val"]
     formats = {s["name"]: s["format"] for s in report["sources"]}
-    rows = [[name, formats.get(name, ""), *(r[c] for c in cols)] for name, r in book["sources"].items()]
+    rows = [[name, formats.get(name, ""), *(r[c] for c in cols)] for name, r in source_order(report)]
     rows.append(["total", "", *(book["total"][c] for c in cols)])
     numeric = set(range(2, 2 + len(cols)))
     stage_rows = []
@@ -114,7 +115,9 @@ def overview_section(report: dict[str, Any]) -> str:
     return section(
         "overview",
         "<h3>Where every row went (the ledger)</h3>"
-        + figure(plots.ledger_flow(book), "rows read per source, by where they ended up")
+        + figure(
+            plots.ledger_flow(dict(source_order(report)), book["total"]), "rows read per source, by where they ended up"
+        )
         + table(["source", "format", *cols], rows, numeric)
         + "<h3>Rows per stage</h3>"
         + table(["stage", "kind", "source", "rows passed on", "removed"], stage_rows, {4}),

@@ -23,8 +23,9 @@ COLOURS = {
     "trained": "#55a868",
 }
 _ID_REFERENCE = re.compile(r'(\bid="|url\(#|href="#)')
+# Labels come from the data (tool names, sources): `$` in them is text, not mathtext.
 RC = {"svg.hashsalt": "dataforge", "svg.fonttype": "none", "font.size": 9, "axes.spines.top": False,
-      "axes.spines.right": False}  # fmt: skip
+      "axes.spines.right": False, "text.parse_math": False}  # fmt: skip
 
 
 def _figure(width: float, height: float):
@@ -61,11 +62,11 @@ def _draw(draw, width: float, height: float) -> str:
         return _svg(fig)
 
 
-def ledger_flow(ledger: dict[str, Any]) -> str:
+def ledger_flow(sources: dict[str, dict[str, int]], total: dict[str, int]) -> str:
     """One horizontal bar per source (and the total): where its rows went, from train to downsampled."""
     outcomes = ["train", "val", "rejected", "filtered", "deduplicated", "downsampled"]
-    names = [*ledger["sources"], "total"]
-    rows = [*ledger["sources"].values(), ledger["total"]]
+    names = [*sources, "total"]
+    rows = [*sources.values(), total]
 
     def draw(ax) -> None:
         left = [0] * len(rows)

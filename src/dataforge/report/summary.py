@@ -139,7 +139,7 @@ def render_markdown(report: dict[str, Any]) -> str:
         "|---|---|--:|--:|--:|--:|--:|--:|--:|",
     ]
     formats = {s["name"]: s["format"] for s in report["sources"]}
-    for name, r in book["sources"].items():
+    for name, r in source_order(report):
         lines.append(
             f"| {name} | {formats[name]} | {r['in']:,} | {r['rejected']:,} | {r['filtered']:,} | "
             f"{r['deduplicated']:,} | {r['downsampled']:,} | {r['train']:,} | {r['val']:,} |"
@@ -194,6 +194,12 @@ def render_markdown(report: dict[str, Any]) -> str:
         if found:
             lines += ["", f"## {heading}", "", *found]
     return "\n".join(lines) + "\n"
+
+
+def source_order(report: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """(source, ledger row) in the recipe's order: report.json sorts its keys, its `sources` list keeps the order."""
+    book = report["ledger"]["sources"]
+    return [(s["name"], book[s["name"]]) for s in report["sources"] if s["name"] in book]
 
 
 def gate_lines(gates: dict[str, Any] | None) -> list[str]:
