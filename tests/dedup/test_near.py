@@ -5,9 +5,18 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from dataforge.dedup.candidates import band_shape, candidate_pairs
-from dataforge.dedup.near import NearSettings, compute_signatures, near_duplicates, near_matches
+from dataforge.dedup.near import (
+    NearSettings,
+    compute_signatures,
+    exact_jaccard,
+    near_duplicates,
+    near_matches,
+    shingle_sets,
+)
 
 
 def corpus(seed: int = 0, originals: int = 300) -> tuple[list[str], list[int]]:
@@ -109,3 +118,30 @@ def test_band_shape_favours_recall_and_fits_the_signature():
     assert b * r <= 128
     recall_at_threshold = 1 - (1 - 0.8**r) ** b
     assert recall_at_threshold > 0.7
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.lists(st.sampled_from("abcdefgh"), min_size=0, max_size=25), min_size=2, max_size=8))
+def test_exact_jaccard_matches_python_sets(word_lists):
+    texts = [" ".join(w) for w in word_lists]
+    near = NearSettings(ngram=2)
+    pairs = np.array([(i, j) for i in range(len(texts)) for j in range(len(texts))], dtype=np.int64)
+    sets = shingle_sets(pa.array(texts), pairs.ravel(), near)
+    got = exact_jaccard(pairs, sets, sets)
+
+    def grams(w: list[str]) -> set[tuple[str, ...]]:
+        if not w:
+            return set()
+        return {tuple(w[k : k + 2]) for k in range(max(len(w) - 1, 1))}
+
+    for (i, j), value in zip(pairs.tolist(), got.tolist(), strict=True):
+        a, b = grams(word_lists[i]), grams(word_lists[j])
+        assert value == pytest.approx(len(a & b) / len(a | b) if a | b else 0.0)
+
+
+def test_worker_processes_compute_the_same_signatures():
+    docs, _ = corpus(seed=4, originals=50)
+    texts = pa.array(docs * 60)  # several batches
+    one = compute_signatures(texts, NearSettings(workers=1))
+    two = compute_signatures(texts, NearSettings(workers=2), parallel_from=0)
+    assert np.array_equal(one.values, two.values) and np.array_equal(one.empty, two.empty)

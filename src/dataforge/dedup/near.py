@@ -42,7 +42,9 @@ def _batch(args: tuple[pa.Array, NearSettings, bool]) -> tuple[np.ndarray, np.nd
     return sig.values, sig.empty
 
 
-def compute_signatures(texts: pa.Array, settings: NearSettings, *, spaced: bool = False) -> Signatures:
+def compute_signatures(
+    texts: pa.Array, settings: NearSettings, *, spaced: bool = False, parallel_from: int = PARALLEL_FROM
+) -> Signatures:
     """Signatures of `texts` in cache-sized batches, over `settings.workers` processes for large inputs."""
     texts = texts.combine_chunks() if isinstance(texts, pa.ChunkedArray) else texts
     n = len(texts)
@@ -50,7 +52,7 @@ def compute_signatures(texts: pa.Array, settings: NearSettings, *, spaced: bool 
         return Signatures(np.zeros((0, settings.num_perm), np.uint64), np.zeros(0, bool))
     jobs = [(texts.slice(i, BATCH), settings, spaced) for i in range(0, n, BATCH)]
     workers = min(settings.workers, len(jobs), os.cpu_count() or 1)
-    if workers > 1 and n >= PARALLEL_FROM:
+    if workers > 1 and n >= parallel_from:
         with ProcessPoolExecutor(workers) as pool:
             parts = list(pool.map(_batch, jobs, chunksize=4))
     else:
