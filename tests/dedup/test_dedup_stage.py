@@ -63,6 +63,7 @@ def test_first_keeps_the_earliest_row_in_recipe_order_across_sources():
     assert 0.8 <= rejects[0]["similarity"] < 1.0 and rejects[0]["outcome"] == "deduplicated"
     near = result.stats["near"]
     assert near["clusters"] == 1 and near["cross_source_clusters"] == 1 and near["cluster_sizes"] == {"2": 1}
+    assert near["cross_source_removed"] == 1
     assert near["by_source"] == {
         "a": {"rows": 2, "removed": 0, "rate": 0.0},
         "b": {"rows": 2, "removed": 1, "rate": 0.5},

@@ -135,6 +135,8 @@ def cluster_stats(
     if in_cluster.any():
         pairs = {(int(c), s) for c, s in zip(label[in_cluster].tolist(), sources[in_cluster].tolist(), strict=True)}
         cross = sum(n > 1 for n in Counter(c for c, _ in pairs).values())
+    gone = np.flatnonzero(removed)
+    cross_removed = int((sources[gone] != sources[clusters.keeper[gone]]).sum()) if len(gone) else 0
     by_source = {}
     for s in dict.fromkeys(sources.tolist()):
         mine = sources == s
@@ -179,6 +181,7 @@ def cluster_stats(
         "clusters": int(len(sizes)),
         "cluster_sizes": {str(k): int(v) for k, v in sorted(Counter(sizes.tolist()).items())},
         "cross_source_clusters": int(cross),
+        "cross_source_removed": cross_removed,  # removed rows whose kept row is from another source
         "by_source": by_source,
         "samples": samples,
     }
