@@ -25,7 +25,7 @@ from ..tables import keep_rows
 from .base import Progress, StageInput, StageOutput
 from .dedup_exact import exact_duplicates, exact_rejects
 
-VERSION = 2
+VERSION = 3
 SAMPLE_CLUSTERS = 5
 SAMPLE_MEMBERS = 5
 SAMPLE_CHARS = 300
