@@ -100,10 +100,9 @@ def _words(texts: pa.Array, spaced: bool) -> tuple[np.ndarray, np.ndarray]:
     spaces = np.diff(np.searchsorted(space_at, offsets))
     nonempty = np.diff(offsets) > 0
     counts = (spaces + nonempty).astype(np.int64)  # n spaces separate n + 1 words
-    is_start = np.zeros(int(offsets[-1]) - base + 1, dtype=bool)
-    is_start[space_at + 1 - base] = True
-    is_start[offsets[:-1][nonempty] - base] = True
-    bounds = np.flatnonzero(is_start[:-1]) + base
+    # Word starts: after every space, and where each non-empty text starts (trimmed text: never both).
+    after_space, text_starts = space_at + 1, offsets[:-1][nonempty]
+    bounds = np.insert(after_space, np.searchsorted(after_space, text_starts), text_starts)
     word_offsets = np.concatenate((bounds, offsets[-1:])).astype(np.int64)
     words = pa.LargeStringArray.from_buffers(len(bounds), pa.py_buffer(word_offsets), texts.buffers()[2])
     encoded = pc.dictionary_encode(words)
@@ -194,15 +193,21 @@ def densify(sig: np.ndarray) -> np.ndarray:
     """
     n, k = sig.shape
     filled = sig != EMPTY
-    if filled.all() or n == 0:
+    if n == 0 or filled.all():
         return sig
-    idx = np.where(filled, np.arange(k), 2 * k)
-    doubled = np.concatenate((idx, idx + k * (idx < 2 * k)), axis=1)
-    nearest = np.minimum.accumulate(doubled[:, ::-1], axis=1)[:, ::-1][:, :k]
-    has_any = filled.any(axis=1)
-    nearest = np.where(has_any[:, None], nearest, np.arange(k))
-    distance = (nearest - np.arange(k)).astype(U64)
-    src = np.take_along_axis(sig, nearest % k, axis=1)
-    out = np.where(filled, sig, src + (distance << U64(32)))
+    flat = sig.ravel()
+    size = n * k
+    pos = np.arange(size, dtype=np.int64)
+    # Next filled position at or after each bin, over the flat array (it may run into the next row) ...
+    nearest = np.minimum.accumulate(np.where(filled.ravel(), pos, size)[::-1])[::-1]
+    row_end = (pos // k + 1) * k
+    # ... and where it ran past the row's end, wrap to the row's first filled bin.
+    first = nearest[::k].reshape(n, 1)
+    wrapped = nearest >= row_end
+    nearest = np.where(wrapped, np.repeat(first, k) + k, nearest)
+    distance = (nearest - pos).astype(U64)
+    has_any = (first[:, 0] < (np.arange(n) + 1) * k).repeat(k)
+    source = flat[np.where(has_any, nearest - k * wrapped, pos)]
+    out = np.where(filled.ravel(), flat, source + (distance << U64(32)))
     out[~has_any] = EMPTY
-    return out
+    return out.reshape(n, k)
