@@ -138,6 +138,9 @@ def test_a_changed_modelscope_file_fails_the_build(hub, project):
 
 def test_offline_says_exactly_what_is_missing(hub, project):
     root = project.parent
+    code, _, err = cli(hub, "plan", project, cwd=root)  # plan never fetches: it says what to do
+    assert code == 1 and hub.requests == []
+    assert "error: source 'chat' (hf://acme/chat) has not been fetched: the recipe's lock file has no entry" in err
     code, _, err = cli(hub, "build", "-q", "--offline", project, cwd=root)
     assert code == 1 and hub.requests == []
     assert "error: source 'chat' (hf://acme/chat) is not in mix.lock, and the build is offline" in err

@@ -141,7 +141,7 @@ def local_files(locked: LockedSource, directory: Path) -> list[Path]:
     return [directory / f.path for f in locked.files]
 
 
-def verify_local(name: str, locked: LockedSource, directory: Path, root: Path) -> list[str]:
+def verify_local(locked: LockedSource, directory: Path, root: Path) -> list[str]:
     """Problems with the local copies: files missing or whose sha256 differs from the lock (empty when all match)."""
     problems = []
     for f, path in zip(locked.files, local_files(locked, directory), strict=True):

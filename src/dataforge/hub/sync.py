@@ -138,7 +138,7 @@ def sync_source(
                 revision=request.revision,
             )
         )
-        current = keep and locked is not None and not verify_local(src.name, locked, directory, loaded.root)
+        current = keep and locked is not None and not verify_local(locked, directory, loaded.root)
         if not current:
             say(f"{what}: fetching {len(files)} file(s) at {(remote.commit or request.revision)[:12]} → {directory}")
             client.download(ref, remote.commit or request.revision, files, directory, token, quiet)
@@ -210,7 +210,7 @@ def _offline(src: Source, ref: HubRef, locked: LockedSource | None, loaded: Load
             f"data/raw/{src.name}/ and {lock_name} to the offline machine",
         )
     directory = raw_dir(loaded.root, src.name)
-    problems = verify_local(src.name, locked, directory, loaded.root)
+    problems = verify_local(locked, directory, loaded.root)
     if problems:
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
         pin = locked.commit or locked.request.revision
