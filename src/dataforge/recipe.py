@@ -169,10 +169,10 @@ class NearDedup(_Section):
         description="How candidate pairs are checked: exact Jaccard, the signature estimate, or `auto` "
         "(exact only where the estimate is within 4 standard errors of the threshold).",
     )
-    engine: Literal["lsh", "banded"] = Field(
-        default="lsh",
-        description="Candidate search: datasketch's in-memory MinHashLSH, or banded grouping (same pairs; "
-        "no index, suited to sharding).",
+    engine: Literal["banded", "lsh"] = Field(
+        default="banded",
+        description="Candidate search: banded (band keys grouped with one sort; no index, suited to sharding) or "
+        "lsh (datasketch's in-memory MinHashLSH). Both find the same pairs; banded is faster.",
     )
     workers: Annotated[int, Field(gt=0)] | None = Field(
         default=None, description="Processes computing signatures; default: the machine's cores (at most 8)."

@@ -2,12 +2,13 @@
 
 Two engines behind one function, `candidate_pairs`, giving the same pairs:
 
+- `banded` (the default): every band of every signature reduced to one 64-bit key with array operations,
+  rows grouped by (band, key) with one sort, and pairs taken inside each group. No index object: the groups
+  could be formed by a distributed shuffle (e.g. a Ray Data groupby on the band key), which is the plan for
+  data that does not fit one machine.
 - `lsh`: datasketch's `MinHashLSH`, each signature inserted as `LeanMinHash(hashvalues=...)` and queried. It
-  holds the index in memory, one Python object per document, so it suits up to a few million rows.
-- `banded`: every band of every signature reduced to one 64-bit key with array operations, rows grouped by
-  key per band (a sort), and pairs taken inside each group. No index object: the groups could be formed by a
-  distributed shuffle (e.g. a Ray Data groupby on the band key), which is the plan for data that does not
-  fit one machine.
+  holds the index in memory, one Python object per indexed document (~50 µs each), so it suits up to a few
+  million rows and is slower than `banded`.
 
 Both start from the same vectorised band keys: a document none of whose band keys is shared with another
 document has no candidates in either engine, so only documents with a shared key are put into datasketch's

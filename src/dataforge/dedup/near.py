@@ -31,7 +31,7 @@ class NearSettings:
     ngram: int = 5
     shingle: Unit = "word"
     verify: str = "auto"  # exact | estimate | auto (see `similarities`)
-    engine: Engine = "lsh"
+    engine: Engine = "banded"
     seed: int = 1
     workers: int = field(default=1, compare=False)  # how fast, not what: not part of any cache key
 
