@@ -43,10 +43,11 @@ def distinct(values: np.ndarray) -> np.ndarray:
 def mix64(x: np.ndarray) -> np.ndarray:
     """splitmix64's finaliser: spreads every input bit over the whole 64-bit output (wrapping arithmetic)."""
     x = x ^ (x >> U64(30))
-    x = x * U64(0xBF58476D1CE4E5B9)
-    x = x ^ (x >> U64(27))
-    x = x * U64(0x94D049BB133111EB)
-    return x ^ (x >> U64(31))
+    np.multiply(x, U64(0xBF58476D1CE4E5B9), out=x)
+    np.bitwise_xor(x, x >> U64(27), out=x)
+    np.multiply(x, U64(0x94D049BB133111EB), out=x)
+    np.bitwise_xor(x, x >> U64(31), out=x)
+    return x
 
 
 def _string_buffers(strings: pa.Array) -> tuple[np.ndarray, np.ndarray]:
@@ -136,10 +137,15 @@ def shingle_hashes(
     # position with contiguous slices (cheap), then the ones that straddle two texts are masked out.
     m = max(total - ngram + 1, 0)
     sh = hashes[:m].copy()
-    for k in range(1, ngram):
-        sh = sh * _COMBINE + hashes[k : k + m]
-    left = np.repeat(ends, counts)[:m] - np.arange(m, dtype=np.int64)  # units from here to the text's end
-    full = np.flatnonzero(left >= ngram)
+    for k in range(1, ngram):  # in place: these arrays are the stage's largest
+        np.multiply(sh, _COMBINE, out=sh)
+        np.add(sh, hashes[k : k + m], out=sh)
+    # The last ngram-1 starts of each text run past its end: mask them out (n × (ngram-1) writes; for a text
+    # shorter than ngram they reach into the previous text's last starts, which are masked anyway).
+    full = np.ones(m, dtype=bool)
+    if ngram > 1 and m:
+        tails = (ends[:, None] - np.arange(1, ngram)).ravel()
+        full[tails[(tails >= 0) & (tails < m)]] = False
     per_text = np.maximum(counts - ngram + 1, 0)
     doc_of = np.repeat(np.arange(len(counts), dtype=np.int64), per_text)
     sh = sh[full]
@@ -156,7 +162,8 @@ def shingle_hashes(
         sh = np.concatenate((sh, sh_short))
         order = np.argsort(j_doc, kind="stable")
         doc_of, sh = j_doc[order], sh[order]
-    return doc_of, mix64(sh ^ mix64(np.full(1, seed, U64)))
+    np.bitwise_xor(sh, mix64(np.full(1, seed, U64)), out=sh)
+    return doc_of, mix64(sh)
 
 
 @dataclass(frozen=True)
@@ -177,9 +184,15 @@ def signatures(
     """One-permutation MinHash signatures (densified) of every text in `texts`."""
     n = len(texts)
     doc, h = shingle_hashes(texts, ngram, unit, seed, spaced=spaced)
-    bins = ((h >> U64(32)) * U64(num_perm)) >> U64(32)  # multiply-shift: the high bits choose a bin
+    if num_perm & (num_perm - 1) == 0:  # a power of two: the top bits choose the bin
+        bins = (h >> U64(64 - num_perm.bit_length() + 1)).astype(np.int64)
+    else:  # multiply-shift maps the high 32 bits onto [0, num_perm)
+        bins = (((h >> U64(32)) * U64(num_perm)) >> U64(32)).astype(np.int64)
+    np.multiply(doc, num_perm, out=doc)
+    np.add(bins, doc, out=bins)
     sig = np.full(n * num_perm, EMPTY, dtype=U64)
-    np.minimum.at(sig, doc * num_perm + bins.astype(np.int64), h & MASK32)
+    np.minimum.at(sig, bins, h & MASK32)
+    np.floor_divide(doc, num_perm, out=doc)
     sig = sig.reshape(n, num_perm)
     empty = np.bincount(doc, minlength=n) == 0
     return Signatures(densify(sig), empty)
