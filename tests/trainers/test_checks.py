@@ -197,3 +197,13 @@ def test_merge_of_a_folder_without_an_adapter_exits_2_with_one_line(tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.splitlines()[0] == f"error: {tmp_path}: not a PEFT adapter folder (no adapter_config.json)"
     assert "Traceback" not in proc.stderr
+
+
+def test_a_build_that_failed_its_quality_gates_is_not_trained_on(tmp_path, tiny_model):
+    recipe = demo_recipe(tmp_path / "build", spec(tiny_model))
+    recipe["checks"] = {"min_rows": 1000}  # the demo keeps 234 rows
+    with pytest.raises(DataError) as refused:
+        train(write_recipe(tmp_path / "mix.yaml", recipe), handoff_only=True)
+    message = str(refused.value).splitlines()[0]
+    assert message.startswith("the build failed its quality gate min_rows") and "not training on it" in message
+    assert not (tmp_path / "build" / "train").exists()

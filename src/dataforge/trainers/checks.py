@@ -1,5 +1,6 @@
 """Checks before spending compute: each refuses to start a run that would train on the wrong thing.
 
+* the build must have passed the recipe's quality gates (`checks:`);
 * the data kind must match the method (DPO needs preference pairs, KTO labelled completions, SFT conversations);
 * not too many of the target's rows may have nothing to train (dropped by the render stage as
   `no_trained_tokens`, or rendered with zero trained tokens);
@@ -20,6 +21,21 @@ from .build import KINDS, TrainingData
 # Rows whose trl tokenization is compared with the rendered ids (DPO/KTO): enough to catch a template or
 # tokenizer mismatch, which shows on every row, without tokenizing the whole set twice.
 TOKENIZATION_SAMPLE = 16
+
+
+def check_gates(data: TrainingData) -> None:
+    """Refuse when the build failed one of the recipe's quality gates (`checks:`): training comes after them."""
+    from ..report.gates import describe, failed
+
+    report = json.loads((data.dir / "report" / "report.json").read_text(encoding="utf-8"))
+    gates = report.get("gates") or {"results": [], "passed": True}
+    if not gates["passed"]:
+        failures = failed(gates)
+        more = f" (and {len(failures) - 1} more)" if len(failures) > 1 else ""
+        raise DataError(
+            f"the build failed its quality gate {describe(failures[0])}{more}; not training on it",
+            hint="`dataforge check` lists every gate; fix the data or the recipe's `checks:`",
+        )
 
 
 def check_kind(method: str, data: TrainingData) -> int:

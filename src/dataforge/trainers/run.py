@@ -1,10 +1,10 @@
 """`dataforge train`: the recipe's `train:` section run on its own build, with the checks first.
 
-Order: bring the build up to date → check the data kind, the untrained share and the render target's tokenizer
-and template → write the hand-off configs for other trainers → load the model, check its tokenizer and
-vocabulary against the target's → train
-with trl → save the adapter (or model), the tokenizer with its chat template, the training log and
-`training.json` (what was trained on: the build manifest's sha256 and the rendered files' digests).
+Order: bring the build up to date → check its quality gates, the data kind, the untrained share and the
+render target's tokenizer and template → write the hand-off configs for other trainers → load the model,
+check its tokenizer and vocabulary against the target's → train with trl → save the adapter (or model), the
+tokenizer with its chat template, the training log and `training.json` (what was trained on: the build
+manifest's sha256 and the rendered files' digests).
 """
 
 from __future__ import annotations
@@ -23,7 +23,14 @@ from ..recipe import LoadedRecipe, Train
 from ..render.target import LoadedTarget, load_target
 from . import dpo, kto, sft
 from .build import KINDS, TrainingData, target_spec, training_data
-from .checks import check_kind, check_model_tokenizer, check_target, check_untrained, check_vocabulary
+from .checks import (
+    check_gates,
+    check_kind,
+    check_model_tokenizer,
+    check_target,
+    check_untrained,
+    check_vocabulary,
+)
 from .handoff import write_handoff
 
 METHODS = {"sft": sft, "dpo": dpo, "kto": kto}
@@ -69,6 +76,7 @@ def train(loaded: LoadedRecipe, *, handoff_only: bool = False, say: Say = lambda
     spec = target_spec(loaded, spec_train)
     say(f"build: bringing {loaded.build_dir} up to date")
     data = training_data(loaded, spec)
+    check_gates(data)
     n_train = check_kind(spec_train.method, data)
     untrained = check_untrained(spec_train.method, data, spec_train.max_untrained_share)
     target = load_target(
