@@ -88,6 +88,7 @@ def fmt_change(row: dict[str, Any]) -> str:
 
 
 def changed(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The compared values whose old and new differ."""
     return [r for r in rows if r["old"] != r["new"]]
 
 

@@ -77,6 +77,7 @@ def render_html(report: dict[str, Any]) -> str:
 
 
 def gates_section(gates: dict[str, Any]) -> str:
+    """Every gate result, failed first, with a one-line verdict."""
     if not gates["results"]:
         return section("gates", '<p class="muted">No gates are set (add a <code>checks:</code> section).</p>')
     rows = [
@@ -98,6 +99,7 @@ def gates_section(gates: dict[str, Any]) -> str:
 
 
 def overview_section(report: dict[str, Any]) -> str:
+    """The ledger as a flow and a table per source, and the rows each stage passed on and removed."""
     book = report["ledger"]
     cols = ["in", "rejected", "filtered", "deduplicated", "downsampled", "train", "val"]
     formats = {s["name"]: s["format"] for s in report["sources"]}
@@ -125,6 +127,7 @@ def overview_section(report: dict[str, Any]) -> str:
 
 
 def lengths_section(report: dict[str, Any]) -> str:
+    """Per render target: the length histogram with max_length, percentiles, overflow, trained-token share."""
     render = report.get("render") or {}
     if not render:
         return section("lengths", '<p class="muted">No render targets (add <code>render:</code>).</p>')
@@ -163,6 +166,7 @@ def lengths_section(report: dict[str, Any]) -> str:
 
 
 def templates_section(report: dict[str, Any]) -> str:
+    """Per render target: what the template checks found, and the problems that fail the template gate."""
     from .gates import template_problems
 
     render = report.get("render") or {}

@@ -47,9 +47,11 @@ class Markup(str):
 
 
 def figure(svg: str, caption: str) -> str:
+    """An inline SVG plot with its caption."""
     return f'<figure class="plot">{svg}<figcaption class="muted">{escape(caption)}</figcaption></figure>'
 
 
 def section(key: str, body: str) -> str:
+    """One titled section of the page; `key` is its anchor (see SECTIONS)."""
     title = dict(SECTIONS)[key]
     return f'<section id="{key}"><h2>{escape(title)}</h2>{body}</section>'
