@@ -163,7 +163,7 @@ def accuracy(corpus: dict[str, Any], ngram: int, engine: str, verify: str) -> di
     caught: dict[str, dict[str, float]] = {}
     for t in THRESHOLDS:
         clusters = near_duplicates(
-            texts, np.arange(n), NearSettings(threshold=t, ngram=ngram, engine=engine, verify=verify), spaced=True
+            texts, np.arange(n), NearSettings(threshold=t, ngram=ngram, engine=engine, verify=verify)
         )
         found = {tuple(e) for e in clusters.edges.tolist()}
         true = {p for p, j in pairs.items() if j >= t}
@@ -249,17 +249,17 @@ def speed(corpus: dict[str, Any], repeat: int, update_docs: int, bulk_docs: int)
         (
             "dataforge signatures only",
             n,
-            lambda: compute_signatures(texts, NearSettings(**one), spaced=True),
+            lambda: compute_signatures(texts, NearSettings(**one)),
         ),
         (
             "dataforge near dedup, engine lsh (datasketch MinHashLSH)",
             n,
-            lambda: near_duplicates(texts, np.arange(n), NearSettings(engine="lsh", **one), spaced=True),
+            lambda: near_duplicates(texts, np.arange(n), NearSettings(engine="lsh", **one)),
         ),
         (
             "dataforge near dedup, engine banded",
             n,
-            lambda: near_duplicates(texts, np.arange(n), NearSettings(engine="banded", **one), spaced=True),
+            lambda: near_duplicates(texts, np.arange(n), NearSettings(engine="banded", **one)),
         ),
     ]
     cores = os.cpu_count() or 1
@@ -269,7 +269,7 @@ def speed(corpus: dict[str, Any], repeat: int, update_docs: int, bulk_docs: int)
                 f"dataforge near dedup, engine banded, {cores} worker processes"
                 + ("" if n >= PARALLEL_FROM else f" (unused below {PARALLEL_FROM:,} documents)"),
                 n,
-                lambda: near_duplicates(texts, np.arange(n), NearSettings(engine="banded", workers=cores), spaced=True),
+                lambda: near_duplicates(texts, np.arange(n), NearSettings(engine="banded", workers=cores)),
             )
         )
     for name, count, fn in measured:
@@ -285,8 +285,8 @@ def speed(corpus: dict[str, Any], repeat: int, update_docs: int, bulk_docs: int)
 def same_clusters(corpus: dict[str, Any]) -> bool:
     texts = pa.array(corpus["docs"])
     n = len(texts)
-    a = near_duplicates(texts, np.arange(n), NearSettings(engine="lsh"), spaced=True)
-    b = near_duplicates(texts, np.arange(n), NearSettings(engine="banded"), spaced=True)
+    a = near_duplicates(texts, np.arange(n), NearSettings(engine="lsh"))
+    b = near_duplicates(texts, np.arange(n), NearSettings(engine="banded"))
     return bool(np.array_equal(a.keeper, b.keeper) and np.array_equal(a.edges, b.edges))
 
 

@@ -161,8 +161,8 @@ class NearDedup(_Section):
     )
     normalise: list[Literal["case", "punctuation", "whitespace", "digits"]] = Field(
         default_factory=lambda: ["case", "punctuation", "whitespace"],
-        description="Applied before shingling: fold case, drop punctuation and symbols, collapse whitespace, "
-        "map every digit to 0.",
+        description="Applied before shingling: fold case, turn each punctuation mark or symbol into a space, "
+        "collapse whitespace (Unicode separators included), map every decimal digit to 0.",
     )
     verify: Literal["auto", "exact", "estimate"] = Field(
         default="auto",

@@ -63,7 +63,7 @@ def test_char_shingle_hashes_match_the_reference_sets(texts, n):
             assert len(got[i] & got[j]) == len(want[i] & want[j])
 
 
-def test_words_are_split_on_any_whitespace_when_not_pre_spaced():
+def test_words_are_split_on_any_run_of_ascii_whitespace():
     a, b = hashed_sets(["the  cat\tsat on\nthe mat", "the cat sat on the mat"], 3, "word")
     assert a == b and len(a) == 4
 

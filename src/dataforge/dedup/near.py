@@ -36,21 +36,19 @@ class NearSettings:
     workers: int = field(default=1, compare=False)  # how fast, not what: not part of any cache key
 
 
-def _batch(args: tuple[pa.Array, NearSettings, bool]) -> tuple[np.ndarray, np.ndarray]:
-    texts, s, spaced = args
-    sig = signatures(texts, num_perm=s.num_perm, ngram=s.ngram, unit=s.shingle, seed=s.seed, spaced=spaced)
+def _batch(args: tuple[pa.Array, NearSettings]) -> tuple[np.ndarray, np.ndarray]:
+    texts, s = args
+    sig = signatures(texts, num_perm=s.num_perm, ngram=s.ngram, unit=s.shingle, seed=s.seed)
     return sig.values, sig.empty
 
 
-def compute_signatures(
-    texts: pa.Array, settings: NearSettings, *, spaced: bool = False, parallel_from: int = PARALLEL_FROM
-) -> Signatures:
+def compute_signatures(texts: pa.Array, settings: NearSettings, *, parallel_from: int = PARALLEL_FROM) -> Signatures:
     """Signatures of `texts` in cache-sized batches, over `settings.workers` processes for large inputs."""
     texts = texts.combine_chunks() if isinstance(texts, pa.ChunkedArray) else texts
     n = len(texts)
     if n == 0:
         return Signatures(np.zeros((0, settings.num_perm), np.uint64), np.zeros(0, bool))
-    jobs = [(texts.slice(i, BATCH), settings, spaced) for i in range(0, n, BATCH)]
+    jobs = [(texts.slice(i, BATCH), settings) for i in range(0, n, BATCH)]
     workers = min(settings.workers, len(jobs), os.cpu_count() or 1)
     if workers > 1 and n >= parallel_from:
         with ProcessPoolExecutor(workers) as pool:
@@ -81,14 +79,14 @@ HASH_BITS = 40
 PACKED = 1 << (64 - HASH_BITS)  # pairs or texts per packed sort
 
 
-def shingle_sets(texts: pa.Array, rows: np.ndarray, settings: NearSettings, *, spaced: bool = False) -> ShingleSets:
+def shingle_sets(texts: pa.Array, rows: np.ndarray, settings: NearSettings) -> ShingleSets:
     """The distinct shingle hashes (low 40 bits) of each text in `rows`, as flat arrays."""
     rows = distinct(rows)
     parts, starts, offset = [], [np.zeros(1, np.int64)], 0
     for lo in range(0, len(rows), PACKED):
         chunk = rows[lo : lo + PACKED]
         doc, hashes = shingle_hashes(
-            texts.take(pa.array(chunk, pa.int64())), settings.ngram, settings.shingle, settings.seed, spaced=spaced
+            texts.take(pa.array(chunk, pa.int64())), settings.ngram, settings.shingle, settings.seed
         )
         packed = distinct((doc.astype(np.uint64) << np.uint64(HASH_BITS)) | (hashes & MASK))
         parts.append(packed & MASK)
@@ -128,7 +126,6 @@ def similarities(
     *,
     sigs: tuple[Signatures, Signatures],
     texts: tuple[pa.Array, pa.Array],
-    spaced: bool = False,
 ) -> np.ndarray:
     """float64 [m]: similarity of each pair (left index into the first set of texts, right into the second).
 
@@ -150,10 +147,10 @@ def similarities(
     if len(unsure):
         sub = pairs[unsure]
         if texts[1] is texts[0]:
-            left = right = shingle_sets(texts[0], sub, settings, spaced=spaced)
+            left = right = shingle_sets(texts[0], sub, settings)
         else:
-            left = shingle_sets(texts[0], sub[:, 0], settings, spaced=spaced)
-            right = shingle_sets(texts[1], sub[:, 1], settings, spaced=spaced)
+            left = shingle_sets(texts[0], sub[:, 0], settings)
+            right = shingle_sets(texts[1], sub[:, 1], settings)
         estimate = estimate.copy()
         estimate[unsure] = exact_jaccard(sub, left, right)
     return estimate
@@ -178,16 +175,16 @@ class Clusters:
         return (self.keeper >= 0) & (self.keeper != np.arange(len(self.keeper)))
 
 
-def near_duplicates(texts: pa.Array, rank: np.ndarray, settings: NearSettings, *, spaced: bool = False) -> Clusters:
+def near_duplicates(texts: pa.Array, rank: np.ndarray, settings: NearSettings) -> Clusters:
     """Clusters of near-duplicate `texts`; in each, the row with the lowest `rank` is kept (ties: first row)."""
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import connected_components
 
     texts = texts.combine_chunks() if isinstance(texts, pa.ChunkedArray) else texts
     n = len(texts)
-    sigs = compute_signatures(texts, settings, spaced=spaced)
+    sigs = compute_signatures(texts, settings)
     pairs = candidate_pairs(sigs, threshold=settings.threshold, engine=settings.engine, seed=settings.seed)
-    sim = similarities(pairs, settings, sigs=(sigs, sigs), texts=(texts, texts), spaced=spaced)
+    sim = similarities(pairs, settings, sigs=(sigs, sigs), texts=(texts, texts))
     edges = pairs[sim >= settings.threshold]
     label = np.full(n, -1, dtype=np.int64)
     keeper = np.full(n, -1, dtype=np.int64)
@@ -208,9 +205,7 @@ def near_duplicates(texts: pa.Array, rank: np.ndarray, settings: NearSettings, *
         label[rows] = [numbering[k] for k in keeper[rows].tolist()]
         similarity[rows] = 1.0
         dup = rows[keeper[rows] != rows]
-        similarity[dup] = _to_keeper(
-            dup, keeper[dup], edges, sim[sim >= settings.threshold], n, settings, sigs, texts, spaced
-        )
+        similarity[dup] = _to_keeper(dup, keeper[dup], edges, sim[sim >= settings.threshold], n, settings, sigs, texts)
     return Clusters(label, keeper, similarity, pairs=len(pairs), edges=edges)
 
 
@@ -223,7 +218,6 @@ def _to_keeper(
     settings: NearSettings,
     sigs: Signatures,
     texts: pa.Array,
-    spaced: bool,
 ) -> np.ndarray:
     """Similarity of each removed row to its keeper: the verified pair's when they were compared (most
     clusters are pairs), computed otherwise."""
@@ -238,7 +232,7 @@ def _to_keeper(
     rest = np.flatnonzero(~known)
     if len(rest):
         pairs = np.stack((dup[rest], kept[rest]), axis=1)
-        out[rest] = similarities(pairs, settings, sigs=(sigs, sigs), texts=(texts, texts), spaced=spaced)
+        out[rest] = similarities(pairs, settings, sigs=(sigs, sigs), texts=(texts, texts))
     return out
 
 

@@ -10,8 +10,9 @@ as on a real one. The fraction of equal bins estimates the Jaccard similarity of
 classic MinHash signature, and the signature is a plain `uint64[num_perm]` row that datasketch's LSH indexes
 as `LeanMinHash(hashvalues=...)`.
 
-Shingles: words (runs of non-whitespace, hashed from their UTF-8 bytes) or characters (Unicode code points),
-`ngram` consecutive units per shingle; a text shorter than `ngram` units is one shingle of all its units.
+Shingles: words (runs of bytes other than ASCII whitespace, hashed from their UTF-8 bytes) or characters
+(Unicode code points), `ngram` consecutive units per shingle; a text shorter than `ngram` units is one
+shingle of all its units.
 """
 
 from __future__ import annotations
@@ -63,16 +64,11 @@ def _string_buffers(strings: pa.Array) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _byte_hashes(data: np.ndarray, offsets: np.ndarray) -> np.ndarray:
-    """A 64-bit polynomial hash of each [offsets[i], offsets[i+1]) byte range, less one trailing space.
-
-    Ranges must be non-empty once the trailing space is dropped (words: the space that ends them is not
-    part of them).
-    """
+    """A 64-bit polynomial hash of each non-empty [offsets[i], offsets[i+1]) byte range."""
     starts = offsets[:-1]
     if len(starts) == 0:
         return np.zeros(0, U64)
     lengths = np.diff(offsets)
-    lengths = lengths - (data[offsets[1:] - 1] == 32)
     total = int(lengths.sum())
     longest = int(lengths.max())
     powers = np.ones(longest, U64)
@@ -84,52 +80,50 @@ def _byte_hashes(data: np.ndarray, offsets: np.ndarray) -> np.ndarray:
     return mix64(np.add.reduceat(terms, flat_starts) ^ lengths.astype(U64))
 
 
-def _words(texts: pa.Array, spaced: bool) -> tuple[np.ndarray, np.ndarray]:
-    """(hash of every word, how many words each text has).
+ASCII_SPACE = np.zeros(256, dtype=bool)
+ASCII_SPACE[[9, 10, 11, 12, 13, 32]] = True  # \t \n \v \f \r and space
 
-    Words are found in the UTF-8 buffer itself: with whitespace collapsed to single spaces, a word is the
-    bytes from a space or a text's start up to the next space or the text's end, so the words form an Arrow
-    string array over the same buffer (each but a text's last keeps its trailing space, which the hash
-    ignores), built without copying. Arrow's dictionary encoding finds the distinct words, and only those
-    are hashed byte by byte.
+
+def _words(texts: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """(hash of every word, how many words each text has); words are runs of non-(ASCII-)whitespace.
+
+    Words are found in the UTF-8 buffer itself: a word starts at a non-space byte that follows a space or
+    starts a text. From one start to the next is a contiguous byte range, so the words (each with the spaces
+    that follow it) form an Arrow string array over the same buffer, built without copying. Arrow's
+    dictionary encoding finds the distinct words; only those are trimmed and hashed byte by byte.
     """
-    if not spaced:
-        texts = pc.utf8_trim_whitespace(pc.replace_substring_regex(texts, r"\s+", " "))
     data, offsets = _string_buffers(texts)
-    base = int(offsets[0])
-    space_at = np.flatnonzero(data[base : int(offsets[-1])] == 32) + base
-    spaces = np.diff(np.searchsorted(space_at, offsets))
-    nonempty = np.diff(offsets) > 0
-    counts = (spaces + nonempty).astype(np.int64)  # n spaces separate n + 1 words
-    # Word starts: after every space, and where each non-empty text starts (trimmed text: never both).
-    after_space, text_starts = space_at + 1, offsets[:-1][nonempty]
-    bounds = np.insert(after_space, np.searchsorted(after_space, text_starts), text_starts)
-    word_offsets = np.concatenate((bounds, offsets[-1:])).astype(np.int64)
-    words = pa.LargeStringArray.from_buffers(len(bounds), pa.py_buffer(word_offsets), texts.buffers()[2])
+    base, end = int(offsets[0]), int(offsets[-1])
+    space = ASCII_SPACE[data[base:end]]
+    after = np.empty(len(space), dtype=bool)  # the byte before is a space, or this byte starts a text
+    if len(space):
+        after[0] = True
+        after[1:] = space[:-1]
+        text_starts = offsets[:-1] - base
+        after[text_starts[text_starts < len(space)]] = True
+    starts = np.flatnonzero(after & ~space) + base
+    counts = np.diff(np.searchsorted(starts, offsets)).astype(np.int64)
+    word_offsets = np.concatenate((starts, [end])).astype(np.int64)
+    words = pa.LargeStringArray.from_buffers(len(starts), pa.py_buffer(word_offsets), texts.buffers()[2])
     encoded = pc.dictionary_encode(words)
-    distinct, distinct_offsets = _string_buffers(encoded.dictionary)
+    distinct, distinct_offsets = _string_buffers(pc.ascii_rtrim_whitespace(encoded.dictionary))
     hashes = _byte_hashes(distinct, distinct_offsets)[encoded.indices.to_numpy(zero_copy_only=False)]
     return hashes, counts
 
 
-def _units(texts: pa.Array, unit: Unit, spaced: bool) -> tuple[np.ndarray, np.ndarray]:
+def _units(texts: pa.Array, unit: Unit) -> tuple[np.ndarray, np.ndarray]:
     """(hash of every unit, how many units each text has), units in text order."""
     if unit == "word":
-        return _words(texts, spaced)
+        return _words(texts)
     counts = pc.utf8_length(texts).to_numpy(zero_copy_only=False).astype(np.int64)
     joined = "".join(texts.to_pylist())
     points = np.frombuffer(joined.encode("utf-32-le"), dtype=np.uint32).astype(U64)
     return mix64(points + U64(0x51ED270B)), counts
 
 
-def shingle_hashes(
-    texts: pa.Array, ngram: int, unit: Unit, seed: int, *, spaced: bool = False
-) -> tuple[np.ndarray, np.ndarray]:
-    """(text index of every shingle, its 64-bit hash). Texts without units have no shingles.
-
-    `spaced`: the texts are known to have single spaces between words and none at the ends.
-    """
-    hashes, counts = _units(texts, unit, spaced)
+def shingle_hashes(texts: pa.Array, ngram: int, unit: Unit, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(text index of every shingle, its 64-bit hash). Texts without units have no shingles."""
+    hashes, counts = _units(texts, unit)
     total = len(hashes)
     ends = np.cumsum(counts)
     starts = ends - counts
@@ -178,12 +172,10 @@ class Signatures:
         return int(self.values.shape[1])
 
 
-def signatures(
-    texts: pa.Array, *, num_perm: int, ngram: int, unit: Unit, seed: int, spaced: bool = False
-) -> Signatures:
+def signatures(texts: pa.Array, *, num_perm: int, ngram: int, unit: Unit, seed: int) -> Signatures:
     """One-permutation MinHash signatures (densified) of every text in `texts`."""
     n = len(texts)
-    doc, h = shingle_hashes(texts, ngram, unit, seed, spaced=spaced)
+    doc, h = shingle_hashes(texts, ngram, unit, seed)
     if num_perm & (num_perm - 1) == 0:  # a power of two: the top bits choose the bin
         bins = (h >> U64(64 - num_perm.bit_length() + 1)).astype(np.int64)
     else:  # multiply-shift maps the high 32 bits onto [0, num_perm)

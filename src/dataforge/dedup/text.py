@@ -6,6 +6,8 @@ mask, and joined back per row, so no Python runs per row.
 
 from __future__ import annotations
 
+import functools
+import unicodedata
 from typing import Literal
 
 import numpy as np
@@ -84,19 +86,161 @@ def field_text(examples: pa.Table, fields: Fields) -> pa.Array:
     return pc.if_else(pc.not_equal(raw, ""), raw, text)
 
 
-def normalise(text: pa.Array, steps: tuple[str, ...] | list[str]) -> pa.Array:
-    """`text` with the chosen normalisations applied (vectorised regex kernels, Unicode-aware)."""
+# Byte tables for ASCII text: what each byte becomes. Multi-byte UTF-8 sequences only contain bytes >= 0x80,
+# which the tables leave alone, so mapping the whole buffer cannot break a character.
+_ASCII_PUNCTUATION = b"!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~"  # every one is Unicode P or S
+_ASCII_DIGITS = b"0123456789"
+
+
+def _byte_table(steps: tuple[str, ...] | list[str]) -> np.ndarray | None:
+    table = np.arange(256, dtype=np.uint8)
+    if "punctuation" in steps:
+        table[list(_ASCII_PUNCTUATION)] = ord(" ")
+    if "digits" in steps:
+        table[list(_ASCII_DIGITS)] = ord("0")
+    return None if (table == np.arange(256)).all() else table
+
+
+def _map_bytes(text: pa.Array, table: np.ndarray) -> pa.Array:
+    """`text` with every byte mapped through `table` (same offsets, new data buffer)."""
+    text = text.combine_chunks() if isinstance(text, pa.ChunkedArray) else text
+    validity, offsets, data = text.buffers()
+    if data is None:
+        return text
+    mapped = table[np.frombuffer(data, dtype=np.uint8)]
+    return pa.Array.from_buffers(text.type, len(text), [validity, offsets, pa.py_buffer(mapped)], offset=text.offset)
+
+
+# Unicode categories are looked up per code point below this bound (the BMP, emoji and CJK extension B);
+# rarer code points above it are left as they are.
+CODE_POINTS = 0x30000
+
+
+@functools.cache
+def _categories() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per code point: punctuation or symbol (P*, S*), separator (Z*, and NEL), decimal digit (Nd)."""
+    cats = [unicodedata.category(chr(c)) for c in range(CODE_POINTS)]
+    major = np.array([c[0] for c in cats])
+    punct = (major == "P") | (major == "S")
+    space = major == "Z"
+    space[0x85] = True
+    digit = np.array([c == "Nd" for c in cats])
+    return punct, space, digit
+
+
+@functools.cache
+def _code_point_table(punctuation: bool, whitespace: bool, digits: bool) -> np.ndarray:
+    """uint32 [0x110000]: what each code point becomes under the chosen steps (itself by default)."""
+    punct, space, digit = _categories()
+    table = np.arange(0x110000, dtype=np.uint32)
+    head = table[:CODE_POINTS]
+    if punctuation:
+        head[punct] = ord(" ")
+    if whitespace:
+        head[space] = ord(" ")
+    if digits:
+        head[digit] = ord("0")
+    return table
+
+
+def _map_code_points(text: pa.Array, steps: tuple[str, ...] | list[str]) -> pa.Array:
+    """`text` with punctuation/symbols and separators turned into spaces and decimal digits into 0, by one
+    table lookup per code point (one code point in, one out, so each row keeps its length)."""
+    table = _code_point_table("punctuation" in steps, "whitespace" in steps, "digits" in steps)
+    rows = text.to_pylist()
+    points = np.frombuffer("".join(rows).encode("utf-32-le"), dtype=np.uint32)
+    joined = table[points].tobytes().decode("utf-32-le")
+    ends = np.cumsum([len(r) for r in rows]).tolist()
+    starts = [0, *ends[:-1]]
+    return pa.array([joined[a:b] for a, b in zip(starts, ends, strict=True)], pa.string())
+
+
+@functools.cache
+def _blank_table(punctuation: bool, whitespace: bool) -> np.ndarray:
+    """bool [0x110000]: code points that become blanks (punctuation/symbols, separators)."""
+    punct, space, _ = _categories()
+    table = np.zeros(0x110000, dtype=bool)
+    if punctuation:
+        table[:CODE_POINTS] |= punct
+    if whitespace:
+        table[:CODE_POINTS] |= space
+    return table
+
+
+def _blank_bytes(text: pa.Array, ascii_table: np.ndarray | None, punctuation: bool, whitespace: bool) -> pa.Array:
+    """`text` with ASCII bytes mapped through `ascii_table`, and every multi-byte character that is
+    punctuation, a symbol or a separator overwritten with as many spaces as it has bytes.
+
+    Offsets do not move, so this is one pass over the UTF-8 buffer plus work per non-ASCII character. The
+    runs of spaces it leaves are what the whitespace step (or the word splitter) collapses anyway.
+    """
+    text = text.combine_chunks() if isinstance(text, pa.ChunkedArray) else text
+    validity, offsets, data = text.buffers()
+    if data is None:
+        return text
+    raw = np.frombuffer(data, dtype=np.uint8)
+    out = ascii_table[raw] if ascii_table is not None else raw.copy()
+    lead = np.flatnonzero(raw >= 0xC0)  # the first byte of every multi-byte character
+    if len(lead):
+        padded = np.concatenate((raw, np.zeros(3, np.uint8))).astype(np.uint32)
+        width = np.where(raw[lead] >= 0xF0, 4, np.where(raw[lead] >= 0xE0, 3, 2))
+        b1, b2, b3 = padded[lead + 1] & 0x3F, padded[lead + 2] & 0x3F, padded[lead + 3] & 0x3F
+        b0 = padded[lead]
+        point = np.where(
+            width == 2,
+            ((b0 & 0x1F) << 6) | b1,
+            np.where(
+                width == 3, ((b0 & 0x0F) << 12) | (b1 << 6) | b2, ((b0 & 0x07) << 18) | (b1 << 12) | (b2 << 6) | b3
+            ),
+        )
+        hit = _blank_table(punctuation, whitespace)[np.minimum(point, 0x10FFFF)]
+        starts, widths = lead[hit], width[hit]
+        if len(starts):
+            out[
+                np.repeat(starts, widths)
+                + (np.arange(int(widths.sum())) - np.repeat(np.cumsum(widths) - widths, widths))
+            ] = 32
+    return pa.Array.from_buffers(text.type, len(text), [validity, offsets, pa.py_buffer(out)], offset=text.offset)
+
+
+def collapse_whitespace(text: pa.Array) -> pa.Array:
+    """Runs of whitespace → one space: `\\s+` → " ", written so that single spaces (most of them) do not
+    match, which makes Arrow's RE2 kernel about 5x faster with the same result."""
+    return pc.replace_substring_regex(text, r"\s\s+|[\t\n\r\f]", " ")
+
+
+def normalise(text: pa.Array, steps: tuple[str, ...] | list[str], *, words: bool = False) -> pa.Array:
+    """`text` with the chosen normalisations applied, vectorised and Unicode-aware.
+
+    case folds with Arrow; punctuation turns each punctuation mark or symbol (Unicode P and S) into a space;
+    digits maps each decimal digit (Nd) to 0; whitespace turns Unicode separators into spaces, then collapses
+    runs and trims. `words`: the text will be split into words on whitespace runs anyway, so collapsing runs
+    is left to the word splitter.
+
+    Where the result only matters up to runs of spaces (words, or whitespace collapsed) and no non-ASCII digit
+    has to become a 0, one pass over the UTF-8 buffer does it (`_blank_bytes`); otherwise non-ASCII rows are
+    mapped code point by code point.
+    """
     if "case" in steps:
         text = pc.utf8_lower(text)
-    if "digits" in steps:
-        text = pc.replace_substring_regex(text, r"\p{Nd}", "0")
-    if "punctuation" in steps:
-        text = pc.replace_substring_regex(text, r"[\p{P}\p{S}]+", " ")
-    if "whitespace" in steps:
-        text = pc.utf8_trim_whitespace(pc.replace_substring_regex(text, r"\s+", " "))
+    table = _byte_table(steps)
+    punctuation, whitespace, digits = ("punctuation" in steps), ("whitespace" in steps), ("digits" in steps)
+    if (words or whitespace) and not digits and (punctuation or whitespace):
+        text = _blank_bytes(text, table, punctuation, whitespace)
+    else:
+        if table is not None:
+            text = _map_bytes(text, table)
+        if punctuation or whitespace or digits:
+            unicode_rows = pc.invert(pc.string_is_ascii(text))
+            if pc.any(unicode_rows).as_py():
+                text = pc.replace_with_mask(text, unicode_rows, _map_code_points(text.filter(unicode_rows), steps))
+    if whitespace and not words:
+        text = pc.utf8_trim_whitespace(collapse_whitespace(text))
     return text
 
 
-def dedup_text(examples: pa.Table, fields: Fields, steps: tuple[str, ...] | list[str]) -> pa.Array:
-    """The normalised text near-deduplication compares, one string per row."""
-    return normalise(field_text(examples, fields), steps)
+def dedup_text(
+    examples: pa.Table, fields: Fields, steps: tuple[str, ...] | list[str], *, words: bool = False
+) -> pa.Array:
+    """The normalised text near-deduplication compares, one string per row (`words`: see `normalise`)."""
+    return normalise(field_text(examples, fields), steps, words=words)

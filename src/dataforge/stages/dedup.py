@@ -49,7 +49,7 @@ def near_settings(near: NearDedup | None, seed: int) -> NearSettings:
 def compared_text(examples: pa.Table, near: NearDedup | None) -> pa.Array:
     """The normalised text near deduplication and decontamination compare."""
     near = near or NearDedup()
-    return dedup_text(examples, near.fields, near.normalise)
+    return dedup_text(examples, near.fields, near.normalise, words=near.shingle == "word")
 
 
 def keep_rank(examples: pa.Table, policy: str, quality_field: str, lengths: np.ndarray | None = None) -> np.ndarray:
@@ -222,7 +222,7 @@ def deduplicate(
         texts = compared_text(examples, policy.near)
         lengths = pc.utf8_length(raw).to_numpy(zero_copy_only=False)
         rank = keep_rank(examples, policy.keep, policy.quality_field, lengths)
-        clusters = near_duplicates(texts, rank, settings, spaced="whitespace" in policy.near.normalise)
+        clusters = near_duplicates(texts, rank, settings)
         gone = clusters.removed
         ids = examples["id"].combine_chunks()
         sim = clusters.similarity[gone]

@@ -13,6 +13,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from ..dedup.text import collapse_whitespace
 from ..rejects import Outcome, concat_rejects, rejects_from_examples
 from ..tables import keep_rows
 from .base import Progress, StageOutput
@@ -24,7 +25,7 @@ ROLE_SEP, MSG_SEP, SIDE_SEP = "\x1f", "\x1e", "\x1d"
 def normalise(text: pa.Array) -> pa.Array:
     """Lower case, whitespace runs → one space, trimmed (vectorised)."""
     folded = pc.utf8_lower(pc.fill_null(text, ""))
-    return pc.utf8_trim_whitespace(pc.replace_substring_regex(folded, r"\s+", " "))
+    return pc.utf8_trim_whitespace(collapse_whitespace(folded))
 
 
 def _messages_text(messages: pa.Array) -> pa.Array:
