@@ -147,7 +147,7 @@ def cross_pairs(queries: Signatures, references: Signatures, *, threshold: float
         lo = np.searchsorted(sorted_ref, qb, side="left")
         hi = np.searchsorted(sorted_ref, qb, side="right")
         hit = np.flatnonzero(hi > lo)
-        for q, a, z in zip(q_ok[hit].tolist(), lo[hit].tolist(), hi[hit].tolist(), strict=True):
-            refs = r_ok[order[a:z]]
-            found.append(np.stack((np.full(len(refs), q, np.int64), refs), axis=1))
+        counts = (hi - lo)[hit]
+        at = np.repeat(lo[hit] - np.cumsum(counts) + counts, counts) + np.arange(int(counts.sum()))
+        found.append(np.stack((np.repeat(q_ok[hit], counts), r_ok[order[at]]), axis=1))
     return _unique_pairs(np.concatenate(found) if found else np.zeros((0, 2), np.int64))
