@@ -152,6 +152,16 @@ def test_offline_says_exactly_what_is_missing(hub, project):
     commit = hub.hf["acme/chat"].commit[:12]
     assert f"error: source 'chat' (hf://acme/chat@{commit}): data/raw/chat/{TRAIN} is missing" in err
     assert "fetch it online with `dataforge build mix.yaml`" in err
-    # Online, the missing file is fetched again at the locked commit.
+    # An edited copy is refused as well.
+    edited = root / "data/raw/huanhuan/huanhuan.json"
+    edited.write_bytes(edited.read_bytes().replace(b"fine", b"FINE"))
+    (root / "data/raw/chat" / TRAIN).write_bytes(hub.hf["acme/chat"].files[TRAIN])
+    code, _, err = cli(hub, "build", "-q", "--offline", project, cwd=root)
+    assert code == 1
+    locked = sha(hub.ms["kmno4zx/huanhuan-chat"].files["huanhuan.json"])
+    assert "data/raw/huanhuan/huanhuan.json has sha256 " in err and f"the lock says {locked[:12]}…" in err
+    # Online, missing and edited files are fetched again at the locked commit.
+    (root / "data/raw/chat" / TRAIN).unlink()
     assert cli(hub, "build", "-q", project, cwd=root)[0] == 0
     assert (root / "data/raw/chat" / TRAIN).read_bytes() == hub.hf["acme/chat"].files[TRAIN]
+    assert edited.read_bytes() == hub.ms["kmno4zx/huanhuan-chat"].files["huanhuan.json"]

@@ -139,6 +139,8 @@ def sync_source(
             )
         )
         current = keep and locked is not None and not verify_local(locked, directory, loaded.root)
+        if keep and locked is not None and not current:
+            _drop_altered(locked, directory)
         if not current:
             say(f"{what}: fetching {len(files)} file(s) at {(remote.commit or request.revision)[:12]} → {directory}")
             client.download(ref, remote.commit or request.revision, files, directory, token, quiet)
@@ -185,6 +187,18 @@ def _entry(src: Source, ref: HubRef, request, remote: Remote, files: list[str], 
     if isinstance(license_, list):
         license_ = ", ".join(str(x) for x in license_)
     return LockedSource(request, remote.commit, tuple(locked_files), str(license_) if license_ else None)
+
+
+def _drop_altered(locked: LockedSource, directory: Path) -> None:
+    """Delete local copies whose bytes differ from the lock, so the client fetches them again.
+
+    huggingface_hub trusts a local_dir file whose recorded commit matches and would keep an edited copy.
+    """
+    by_path = {f.path: f.sha256 for f in locked.files}
+    for path, digest in by_path.items():
+        local = directory / path
+        if local.is_file() and file_sha256(local) != digest:
+            local.unlink()
 
 
 def _drift(locked: LockedSource, remote: Remote) -> str | None:
