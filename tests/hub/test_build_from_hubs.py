@@ -27,6 +27,7 @@ def test_build_fetches_both_hubs_writes_the_lock_and_rebuilds_offline_byte_ident
     code, out, err = cli(hub, "build", "-q", project, cwd=root)
     assert code == 0, err
     assert "Built hubmix: 24 train, 6 val from 30 records" in out
+    assert "%|" not in err  # -q: no download progress bars from either client
     chat, ms = hub.hf["acme/chat"], hub.ms["kmno4zx/huanhuan-chat"]
     # Only the train split's file was fetched (the card's configs resolve `split: train` to it), into data/raw.
     assert (root / "data/raw/chat" / TRAIN).read_bytes() == chat.files[TRAIN]
@@ -111,6 +112,8 @@ def test_a_moved_remote_fails_the_build_until_update_lock(hub, project):
     code, out, err = cli(hub, "build", "-q", "--update-lock", project, cwd=root)
     assert code == 0, err
     assert "Built hubmix: 28 train, 7 val from 35 records" in out
+    # The lock entry is part of the read stage's key: only chat's branch and the global stages re-ran.
+    assert "Re-ran 7 of 11 stages." in out
     lock = json.loads((root / "mix.lock").read_text())
     assert lock["sources"]["chat"]["commit"] == hub.hf["acme/chat"].commit
     assert lock["sources"]["chat"]["files"][0]["sha256"] == sha(hub.hf["acme/chat"].files[TRAIN])
