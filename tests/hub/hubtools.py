@@ -74,6 +74,10 @@ def cli(hub: FakeHub, *args: object, cwd: Path, env: dict[str, str] | None = Non
         "MODELSCOPE_ENDPOINT": hub.url,
         "MODELSCOPE_CACHE": str(home / "ms"),
         "DATAFORGE_HUB_RETRY_DELAY": "0.05",
+        # Anything not addressed to 127.0.0.1 goes to a proxy that is not there: no request can leave the machine.
+        "HTTP_PROXY": "http://127.0.0.1:9",
+        "HTTPS_PROXY": "http://127.0.0.1:9",
+        "NO_PROXY": "127.0.0.1,localhost",
     }
     proc = subprocess.run(
         [sys.executable, "-m", "dataforge", *map(str, args)],
