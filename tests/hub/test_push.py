@@ -52,7 +52,9 @@ def test_push_uploads_the_splits_and_a_card_with_provenance(hub, project):
     assert rows[1].startswith(f"| chat | hf://acme/chat | main | {chat[:12]} | apache-2.0 | sharegpt | ")
     assert rows[1].endswith("| 20 | 16 | 4 |")
     assert rows[2].startswith("| huanhuan | ms://kmno4zx/huanhuan-chat | master | – | apache-2.0 | alpaca | ")
-    recipe = yaml.safe_load(card.text.split("```yaml\n", 1)[1].split("```", 1)[0])
+    block = card.text.split("```yaml\n", 1)[1].split("```", 1)[0]
+    assert block.startswith("name: hubmix\nseed: 1\nsources:\n- name: chat\n  from: hf://acme/chat\n")
+    recipe = yaml.safe_load(block)
     assert recipe["sources"][0] == {"name": "chat", "from": "hf://acme/chat", "format": "sharegpt"}
     assert recipe["split"] == {"validation": 0.2}
 

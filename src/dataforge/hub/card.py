@@ -150,8 +150,22 @@ def _body(manifest: dict[str, Any], rows: dict[str, int], licenses: list[str]) -
         "## Recipe",
         "",
         "```yaml",
-        yaml.safe_dump(recipe.get("config", {"name": recipe["name"]}), sort_keys=False, allow_unicode=True).rstrip(),
+        yaml.safe_dump(
+            _in_recipe_order(recipe.get("config", {"name": recipe["name"]})), sort_keys=False, allow_unicode=True
+        ).rstrip(),
         "```",
         "",
     ]
     return "\n".join(lines)
+
+
+def _in_recipe_order(config: dict[str, Any]) -> dict[str, Any]:
+    """The recipe with its keys in the order a recipe is written (the manifest stores them sorted)."""
+    from pydantic import ValidationError
+
+    from ..recipe import Recipe
+
+    try:
+        return Recipe.model_validate(config).model_dump(mode="json", by_alias=True, exclude_defaults=True)
+    except ValidationError:  # a build made by another dataforge version: keep what it recorded
+        return config
