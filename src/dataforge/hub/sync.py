@@ -18,6 +18,7 @@ from ..recipe import LoadedRecipe, Source
 from .lock import (
     LockedFile,
     LockedSource,
+    Request,
     hub_ref,
     lock_path,
     read_lock,
@@ -168,7 +169,9 @@ def sync_source(
     return entry
 
 
-def _entry(src: Source, ref: HubRef, request, remote: Remote, files: list[str], directory: Path) -> LockedSource:
+def _entry(
+    src: Source, ref: HubRef, request: Request, remote: Remote, files: list[str], directory: Path
+) -> LockedSource:
     """The lock entry for the downloaded `files`, hashed from disk and checked against the hub's listing."""
     locked_files = []
     for name in files:
@@ -215,7 +218,9 @@ def _drift(locked: LockedSource, remote: Remote) -> str | None:
     return None
 
 
-def _offline(src: Source, ref: HubRef, locked: LockedSource | None, loaded: LoadedRecipe, lock_name: str):
+def _offline(
+    src: Source, ref: HubRef, locked: LockedSource | None, loaded: LoadedRecipe, lock_name: str
+) -> LockedSource:
     """The lock entry, after checking that every locked file is in data/raw with its locked sha256."""
     if locked is None:
         raise DataError(

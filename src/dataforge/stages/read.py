@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -121,7 +122,9 @@ def read_source(source: Source, files: list[Path], root: Path, fmt: str, progres
     )
 
 
-def make_read(source: Source, root: Path, files: list[Path] | None = None):
+def make_read(
+    source: Source, root: Path, files: list[Path] | None = None
+) -> Callable[[dict[str, StageInput], Progress], StageOutput]:
     """The read stage's function for `source` over `files` (default: resolved from `from` when it runs)."""
 
     def run(inputs: dict[str, StageInput], progress: Progress) -> StageOutput:
