@@ -239,6 +239,8 @@ def _handler(hub: FakeHub) -> type[BaseHTTPRequestHandler]:
                 repo = hub.ms.get(m[1])
                 if repo is None:
                     return self._json(404, {"Code": 404, "Message": "dataset not found", "Success": False})
+                if repo.gated and req.headers.get("Authorization") != f"Bearer {repo.token}":
+                    return self._json(403, {"Code": 403, "Message": "access denied", "Success": False})
                 if req.query.get("PageNumber", ["1"])[0] != "1":
                     return self._json(200, {"Code": 200, "Success": True, "Data": {"Files": []}})
                 files = [

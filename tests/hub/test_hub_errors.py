@@ -59,6 +59,18 @@ def test_gated_repository_needs_a_token_from_the_named_variable(hub, tmp_path):
     assert b"hf_secret" not in (tmp_path / "data/processed/one/manifest.json").read_bytes()
 
 
+def test_a_private_modelscope_dataset_needs_a_token(hub, tmp_path):
+    hub.ms["acme/private"] = Repo(files={"a.jsonl": sharegpt_rows(3, "private")}, gated=True, token="ms-secret")
+    path = recipe(tmp_path, "    from: ms://acme/private\n")
+    code, _, err = cli(hub, "build", "-q", path, cwd=tmp_path)
+    assert code == 2
+    assert error_line(err) == "error: ms://acme/private is private or needs approval and no token was given"
+    path = recipe(tmp_path, "    from: ms://acme/private\n    token_env: MS_TOKEN\n")
+    code, out, err = cli(hub, "build", "-q", path, cwd=tmp_path, env={"MS_TOKEN": "ms-secret"})
+    assert code == 0, err
+    assert "from 3 records" in out
+
+
 def test_a_missing_split_lists_the_splits_there_are(hub, tmp_path):
     path = recipe(tmp_path, "    from: hf://acme/chat\n    split: validation\n")
     code, _, err = cli(hub, "build", "-q", path, cwd=tmp_path)
