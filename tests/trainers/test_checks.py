@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
 import torch
 import yaml
@@ -43,10 +44,12 @@ def test_dpo_on_data_without_pairs_exits_1_with_one_line_and_no_traceback(tmp_pa
     )
     assert proc.returncode == 1
     assert "Traceback" not in proc.stderr
+    rendered = pq.read_table(tmp_path / "build" / "rendered" / "demo-chatml" / "train.parquet")
+    assert set(rendered["kind"].to_pylist()) == {"sft"}
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
     assert errors == [
         "error: train.method dpo needs preference pairs (preference rows), but render target 'demo-chatml' has "
-        "none in train (sft: 206)"
+        f"none in train (sft: {rendered.num_rows})"
     ]
     assert not (tmp_path / "build" / "train").exists()  # refused before writing anything
 

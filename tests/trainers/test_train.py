@@ -67,7 +67,10 @@ def test_training_json_names_the_data_by_the_build_manifest_digest(trained):
     assert record["data"]["build_key"] == manifest["build_key"]
     for name, digest in record["data"]["files"].items():
         assert digest == manifest["outputs"][name] == hashlib.sha256((build / name).read_bytes()).hexdigest()
-    assert record["data"]["rows"] == {"train": 206, "val": 23}  # the demo's rendered rows (README)
+    folder = build / "rendered" / "demo-chatml"
+    rendered = {split: pq.read_metadata(folder / f"{split}.parquet").num_rows for split in ("train", "val")}
+    assert record["data"]["rows"] == rendered == result.rows  # every rendered demo row is sft
+    assert rendered["train"] > 150 and rendered["val"] > 15
     assert record["data"]["tokenizer_digest"] == manifest["render"]["demo-chatml"]["tokenizer_digest"]
     assert record["method"] == "sft" and record["peft"]["r"] == 8
     assert record["training_loss"] == pytest.approx(result.training_loss)
