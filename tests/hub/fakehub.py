@@ -60,7 +60,7 @@ class FakeHub:
         self.faults: dict[str, list[int | str]] = {}
         self.commits: list[dict[str, Any]] = []  # pushed commits: repo, operations (path → bytes)
         self.created: list[dict[str, Any]] = []
-        self.blobs: dict[str, bytes] = {}  # LFS objects uploaded to ModelScope, by sha256
+        self.blobs: dict[str, bytes] = {}  # LFS objects uploaded (either hub), by sha256
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
@@ -210,8 +210,21 @@ def _handler(hub: FakeHub) -> type[BaseHTTPRequestHandler]:
             m = re.fullmatch(r"/api/datasets/([^/]+/[^/]+)/preupload/(.+)", req.path)
             if m and req.method == "POST":
                 files = json.loads(req.body)["files"]
-                modes = [{"path": f["path"], "uploadMode": "regular", "shouldIgnore": False} for f in files]
+                # Parquet goes through LFS, as on the real Hub; text is committed inline.
+                modes = [
+                    {
+                        "path": f["path"],
+                        "uploadMode": "lfs" if f["path"].endswith(".parquet") else "regular",
+                        "shouldIgnore": False,
+                    }
+                    for f in files
+                ]
                 return self._json(200, {"files": modes})
+            m = re.fullmatch(r"/datasets/([^/]+/[^/]+)\.git/info/lfs/objects/batch", req.path)
+            if m and req.method == "POST":
+                objects = json.loads(req.body)["objects"]
+                answer = [{**o, "actions": {"upload": {"href": f"{hub.url}/lfs-upload/{o['oid']}"}}} for o in objects]
+                return self._json(200, {"transfer": "basic", "objects": answer})
             m = re.fullmatch(r"/api/datasets/([^/]+/[^/]+)/commit/(.+)", req.path)
             if m and req.method == "POST":
                 return self._commit(m[1], req)
@@ -223,6 +236,8 @@ def _handler(hub: FakeHub) -> type[BaseHTTPRequestHandler]:
             for line in lines:
                 if line["key"] == "file":
                     ops[line["value"]["path"]] = base64.b64decode(line["value"]["content"])
+                elif line["key"] == "lfsFile":  # uploaded before the commit, named by its sha256
+                    ops[line["value"]["path"]] = hub.blobs[line["value"]["oid"]]
             summary = next((x["value"].get("summary") for x in lines if x["key"] == "header"), "")
             hub.commits.append({"repo": repo_id, "files": ops, "summary": summary})
             repo = hub.hf.setdefault(repo_id, Repo())

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import pytest
 import yaml
 from hubtools import cli
@@ -14,7 +16,9 @@ def test_push_uploads_the_splits_and_a_card_with_provenance(hub, project):
     root = project.parent
     assert cli(hub, "build", "-q", project, cwd=root)[0] == 0
     build = root / "data/processed/hubmix"
-    code, out, err = cli(hub, "push", build, "hf://me/hubmix-sft", cwd=root, env={"HF_TOKEN": "hf_write"})
+    # The fake speaks the Git LFS batch protocol, not Xet storage: huggingface_hub is told to use the former.
+    env = {"HF_TOKEN": "hf_write", "HF_HUB_DISABLE_XET": "1"}
+    code, out, err = cli(hub, "push", build, "hf://me/hubmix-sft", cwd=root, env=env)
     assert code == 0, err
     assert "Pushed" in out
     assert hub.created == [{"name": "hubmix-sft", "organization": "me", "visibility": "public", "type": "dataset"}]
@@ -23,6 +27,10 @@ def test_push_uploads_the_splits_and_a_card_with_provenance(hub, project):
     assert sorted(commit["files"]) == ["README.md", "data/train.parquet", "data/validation.parquet"]
     assert commit["files"]["data/train.parquet"] == (build / "train.parquet").read_bytes()
     assert commit["files"]["data/validation.parquet"] == (build / "val.parquet").read_bytes()
+    # The splits went through LFS (uploaded by sha256 before the commit), the card inline.
+    lfs = sorted(r.path for r in hub.requests if r.method == "PUT")
+    digests = [hashlib.sha256((build / n).read_bytes()).hexdigest() for n in ("train.parquet", "val.parquet")]
+    assert lfs == sorted(f"/lfs-upload/{d}" for d in digests)
     push_auth = {r.headers.get("Authorization") for r in hub.requests if r.method == "POST"}
     assert push_auth == {"Bearer hf_write"}
 
