@@ -76,6 +76,17 @@ def test_push_refuses_what_is_not_a_build_or_a_hub_address(hub, tmp_path):
     assert "error: 'me/x': push to hf://owner/name or ms://owner/name" in err
 
 
+def test_push_with_an_unset_token_variable_stops_before_uploading(hub, project):
+    root = project.parent
+    assert cli(hub, "build", "-q", project, cwd=root)[0] == 0
+    hub.requests.clear()
+    build = root / "data/processed/hubmix"
+    code, _, err = cli(hub, "push", build, "hf://me/x", "--token-env", "PUSH_TOKEN", cwd=root)
+    assert code == 2 and "Traceback" not in err
+    assert "error: --token-env PUSH_TOKEN: the variable is not set" in err
+    assert hub.requests == [] and hub.commits == []
+
+
 def test_push_to_modelscope_sends_the_same_files(hub, project):
     root = project.parent
     assert cli(hub, "build", "-q", project, cwd=root)[0] == 0
