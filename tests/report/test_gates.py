@@ -4,6 +4,7 @@ and `dataforge check` agrees without rebuilding."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -70,6 +71,11 @@ def test_report_md_names_the_failed_gates_first(strict):
     table = [line for line in lines if line.startswith("| ") and ("FAILED" in line or "passed" in line)]
     assert len(table) == 11 and all("FAILED" in row for row in table[:5]) and "FAILED" not in "".join(table[5:])
     assert lines.index("## Rows per source") > lines.index(table[-1])
+    html = (out / "report" / "report.html").read_text()
+    assert '<span class="badge fail">5 gate(s) failed</span>' in html
+    gates = html.split('<section id="gates">', 1)[1].split("</section>", 1)[0]
+    verdicts = re.findall(r'<span class="(fail|pass)">(FAILED|passed)</span>', gates)
+    assert [v for _, v in verdicts] == ["FAILED"] * 5 + ["passed"] * 6
 
 
 def test_check_agrees_with_the_build_and_rechecks_other_limits(strict):

@@ -84,7 +84,9 @@ def duplicates_section(report: dict[str, Any]) -> str:
     dups = report.get("duplicates") or {"removed": 0, "clusters": 0, "cluster_sizes": {}, "samples": []}
     parts = [
         f"<p><b>{dups['removed']:,}</b> row(s) removed as duplicates in <b>{dups['clusters']:,}</b> cluster(s) "
-        f"(a cluster = the kept row and its removed copies).</p>"
+        f"(a cluster = the kept row and the rows removed as its copies)"
+        + "".join(f"; {reason}: {n:,}" for reason, n in (dups.get("by_reason") or {}).items())
+        + ".</p>"
     ]
     if dups["cluster_sizes"]:
         parts.append(
