@@ -48,8 +48,11 @@ def content_stats(examples: pa.Table, sources: list[str]) -> dict[str, Any]:
     is_assistant = pc.fill_null(pc.equal(roles, "assistant"), False).to_numpy(zero_copy_only=False)
     # Turns are assistant turns, as `filters.min_turns` counts them; rows without messages (pretrain) have 0.
     turns = np.bincount(row_of[is_assistant], minlength=n) if n else np.array([], dtype=np.int64)
-    src = examples["source"]
-    kinds_by_source = {s: _counts(examples.filter(pc.equal(src, s))["kind"].combine_chunks()) for s in sources}
+    # Grouped over the two narrow columns: filtering the whole table per source would copy every message.
+    pairs = examples.select(["source", "kind"]).group_by(["source", "kind"]).aggregate([([], "count_all")])
+    kinds_by_source: dict[str, dict[str, int]] = {s: {} for s in sources}
+    for r in sorted(pairs.to_pylist(), key=lambda r: (r["source"], r["kind"])):
+        kinds_by_source.setdefault(r["source"], {})[r["kind"]] = r["count_all"]
     return {
         "rows": n,
         "kinds": _counts(examples["kind"].combine_chunks()),
