@@ -119,10 +119,31 @@ def test_the_signature_estimates_jaccard():
         assert abs(est - true) <= 5 * np.sqrt(max(true * (1 - true), 0.01) / 256), (est, true)
 
 
-def test_densify_borrows_from_the_next_filled_bin_with_its_distance():
+def test_densify_fills_every_empty_bin_from_the_same_row_the_same_way_for_every_document():
     empty = np.iinfo(np.uint64).max
-    sig = np.array([[5, empty, empty, 7], [empty, 9, empty, empty], [empty] * 4], dtype=np.uint64)
+    rng = np.random.default_rng(5)
+    sig = rng.integers(0, 2**32, size=(6, 64), dtype=np.uint64)
+    sig[rng.random((6, 64)) < 0.8] = empty  # most bins empty, as for a short text
+    sig[4] = empty  # a row without shingles
+    sig[5] = sig[0]  # the same filled bins as row 0
     out = densify(sig)
-    assert out[0].tolist() == [5, 7 + (2 << 32), 7 + (1 << 32), 7]
-    assert out[1].tolist() == [9 + (1 << 32), 9, 9 + (3 << 32), 9 + (2 << 32)]
-    assert out[2].tolist() == [empty] * 4
+    for r in range(6):
+        filled = sig[r] != empty
+        if not filled.any():
+            assert (out[r] == empty).all()
+            continue
+        assert (out[r][filled] == sig[r][filled]).all()
+        assert set(out[r].tolist()) <= set(sig[r][filled].tolist())  # borrowed, never invented
+    assert (out[5] == out[0]).all()
+
+
+def test_short_texts_that_share_little_do_not_share_lsh_bands():
+    # Templated rows differing in one number: 3 of 8 word 5-grams shared (Jaccard 0.23). Densified bins
+    # borrow from random bins, so whole bands of copies of the shared shingles' values do not arise.
+    from dataforge.dedup.candidates import band_keys
+
+    texts = [f"question {i} about alpaca answer {i} alpaca is explained in a few words" for i in range(2000)]
+    sig = signatures(pa.array(texts), num_perm=128, ngram=5, unit="word", seed=1)
+    keys = band_keys(sig.values, 12, 10)
+    shared = sum(len(col) - len(set(col.tolist())) for col in keys.T)
+    assert shared < 20

@@ -4,11 +4,10 @@ Why not datasketch's `MinHash.update()`/`bulk()`: they apply `num_perm` affine p
 `num_perm` multiply-adds per shingle in Python-sized batches. Here every shingle is hashed once and the
 signature is a *one-permutation* MinHash (Li, Owen & Zhang 2012): the 64-bit shingle hash picks one of
 `num_perm` bins with its high bits and competes for that bin's minimum with its low 32 bits. Empty bins are
-filled by rotation densification (Shrivastava & Li 2014): an empty bin borrows the value of the next non-empty
-bin to its right, offset by the distance, so two documents agree on a borrowed bin with the same probability
-as on a real one. The fraction of equal bins estimates the Jaccard similarity of the shingle sets, like a
-classic MinHash signature, and the signature is a plain `uint64[num_perm]` row that datasketch's LSH indexes
-as `LeanMinHash(hashvalues=...)`.
+filled by optimal densification (Shrivastava 2017, see `densify`), so two documents agree on a borrowed bin
+with the same probability as on a real one. The fraction of equal bins estimates the Jaccard similarity of
+the shingle sets, like a classic MinHash signature, and the signature is a plain `uint64[num_perm]` row that
+datasketch's LSH indexes as `LeanMinHash(hashvalues=...)`.
 
 Shingles: words (runs of bytes other than ASCII whitespace, hashed from their UTF-8 bytes) or characters
 (Unicode code points), `ngram` consecutive units per shingle; a text shorter than `ngram` units is one
@@ -190,29 +189,41 @@ def signatures(texts: pa.Array, *, num_perm: int, ngram: int, unit: Unit, seed: 
     return Signatures(densify(sig), empty)
 
 
-def densify(sig: np.ndarray) -> np.ndarray:
-    """Fill each row's empty bins from the next non-empty bin to the right (circularly), offset by distance.
+MAX_PROBES = 4096  # densification attempts per empty bin before the fallback (never reached in practice)
 
-    Real values are below 2**32; a borrowed value adds `distance << 32`, so it can only equal another
-    document's value borrowed over the same distance from the same real value.
+
+def _probe_table(k: int, attempts: int) -> np.ndarray:
+    """int64 [attempts, k]: the bin an empty bin looks at on each attempt; the same for every document."""
+    grid = np.arange(attempts, dtype=U64)[:, None] * U64(k) + np.arange(k, dtype=U64)[None, :]
+    return ((mix64(grid + U64(0xD1B54A32D192ED03)) >> U64(32)) * U64(k) >> U64(32)).astype(np.int64)
+
+
+def densify(sig: np.ndarray) -> np.ndarray:
+    """Fill each row's empty bins by optimal densification (Shrivastava 2017).
+
+    An empty bin j probes bins h(j, 1), h(j, 2), ... with a hash fixed for all documents, and takes the value
+    of the first filled one. Two documents then agree on bin j with probability equal to their Jaccard
+    similarity, and, unlike borrowing from the neighbouring bin, different empty bins borrow from different,
+    random bins, so a short text (few shingles, most bins empty) does not repeat one value across a whole
+    LSH band. Rows with no filled bin stay empty.
     """
     n, k = sig.shape
     filled = sig != EMPTY
     if n == 0 or filled.all():
         return sig
-    flat = sig.ravel()
-    size = n * k
-    pos = np.arange(size, dtype=np.int64)
-    # Next filled position at or after each bin, over the flat array (it may run into the next row) ...
-    nearest = np.minimum.accumulate(np.where(filled.ravel(), pos, size)[::-1])[::-1]
-    row_end = (pos // k + 1) * k
-    # ... and where it ran past the row's end, wrap to the row's first filled bin.
-    first = nearest[::k].reshape(n, 1)
-    wrapped = nearest >= row_end
-    nearest = np.where(wrapped, np.repeat(first, k) + k, nearest)
-    distance = (nearest - pos).astype(U64)
-    has_any = (first[:, 0] < (np.arange(n) + 1) * k).repeat(k)
-    source = flat[np.where(has_any, nearest - k * wrapped, pos)]
-    out = np.where(filled.ravel(), flat, source + (distance << U64(32)))
-    out[~has_any] = EMPTY
-    return out.reshape(n, k)
+    out = sig.copy()
+    has_any = filled.any(axis=1)
+    rows, cols = np.nonzero(~filled & has_any[:, None])
+    table = _probe_table(k, 64)
+    attempt = 0
+    while len(rows) and attempt < MAX_PROBES:
+        if attempt >= len(table):
+            table = _probe_table(k, 2 * len(table))
+        probe = table[attempt, cols]
+        hit = filled[rows, probe]
+        out[rows[hit], cols[hit]] = sig[rows[hit], probe[hit]]
+        rows, cols = rows[~hit], cols[~hit]
+        attempt += 1
+    if len(rows):  # astronomically unlikely: take the row's first filled bin
+        out[rows, cols] = sig[rows, filled[rows].argmax(axis=1)]
+    return out
