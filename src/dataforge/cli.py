@@ -591,7 +591,7 @@ def push(
     message: Annotated[str | None, typer.Option("--message", "-m", help="Commit message.")] = None,
 ) -> None:
     """Upload a build's train/validation splits with a generated dataset card (configs, features, license,
-    provenance of every source, the recipe) to the Hugging Face Hub or ModelScope, in one commit."""
+    provenance of every source, the recipe) to the Hugging Face Hub (one commit) or ModelScope."""
     from .hub.push import push as push_build
 
     url = push_build(
