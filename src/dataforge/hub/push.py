@@ -1,6 +1,7 @@
 """`dataforge push BUILD_DIR hf://owner/name` (or ms://): upload a build's splits and its dataset card.
 
-The splits go to data/train.parquet and data/validation.parquet, the card to README.md, in one commit.
+The splits go to data/train.parquet and data/validation.parquet, the card to README.md (one commit on the
+Hugging Face Hub; ModelScope's upload_folder may batch a large upload into several).
 The token comes from an environment variable (by default the hub's own: HF_TOKEN, MODELSCOPE_API_TOKEN;
 huggingface_hub also finds a stored `hf auth login`).
 """
