@@ -21,7 +21,7 @@ from ..recipe import Source
 from ..rejects import concat_rejects, with_source
 from .base import Progress, StageInput, StageOutput
 
-VERSION = 1
+VERSION = 2  # 2: formats gained preference/KTO/pretrain columns; older cached reads lack them
 
 
 def source_files(source: Source, root: Path, locked: LockedSource | None = None) -> list[Path]:
