@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from .candidates import Engine, candidate_pairs, cross_pairs
 from .signatures import Signatures, Unit, distinct, shingle_hashes, signatures
@@ -51,6 +52,8 @@ def compute_signatures(texts: pa.Array, settings: NearSettings, *, parallel_from
     jobs = [(texts.slice(i, BATCH), settings) for i in range(0, n, BATCH)]
     workers = min(settings.workers, len(jobs), os.cpu_count() or 1)
     if workers > 1 and n >= parallel_from:
+        # A slice pickles with its parent's whole buffer: send each worker a compact copy of its batch.
+        jobs = [(pc.take(batch, pa.array(np.arange(len(batch)))), s) for batch, s in jobs]
         with ProcessPoolExecutor(workers) as pool:
             parts = list(pool.map(_batch, jobs, chunksize=4))
     else:
