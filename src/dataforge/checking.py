@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 
@@ -54,3 +56,27 @@ def check_files(
     return Checked(
         resolved, read.stats["records"], validated.tables["examples"], rejects, read.stats["unmodelled_fields"]
     )
+
+
+OUTPUT_TYPES = (".jsonl", ".json", ".parquet")
+
+
+def check_output_type(output: Path) -> None:
+    """A usage error unless `output` names a file type `write_records` writes."""
+    suffix = output.suffix.lower()
+    if suffix not in OUTPUT_TYPES:
+        raise UsageError(f"{output}: unsupported output type {suffix!r}", hint="use .jsonl, .json or .parquet")
+
+
+def write_records(records: list[dict[str, Any]], output: Path) -> None:
+    """`records` to `output` as JSON Lines, a JSON array or Parquet, by its suffix (one of OUTPUT_TYPES)."""
+    output.parent.mkdir(parents=True, exist_ok=True)
+    suffix = output.suffix.lower()
+    if suffix == ".jsonl":
+        output.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
+    elif suffix == ".json":
+        output.write_text(json.dumps(records, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    else:
+        import pyarrow.parquet as pq
+
+        pq.write_table(pa.Table.from_pylist(records), output)

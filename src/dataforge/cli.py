@@ -262,6 +262,7 @@ def validate(
     Exit 0 when every record is valid, 1 when any is not.
     """
     from .checking import check_files
+    from .rejects import location
 
     any_bad = False
     for pattern in files:
@@ -270,7 +271,7 @@ def validate(
         any_bad |= bad > 0
         shown = checked.rejects.to_pylist() if not limit else checked.rejects.slice(0, limit).to_pylist()
         for r in shown:
-            where = f"{r['file']}:{r['line']}" if r["line"] is not None else f"{r['file']}#{r['row']}"
+            where = location(r)
             field = f" {r['field']}:" if r["field"] else ""
             out.print(f"{where}:{field} {r['message']} [dim]({r['reason']})[/]", markup=True, highlight=False)
         if bad > len(shown):
@@ -309,8 +310,9 @@ def convert(
     `datasets:` YAML). Exit 1 when any row was rejected or not written.
     """
     from . import formats
-    from .checking import check_files
+    from .checking import check_files, check_output_type, write_records
     from .exports import TRAINERS, export_names
+    from .rejects import location
 
     if to in TRAINERS:
         checked = check_files(input, format, _parse_columns(column))
@@ -319,23 +321,12 @@ def convert(
     if to not in export_names():
         raise UsageError(f"unknown target {to!r}", hint=f"known: {', '.join(export_names())}")
     target = formats.get(to)
-    suffix = output.suffix.lower()
-    if suffix not in {".jsonl", ".json", ".parquet"}:
-        raise UsageError(f"{output}: unsupported output type {suffix!r}", hint="use .jsonl, .json or .parquet")
+    check_output_type(output)
     checked = check_files(input, format, _parse_columns(column))
     written = target.from_examples(checked.examples.to_pylist())
-    output.parent.mkdir(parents=True, exist_ok=True)
-    if suffix == ".jsonl":
-        output.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in written.records), encoding="utf-8")
-    elif suffix == ".json":
-        output.write_text(json.dumps(written.records, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
-    else:
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
-        pq.write_table(pa.Table.from_pylist(written.records), output)
+    write_records(written.records, output)
     for r in checked.rejects.to_pylist():
-        where = f"{r['file']}:{r['line']}" if r["line"] is not None else f"{r['file']}#{r['row']}"
+        where = location(r)
         err.print(f"rejected {where}: {r['field'] or ''} {r['message']}", highlight=False, soft_wrap=True)
     _warn_unmodelled(checked.unmodelled, checked.format)
     for what, n in sorted(written.losses.items()):
@@ -352,13 +343,14 @@ def convert(
 def _convert_for_trainer(checked, to: str, output: Path) -> None:
     """`dataforge convert --to <trainer>`: the trainer's export of every row, as the `train` split."""
     from .exports import export
+    from .rejects import location
 
     exported = export(to, {"train": checked.examples.to_pylist()}, output.name or "data")
     for path, data in sorted(exported.files.items()):
         (output / path).parent.mkdir(parents=True, exist_ok=True)
         (output / path).write_text(data, encoding="utf-8")
     for r in checked.rejects.to_pylist():
-        where = f"{r['file']}:{r['line']}" if r["line"] is not None else f"{r['file']}#{r['row']}"
+        where = location(r)
         err.print(f"rejected {where}: {r['field'] or ''} {r['message']}", highlight=False, soft_wrap=True)
     _warn_unmodelled(checked.unmodelled, checked.format)
     lost_rows = 0

@@ -36,6 +36,11 @@ REJECTS_SCHEMA = pa.schema(
 )
 
 
+def location(row: dict[str, Any]) -> str:
+    """Where a record came from, for people: `file:line`, or `file#row` for files without lines."""
+    return f"{row['file']}:{row['line']}" if row["line"] is not None else f"{row['file']}#{row['row']}"
+
+
 def empty_rejects() -> pa.Table:
     return REJECTS_SCHEMA.empty_table()
 

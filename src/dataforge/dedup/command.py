@@ -7,7 +7,6 @@ file:line) and the similarity, so nothing is lost silently.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,7 @@ import pyarrow as pa
 
 from ..errors import UsageError
 from ..recipe import Dedup, NearDedup
+from ..rejects import concat_rejects, location
 
 
 @dataclass
@@ -42,16 +42,13 @@ def dedup_files(
 ) -> DedupResult:
     """Deduplicate the rows of `inputs` (in the order given: earlier inputs win ties) into `output`."""
     from .. import formats
-    from ..checking import check_files
-    from ..rejects import concat_rejects
+    from ..checking import check_files, check_output_type, write_records
     from ..stages.dedup import deduplicate
 
-    suffix = output.suffix.lower()
-    if suffix not in {".jsonl", ".json", ".parquet"}:
-        raise UsageError(f"{output}: unsupported output type {suffix!r}", hint="use .jsonl, .json or .parquet")
-    checked = [check_files(pattern, name=f"in{i}") for i, pattern in enumerate(inputs)]
+    check_output_type(output)
     if keep not in ("first", "longest", "quality"):
         raise UsageError(f"--keep {keep!r}: choose first, longest or quality")
+    checked = [check_files(pattern, name=f"in{i}") for i, pattern in enumerate(inputs)]
     examples = pa.concat_tables([c.examples for c in checked])
     policy = Dedup(exact=exact, near=near, keep=keep)
     result = deduplicate(examples, policy, root=Path.cwd(), files=[], seed=seed, progress=lambda *_: None)
@@ -59,13 +56,12 @@ def dedup_files(
     removed = result.tables["rejects"]
     target = formats.get(to or checked[0].format)
     written = target.from_examples(kept.to_pylist())
-    output.parent.mkdir(parents=True, exist_ok=True)
-    _write_records(written.records, output)
-    where = {r["id"]: _where(r) for r in examples.select(["id", "file", "row", "line"]).to_pylist()}
+    write_records(written.records, output)
+    where = {r["id"]: location(r) for r in examples.select(["id", "file", "row", "line"]).to_pylist()}
     unreadable = concat_rejects([c.rejects for c in checked])
     lines = [_reject_line(r, where) for r in concat_rejects([unreadable, removed]).to_pylist()]
     path = rejects_path(output)
-    path.write_text("".join(json.dumps(x, ensure_ascii=False) + "\n" for x in lines), encoding="utf-8")
+    write_records(lines, path)
     return DedupResult(
         format=target.name,
         records=sum(c.records for c in checked),
@@ -78,27 +74,11 @@ def dedup_files(
     )
 
 
-def _where(r: dict[str, Any]) -> str:
-    return f"{r['file']}:{r['line']}" if r["line"] is not None else f"{r['file']}#{r['row']}"
-
-
 def _reject_line(r: dict[str, Any], where: dict[str, str]) -> dict[str, Any]:
     return {
-        "at": _where(r),
+        "at": location(r),
         "reason": r["reason"],
         "message": r["message"],
         "duplicate_of": where.get(r["duplicate_of"]) if r["duplicate_of"] else None,
         "similarity": r["similarity"],
     }
-
-
-def _write_records(records: list[dict[str, Any]], output: Path) -> None:
-    suffix = output.suffix.lower()
-    if suffix == ".jsonl":
-        output.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
-    elif suffix == ".json":
-        output.write_text(json.dumps(records, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
-    else:
-        import pyarrow.parquet as pq
-
-        pq.write_table(pa.Table.from_pylist(records), output)

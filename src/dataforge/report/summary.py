@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 
 from ..engine.cache import Entry
 from ..recipe import LoadedRecipe
-from ..rejects import count_by
+from ..rejects import count_by, location
 from ..stages.base import Stage
 from .gates import describe
 
@@ -53,7 +53,7 @@ def reject_groups(rejects: pa.Table) -> list[dict[str, Any]]:
         sample = rejects.filter(mask).slice(0, EXAMPLES_PER_REASON)
         g["examples"] = [
             {
-                "where": f"{r['file']}:{r['line']}" if r["line"] is not None else f"{r['file']}#{r['row']}",
+                "where": location(r),
                 "source": r["source"],
                 "field": r["field"],
                 "message": r["message"],
@@ -106,15 +106,14 @@ def build_report(
 
 def dedup_report(dedup: dict[str, Any], split: dict[str, Any]) -> dict[str, Any]:
     """Exact and near deduplication and decontamination, from the dedup and split stages' statistics."""
-    decon = dedup.get("decontamination") or {}
-    val = split.get("decontamination") or {}
+    val = split["decontamination"]
     return {
-        "exact": dedup.get("exact", {"removed": dedup.get("exact_duplicates", 0)}),
-        "near": dedup.get("near", {"enabled": False}),
+        "exact": dedup["exact"],
+        "near": dedup["near"],
         "decontamination": {
-            "files": decon.get("files", {}),
-            "train_removed": decon.get("removed", 0),
-            "val_removed": val.get("val_removed", 0),
+            "files": dedup["decontamination"].get("files", {}),
+            "train_removed": dedup["decontamination"].get("removed", 0),
+            "val_removed": val["val_removed"],
             "val_by_source": val.get("by_source", {}),
         },
     }
