@@ -1,8 +1,17 @@
+from pathlib import Path
+
 import pyarrow as pa
 
 from builders import chat, qa, quiet, table
+from dataforge.recipe import Dedup
 from dataforge.record import Example, Kind, Message, Provenance, Role, ToolCall
-from dataforge.stages.dedup_exact import deduplicate, normalise, row_text
+from dataforge.stages.dedup import deduplicate as dedup_stage
+from dataforge.stages.dedup_exact import normalise, row_text
+
+
+def deduplicate(t, enabled, progress):
+    """The dedup stage with exact deduplication alone (no near, no eval files)."""
+    return dedup_stage(t, Dedup(exact=enabled), root=Path("."), files=[], seed=0, progress=progress)
 
 
 def test_normalise_folds_case_and_whitespace():
@@ -25,7 +34,7 @@ def test_first_occurrence_wins_within_and_across_sources():
         ("a:1", "a:0", "exact_duplicate"),
         ("b:0", "a:0", "exact_duplicate"),
     ]
-    assert result.stats == {"exact_duplicates": 2}
+    assert result.stats == {"exact": {"removed": 2}, "near": {"enabled": False}, "decontamination": {}}
 
 
 def test_roles_matter_and_system_prompts_matter():

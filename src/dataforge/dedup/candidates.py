@@ -27,7 +27,6 @@ import numpy as np
 from .signatures import U64, Signatures, distinct, mix64
 
 Engine = Literal["lsh", "banded"]
-ENGINES: tuple[str, ...] = ("lsh", "banded")
 # Candidates are verified before they count, so a false positive costs one comparison while a false
 # negative is a duplicate never seen: the band shape is optimised with false negatives weighted 19:1
 # (at 0.8 and 128 values: 16 bands of 8, candidate probability 0.95 at the threshold, 0.99 at 0.84).

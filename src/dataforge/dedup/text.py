@@ -16,8 +16,6 @@ import pyarrow.compute as pc
 
 Fields = Literal["conversation", "user", "first_user", "final_answer"]
 Normalisation = Literal["case", "punctuation", "whitespace", "digits"]
-FIELDS: tuple[str, ...] = ("conversation", "user", "first_user", "final_answer")
-NORMALISATIONS: tuple[str, ...] = ("case", "punctuation", "whitespace", "digits")
 
 
 def _joined(lists_parent: np.ndarray, values: pa.Array, n: int, sep: str = "\n") -> pa.Array:

@@ -18,14 +18,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..dedup.near import NearSettings, near_duplicates, near_matches
-from ..dedup.text import dedup_text, field_text
+from ..dedup.text import dedup_text, field_text, normalise
 from ..recipe import Dedup, NearDedup
-from ..rejects import Outcome, concat_rejects, rejects_from_examples
+from ..rejects import Outcome, concat_rejects, location, rejects_from_examples
 from ..tables import keep_rows
 from .base import Progress, StageInput, StageOutput
 from .dedup_exact import exact_duplicates, exact_rejects
 
-VERSION = 3
+VERSION = 4  # 4: stats without the redundant exact_duplicates (it is exact.removed)
 SAMPLE_CLUSTERS = 5
 SAMPLE_MEMBERS = 5
 SAMPLE_CHARS = 300
@@ -50,6 +50,11 @@ def compared_text(examples: pa.Table, near: NearDedup | None) -> pa.Array:
     """The normalised text near deduplication and decontamination compare."""
     near = near or NearDedup()
     return dedup_text(examples, near.fields, near.normalise, words=near.shingle == "word")
+
+
+def normalised(raw: pa.Array, near: NearDedup) -> pa.Array:
+    """`raw` field text normalised as `near` says (whitespace runs left to the word splitter for words)."""
+    return normalise(raw, near.normalise, words=near.shingle == "word")
 
 
 def keep_rank(examples: pa.Table, policy: str, quality_field: str, lengths: np.ndarray | None = None) -> np.ndarray:
@@ -101,10 +106,7 @@ def decontaminate_files(
         ref_text = compared_text(reference, near)
         matches = near_matches(texts, ref_text, settings)
         new = (matches.reference >= 0) & ~hit
-        where = [
-            f"{r['file']}:{r['line']}" if r["line"] is not None else f"{r['file']}#{r['row']}"
-            for r in reference.select(["file", "row", "line"]).to_pylist()
-        ]
+        where = [location(r) for r in reference.select(["file", "row", "line"]).to_pylist()]
         origin[new] = [where[j] for j in matches.reference[new].tolist()]
         sim[new] = matches.similarity[new]
         hit |= new
@@ -208,18 +210,19 @@ def deduplicate(
         rejects.append(exact_rejects(examples, dup, keeper))
         examples = keep_rows(examples, ~dup)
         stats["exact"]["removed"] = int(dup.sum())
-    stats["exact_duplicates"] = stats["exact"]["removed"]
     progress(1, 3, "decontaminate")
+    # Both later steps compare the same text: extract and normalise it once, then keep it in step with the rows.
+    near = policy.near or NearDedup()
+    raw = field_text(examples, near.fields) if (files or policy.near) and examples.num_rows else None
+    texts = normalised(raw, near) if raw is not None else None
     if files and examples.num_rows:
-        texts = compared_text(examples, policy.near)
         hit, bad, stats["decontamination"] = decontaminate_files(examples, texts, files, root, policy.near, seed)
         rejects.append(bad)
         examples = keep_rows(examples, ~hit)
+        raw, texts = raw.filter(pa.array(~hit)), texts.filter(pa.array(~hit))
     progress(2, 3, "near")
     if policy.near is not None and examples.num_rows:
         settings = near_settings(policy.near, seed)
-        raw = field_text(examples, policy.near.fields)
-        texts = compared_text(examples, policy.near)
         lengths = pc.utf8_length(raw).to_numpy(zero_copy_only=False)
         rank = keep_rank(examples, policy.keep, policy.quality_field, lengths)
         clusters = near_duplicates(texts, rank, settings)

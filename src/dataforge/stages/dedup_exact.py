@@ -14,9 +14,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..dedup.text import collapse_whitespace
-from ..rejects import Outcome, concat_rejects, rejects_from_examples
-from ..tables import keep_rows
-from .base import Progress, StageOutput
+from ..rejects import Outcome, rejects_from_examples
 
 VERSION = 1
 ROLE_SEP, MSG_SEP, SIDE_SEP = "\x1f", "\x1e", "\x1d"
@@ -105,18 +103,4 @@ def exact_rejects(examples: pa.Table, dup: np.ndarray, keeper: np.ndarray) -> pa
         message="same normalised text as the kept row",
         duplicate_of=ids.take(pa.array(keeper[dup])),
         similarity=pa.array(np.ones(int(dup.sum()))),
-    )
-
-
-def deduplicate(examples: pa.Table, enabled: bool, progress: Progress) -> StageOutput:
-    """Exact deduplication alone, first occurrence kept (the whole dedup stage is stages/dedup.py)."""
-    n = examples.num_rows
-    progress(0, n, "exact")
-    if not enabled or n == 0:
-        return StageOutput({"examples": examples, "rejects": concat_rejects([])}, {"exact_duplicates": 0})
-    dup, keeper = exact_duplicates(examples)
-    progress(n, n, "exact")
-    return StageOutput(
-        {"examples": keep_rows(examples, ~dup), "rejects": exact_rejects(examples, dup, keeper)},
-        {"exact_duplicates": int(dup.sum())},
     )
