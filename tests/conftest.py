@@ -1,4 +1,4 @@
-"""Shared test helpers: where the shared fixtures live, and tiny files written under `tmp_path`."""
+"""Shared test helpers: where the real fixtures (vendored or shared) are, and tiny files written under `tmp_path`."""
 
 from __future__ import annotations
 
@@ -19,10 +19,26 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("MODELSCOPE_OFFLINE", "1")
 
-# Fixtures shared across the project (peer datasets and the like): $DATAFORGE_FIXTURES, or beside the checkout.
-FIXTURES = Path(
-    os.environ.get("DATAFORGE_FIXTURES") or Path(__file__).resolve().parents[1] / ".." / "shared" / "fixtures"
+# Real tokenizers, chat templates and peer datasets. A licence-compatible subset is vendored in tests/fixtures
+# (see its README.md); the rest lives in the shared fixtures folder: $DATAFORGE_FIXTURES when set (then the only
+# shared location), else ../shared/fixtures beside the checkout. `fixture_path` is the one place that chooses.
+VENDORED_FIXTURES = Path(__file__).resolve().parent / "fixtures"
+SHARED_FIXTURES = Path(
+    os.environ.get("DATAFORGE_FIXTURES") or Path(__file__).resolve().parents[1].parent / "shared" / "fixtures"
 )
+
+
+def fixture_path(relative: str) -> Path:
+    """`relative` (e.g. "templates/qwen3", "peers/llamafactory/c4_demo.jsonl") from the vendored fixtures, else
+    from the shared ones; skips the calling test, naming what it needs, when neither has it."""
+    for root in (VENDORED_FIXTURES, SHARED_FIXTURES):
+        path = root / relative
+        if path.exists():
+            return path
+    pytest.skip(
+        f"needs {relative} from the shared fixtures (../shared/fixtures or $DATAFORGE_FIXTURES): not vendored in "
+        f"tests/fixtures and not found under {SHARED_FIXTURES}"
+    )
 
 
 def write_records(path: Path, content: str | bytes | list[Any]) -> Path:
@@ -57,7 +73,7 @@ def check(tmp_path: Path) -> Callable[..., Checked]:
     return run
 
 
-@pytest.fixture(scope="session")
-def shared_fixtures() -> Path:
-    """The shared fixtures folder (`FIXTURES`); tests skip themselves when what they need is absent."""
-    return FIXTURES
+@pytest.fixture(name="fixture_path", scope="session")
+def fixture_path_fixture() -> Callable[[str], Path]:
+    """`fixture_path(relative)`: a real fixture file or folder, vendored or shared (see `fixture_path`)."""
+    return fixture_path

@@ -4,7 +4,6 @@ thinking template), with the tool calls and the reasoning reaching the rendered 
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
@@ -21,10 +20,10 @@ name: agentic
 seed: 3
 sources:
   - name: alpaca
-    from: {peers}/alpaca_en_demo.json
+    from: {alpaca}
     max_rows: 40
   - name: tools
-    from: {peers}/glaive_toolcall_en_demo.json
+    from: {tools}
     max_rows: 40
   - name: reasoning
     from: data/reasoning.jsonl
@@ -44,26 +43,26 @@ render:
 
 
 @pytest.fixture(scope="module")
-def built(shared_fixtures: Path, tmp_path_factory):
-    peers = shared_fixtures / "peers" / "llamafactory"
-    qwen3 = shared_fixtures / "templates" / "qwen3"
-    if not (peers.is_dir() and qwen3.is_dir()):
-        pytest.skip("shared fixtures not found")
+def built(fixture_path, tmp_path_factory):
+    alpaca = fixture_path("peers/llamafactory/alpaca_en_demo.json").resolve()
+    tools = fixture_path("peers/llamafactory/glaive_toolcall_en_demo.json").resolve()
+    typed_demo = fixture_path("peers/llamafactory/reason_tool_use_demo_50.jsonl").resolve()
+    qwen3 = fixture_path("templates/qwen3").resolve()
     root = tmp_path_factory.mktemp("agentic")
     # The OpenAI reasoning source: LLaMA-Factory's typed-content reasoning/tool-use demo, written as OpenAI
     # messages (`reasoning_content`, `tool_calls`) by dataforge's own writer.
-    typed = check_files(str(peers / "reason_tool_use_demo_50.jsonl"), "typed", root=peers)
+    typed = check_files(str(typed_demo), "typed", root=typed_demo.parent)
     written = formats.get("openai").from_examples(typed.examples.to_pylist()[:30])
     (root / "data").mkdir()
     (root / "data" / "reasoning.jsonl").write_text(
         "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in written.records), encoding="utf-8"
     )
     recipe = root / "mix.yaml"
-    recipe.write_text(RECIPE.format(peers=peers.resolve(), qwen3=qwen3.resolve()), encoding="utf-8")
+    recipe.write_text(RECIPE.format(alpaca=alpaca, tools=tools, qwen3=qwen3), encoding="utf-8")
     loaded = load_recipe(recipe)
     result = run(loaded)
     manifest = write_build(loaded, result.stages, result.entries)
-    return loaded, manifest, load_target("qwen3", str(qwen3.resolve()), root)
+    return loaded, manifest, load_target("qwen3", str(qwen3), root)
 
 
 def test_the_mixed_recipe_builds_with_a_balanced_ledger(built):

@@ -236,3 +236,30 @@ def test_a_build_writes_every_export(tmp_path):
     assert len((out / "exports/trl/sft/train.jsonl").read_text().splitlines()) == train_rows
     report = json.loads((out / "report/report.json").read_text())
     assert report["exports"]["llamafactory"]["files"]["sft_train.jsonl"] == train_rows
+
+
+def test_exports_that_build_their_own_records_count_the_columns_they_leave_out():
+    """axolotl's DPO/KTO/text records and ms-swift's text records are built without the row's unmodelled columns
+    (metadata): counted, as every format writer counts what it cannot carry."""
+    from dataforge.exports.base import METADATA_KEYS
+
+    tagged = [{**r, "metadata": json.dumps({"quality": 3})} for r in rows()[1:]]
+    axolotl = export("axolotl", {"train": tagged}, "mix")
+    assert {kind: c.get(METADATA_KEYS) for kind, c in axolotl.losses["train"].items()} == {
+        "kto": 2,
+        "preference": 1,
+        "pretrain": 1,
+    }
+    assert json.loads(axolotl.files["sft/train.jsonl"].splitlines()[0])["quality"] == 3  # the openai writer keeps it
+    swift = export("ms-swift", {"train": tagged}, "mix")
+    assert swift.losses["train"]["pretrain"] == {METADATA_KEYS: 1}
+
+
+def test_an_export_names_each_row_it_leaves_out():
+    long_pair = rows()[2] | {"chosen": rows()[2]["chosen"] * 2}
+    exported = export("axolotl", {"train": [long_pair, rows()[1]]}, "mix")
+    assert exported.rows == {"preference/train.jsonl": 0, "sft/train.jsonl": 1}
+    assert exported.left_out == [(long_pair, "rows whose completion is not a single message (not written)")]
+    assert exported.losses == {
+        "train": {"preference": {"rows whose completion is not a single message (not written)": 1}}
+    }

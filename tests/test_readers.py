@@ -522,7 +522,7 @@ def test_ledger_balances_for_a_messy_file(write, check):
 
 
 def test_resolve_files_by_path_directory_and_glob(tmp_path, write):
-    for name in ("b.jsonl", "a.json", "sub/c.parquet", "sub/d.ndjson", "notes.txt"):
+    for name in ("b.jsonl", "a.json", "sub/c.parquet", "sub/d.ndjson", "README.md", "sub/.DS_Store"):
         write(name, "")
     assert resolve_files("b.jsonl", tmp_path) == [tmp_path / "b.jsonl"]
     assert resolve_files(".", tmp_path) == sorted(
@@ -531,19 +531,32 @@ def test_resolve_files_by_path_directory_and_glob(tmp_path, write):
     assert resolve_files("**/*.parquet", tmp_path) == [tmp_path / "sub/c.parquet"]
     assert resolve_files(str(tmp_path / "*.json*"), tmp_path) == [tmp_path / "a.json", tmp_path / "b.jsonl"]
     assert resolve_files("missing.jsonl", tmp_path) == []
+    # A file dataforge cannot read is never passed over: the folder is an error naming it.
+    write("notes.txt", "")
+    with pytest.raises(DataError) as err:
+        resolve_files(".", tmp_path)
+    assert err.value.message == (
+        "1 file in `.` cannot be read: notes.txt "
+        "(plain text; dataforge reads records: put each document in a `text` field of a .jsonl file)"
+    )
 
 
 def test_file_kind_by_suffix_and_a_clear_error_for_others():
-    assert [file_kind(Path(p)) for p in ("x.jsonl", "x.NDJSON", "x.json", "x.parquet")] == [
-        "jsonl",
-        "jsonl",
-        "json",
-        "parquet",
-    ]
+    assert [
+        file_kind(Path(p))
+        for p in ("x.jsonl", "x.NDJSON", "x.json", "x.parquet", "x.csv", "x.TSV", "x.jsonl.gz", "x.json.zst", "x.arrow")
+    ] == ["jsonl", "jsonl", "json", "parquet", "csv", "tsv", "jsonl", "json", "arrow"]
     with pytest.raises(DataError) as err:
-        file_kind(Path("data/x.csv"))
-    assert err.value.message == "data/x.csv: unsupported file type '.csv'"
-    assert err.value.hint == "use one of .json, .jsonl, .ndjson, .parquet"
+        file_kind(Path("data/x.gz"))
+    assert err.value.message == (
+        "data/x.gz: gzip-compressed data of unknown type ('.gz'); name it after what it holds (e.g. x.jsonl.gz) "
+        "or decompress it"
+    )
+    assert err.value.hint.startswith("dataforge reads .jsonl, .ndjson, .json, .csv, .tsv (each also compressed: .gz")
+    with pytest.raises(DataError, match=r"^data/x\.parquet\.gz: a compressed \.parquet file; \.parquet files are"):
+        file_kind(Path("data/x.parquet.gz"))
+    with pytest.raises(DataError, match=r"^data/x\.xlsx: a spreadsheet; export it as CSV"):
+        file_kind(Path("data/x.xlsx"))
 
 
 def test_sample_records_takes_readable_objects_from_the_head(write):
@@ -597,3 +610,196 @@ def test_a_parquet_number_where_a_string_belongs_is_rejected_like_json(tmp_path)
         (0, "instruction", "expected string, found a number"),
         (1, "instruction", "expected string, found a number"),
     ]
+
+
+# --- compressed text files ------------------------------------------------------------------------
+
+CODECS = [c for c in ("gzip", "bz2", "zstd") if pa.Codec.is_available(c)]
+SUFFIX = {"gzip": ".gz", "bz2": ".bz2", "zstd": ".zst"}
+
+
+def compressed(path: Path, data: bytes, codec: str) -> Path:
+    with pa.CompressedOutputStream(str(path), codec) as out:
+        out.write(data)
+    return path
+
+
+@pytest.mark.parametrize("codec", CODECS)
+@pytest.mark.parametrize("bad", [False, True], ids=["fast", "careful"])
+def test_compressed_jsonl_reads_like_the_plain_file_with_lines_of_the_decompressed_text(write, tmp_path, codec, bad):
+    text = careful("\n".join([rec("a"), "", rec("b"), rec("c")]) + "\n", bad)
+    plain = read(write("p.jsonl", text))
+    packed = read(compressed(tmp_path / f"p.jsonl{SUFFIX[codec]}", text.encode(), codec))
+    assert kept(packed) == kept(plain) == [(0, 1, "a"), (1, 3, "b"), (2, 4, "c")]
+    assert rejected(packed) == rejected(plain) == ([(3, 5, "invalid_json", None, BROKEN_MESSAGE)] if bad else [])
+    assert sample_records(tmp_path / f"p.jsonl{SUFFIX[codec]}")[0] == {"instruction": "a", "output": "ok"}
+
+
+def test_a_compressed_json_array_and_a_broken_stream(tmp_path, write):
+    rows = [{"instruction": f"q{i}", "output": "a"} for i in range(3)]
+    path = compressed(tmp_path / "a.json.gz", json.dumps(rows, indent=2).encode(), "gzip")
+    assert [(r, line, v) for r, line, v in kept(read(path))] == [(0, 2, "q0"), (1, 6, "q1"), (2, 10, "q2")]
+    cut = write("cut.jsonl.gz", path.read_bytes()[:25])
+    with pytest.raises(DataError) as err:
+        read(cut)
+    assert err.value.message.startswith("cut.jsonl.gz: not readable as gzip-compressed data (")
+    assert err.value.hint == "check that the file is complete and really gzip (its name says so)"
+
+
+def test_a_compressed_file_named_as_plain_text_is_named_not_read_as_garbage(write):
+    import gzip
+
+    path = write("data.jsonl", gzip.compress((rec("a") + "\n").encode()))
+    for attempt in (read, sample_records):
+        with pytest.raises(DataError) as err:
+            attempt(path)
+        assert err.value.message.endswith("data.jsonl: named like a jsonl file, but it is gzip-compressed")
+        assert err.value.hint == "rename it to data.jsonl.gz"
+
+
+# --- CSV and TSV ----------------------------------------------------------------------------------
+
+CSV_TEXT = (
+    "\ufeffinstruction,input,output,lang\n"  # a BOM, and a column alpaca does not model
+    '"multi\nline",,007,en\n'  # a quoted line break; `007` stays a string
+    "q2,x,y,z,extra\n"  # five values: a reject, with its line
+    "\n"  # blank: not a record
+    'q3,,"a ""quoted"" one",de\n'
+    "short\n"  # one value: a reject
+    "q4,,a4,fr"  # no newline at the end
+)
+
+
+def test_csv_rows_become_records_and_wrong_rows_rejects_with_their_line(write):
+    result = read(write("a.csv", CSV_TEXT))
+    assert kept(result) == [(0, 2, "multi\nline"), (2, 6, "q3"), (4, 8, "q4")]
+    assert result.table["output"].to_pylist() == ["007", 'a "quoted" one', "a4"]
+    assert result.table["input"].to_pylist() == ["", "", ""]
+    assert [json.loads(x) for x in result.table[EXTRA].to_pylist()] == [{"lang": "en"}, {"lang": "de"}, {"lang": "fr"}]
+    message = (
+        "expected 4 values (instruction, input, output, lang), found {}; "
+        "quote values that hold ',', a quote or a line break"
+    )
+    assert rejected(result) == [
+        (1, 4, "invalid_csv", None, message.format(5)),
+        (3, 7, "invalid_csv", None, message.format(1)),
+    ]
+    assert result.rejects["raw"].to_pylist() == ["q2,x,y,z,extra", "short"]
+
+
+def test_the_careful_csv_path_agrees_with_arrow(write):
+    from dataforge.readers_csv import _read_careful, read_csv
+
+    shape = formats.get("alpaca").shape
+    data = write("a.csv", CSV_TEXT).read_bytes()
+    fast, slow = read_csv(data, "a.csv", shape, ","), _read_careful(data, "a.csv", shape, ",")
+    assert fast.table.equals(slow.table)
+    assert fast.rejects.select(["row", "line", "reason", "message"]).equals(
+        slow.rejects.select(["row", "line", "reason", "message"])
+    )
+    assert fast.records == slow.records == 5
+
+
+def test_invalid_utf8_in_a_csv_row_costs_that_row(write):
+    result = read(write("u.csv", b"instruction,output\nq\xff,a\nq2,a2\n"))
+    assert kept(result) == [(1, 3, "q2")]
+    assert rejected(result) == [(0, 2, "invalid_utf8", None, "invalid UTF-8 in this row; re-encode the file as UTF-8")]
+
+
+def test_tsv_and_compressed_csv(tmp_path, write):
+    tsv = read(write("a.tsv", "instruction\tinput\toutput\nq1\t\ta, with a comma\nq2\t\n"))
+    assert kept(tsv) == [(0, 2, "q1")]
+    assert tsv.table["output"].to_pylist() == ["a, with a comma"]
+    assert rejected(tsv)[0][:3] == (1, 3, "invalid_csv")
+    assert "quote values that hold a tab" in rejected(tsv)[0][4]
+    packed = read(compressed(tmp_path / "a.csv.gz", b"instruction,output\nq,a\n", "gzip"))
+    assert kept(packed) == [(0, 2, "q")]
+
+
+def test_csv_values_the_format_types_as_lists_or_booleans_are_json_text(write):
+    turns = json.dumps([{"from": "human", "value": "hi"}, {"from": "gpt", "value": "yo"}])
+    quoted = '"' + turns.replace('"', '""') + '"'
+    text = f"conversations,label,note\n{quoted},true,a\nnot json,False,b\n{quoted},,c\n"
+    result = read(write("s.csv", text), "sharegpt")
+    assert result.table["conversations"].to_pylist() == [json.loads(turns)] * 2
+    assert result.table["label"].to_pylist() == [True, None]
+    assert result.table[LINE].to_pylist() == [2, 4]
+    assert rejected(result) == [
+        (1, 3, "invalid_json", "conversations", "expected JSON text (a list) in this CSV value, found 'not json'")
+    ]
+    assert sample_records(write("s2.csv", text))[0]["conversations"] == json.loads(turns)
+
+
+def test_a_csv_header_naming_a_column_twice_is_an_error(write):
+    with pytest.raises(DataError) as err:
+        read(write("d.csv", "instruction,output,output\nq,a,b\n"))
+    assert err.value.message == "d.csv:1: the header names the column 'output' twice"
+
+
+def test_an_empty_csv_has_no_records(write):
+    assert read(write("e.csv", "\n\n")).records == 0
+
+
+# --- Arrow (datasets save_to_disk), Feather ---------------------------------------------------------
+
+
+def test_a_datasets_save_to_disk_folder_reads_its_arrow_files_by_row(tmp_path):
+    import datasets
+
+    conv = [{"from": "human", "value": "hi"}, {"from": "gpt", "value": "yo"}]
+    rows = [{"conversations": conv, "id": i} for i in range(5)]
+    datasets.Dataset.from_list(rows).save_to_disk(str(tmp_path / "saved"), num_shards=2)
+    shards = sorted((tmp_path / "saved").glob("*.arrow"))
+    results = [read(p, "sharegpt") for p in shards]
+    assert [r.table[ROW].to_pylist() for r in results] == [[0, 1, 2], [0, 1]]
+    assert all(line is None for r in results for line in r.table[LINE].to_pylist())
+    assert [json.loads(x)["id"] for r in results for x in r.table[EXTRA].to_pylist()] == [0, 1, 2, 3, 4]
+    assert sample_records(shards[0], n=2) == rows[:2]
+
+
+def test_arrow_ipc_files_and_feather(tmp_path):
+    import pyarrow.feather as feather
+
+    table = pa.table({"text": ["one", "two"]})
+    with pa.ipc.new_file(str(tmp_path / "f.arrow"), table.schema) as w:
+        w.write_table(table)
+    feather.write_feather(table, tmp_path / "f.feather")
+    for name in ("f.arrow", "f.feather"):
+        assert kept(read(tmp_path / name, "text"), "text") == [(0, None, "one"), (1, None, "two")]
+    (tmp_path / "bad.arrow").write_text("not arrow")
+    with pytest.raises(DataError, match=r"^bad\.arrow: not a readable Arrow IPC \(stream or file\) or Feather file"):
+        read(tmp_path / "bad.arrow", "text")
+
+
+# --- column-oriented JSON ---------------------------------------------------------------------------
+
+
+def test_column_oriented_json_is_read_as_its_rows(write):
+    path = write("cols.json", {"instruction": ["q0", "q1", "q2"], "input": ["", "", ""], "output": ["a", "b", ""]})
+    result = read(path)
+    assert kept(result) == [(0, None, "q0"), (1, None, "q1"), (2, None, "q2")]
+    assert [r["instruction"] for r in sample_records(path)] == ["q0", "q1", "q2"]
+
+
+def test_column_oriented_json_with_columns_of_different_lengths_is_an_error(write):
+    path = write("cols.json", {"instruction": ["q0", "q1", "q2"], "output": ["a", "b"]})
+    for attempt in (read, lambda p: sample_records(p, display="cols.json")):
+        with pytest.raises(DataError) as err:
+            attempt(path)
+        assert err.value.message == (
+            "cols.json: column-oriented JSON (one object of lists, one list per column) whose columns differ in "
+            "length: instruction 3, output 2"
+        )
+
+
+def test_one_object_whose_lists_are_messages_is_one_record_not_columns(write):
+    messages = [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]
+    one = read(write("one.json", {"messages": messages, "images": []}), "openai")
+    assert one.table["messages"].to_pylist()[0][1]["content"] == "a"
+    assert one.records == 1
+
+
+def test_sampling_reads_past_the_head_when_the_first_records_are_large(write):
+    big = [{"instruction": "x" * 50_000, "output": str(i)} for i in range(5)]
+    assert [r["output"] for r in sample_records(write("big.json", big))] == ["0", "1", "2", "3", "4"]
+    assert [r["output"] for r in sample_records(write("big.jsonl", big), n=3)] == ["0", "1", "2"]

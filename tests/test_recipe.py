@@ -74,7 +74,8 @@ filtres: {}
         "line 1: name: 'bad name!' is not a valid name "
         "(letters, digits, '_', '.', '-'; starting with a letter or digit)",
         "line 2: seed: Input should be a valid integer, unable to parse string as an integer (found 'abc')",
-        f"line 6: sources[0].format: unknown format 'alpacca'; known formats: {', '.join(formats.names())}",
+        "line 6: sources[0].format: unknown format 'alpacca'; did you mean 'alpaca'? "
+        f"(known formats: {', '.join(formats.names())})",
         "line 7: sources[0].max_row: unknown key (did you mean `max_rows`?)",
         "line 8: sources[1].from: required but missing",
         "line 8: sources[1].name: 'a' is already the name of sources[0]",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -11,10 +11,11 @@ import pyarrow as pa
 
 from . import formats
 from .errors import UsageError
+from .readers import files_problem, find_files
 from .recipe import Source
 from .rejects import concat_rejects
 from .stages.convert import convert_raw
-from .stages.read import read_source, resolve_format, source_files
+from .stages.read import read_source, resolve_format, skipped_files, source_files
 from .stages.validate import validate_examples
 
 
@@ -27,6 +28,7 @@ class Checked:
     examples: pa.Table
     rejects: pa.Table
     unmodelled: dict[str, int]  # nested fields the format does not model → values not carried
+    skipped: list[dict[str, str]] = field(default_factory=list)  # files of a folder that are not data, with why
 
 
 def _quiet(done: int, total: int, what: str) -> None:
@@ -43,18 +45,23 @@ def check_files(
     """Read, convert and validate the files `pattern` names, as a one-source build named `name` would."""
     root = root or Path.cwd()
     if fmt is not None and fmt not in formats.names():
-        raise UsageError(f"unknown format {fmt!r}", hint=f"known formats: {', '.join(formats.names())}")
+        raise UsageError(formats.unknown(fmt), hint=f"known formats: {', '.join(formats.names())}")
     source = Source.model_validate({"name": name, "from": pattern, "format": fmt, "columns": columns or {}})
+    found = find_files(pattern, root)  # as a source's files, with errors that name the argument, not `from:`
+    problem = files_problem(found, pattern, root, key=None)
+    if problem is not None:
+        raise problem
     files = source_files(source, root)
     resolved = resolve_format(source, files, root)
-    read = read_source(source, files, root, resolved, _quiet)
+    skipped = skipped_files(source, root)
+    read = read_source(source, files, root, resolved, _quiet, skipped)
     converted = convert_raw(read.tables["raw"], resolved, name, _quiet)
     validated = validate_examples(converted.tables["examples"], _quiet)
     rejects = concat_rejects([read.tables["rejects"], converted.tables["rejects"], validated.tables["rejects"]])
     if rejects.num_rows:
         rejects = rejects.sort_by([("file", "ascending"), ("row", "ascending")])
     return Checked(
-        resolved, read.stats["records"], validated.tables["examples"], rejects, read.stats["unmodelled_fields"]
+        resolved, read.stats["records"], validated.tables["examples"], rejects, read.stats["unmodelled_fields"], skipped
     )
 
 

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
+from .deps import as_missing_dependency
 from .errors import DataforgeError, UsageError
 
 app = typer.Typer(
@@ -99,18 +102,19 @@ def build(
     manifest = write_build(loaded, result.stages, result.entries)
     total = manifest["ledger"]["total"]
     out.print(
-        f"[green]Built[/] {loaded.recipe.name}: {total['train']:,} train, {total['val']:,} val from {total['in']:,} "
-        f"records ({total['rejected']:,} rejected, {total['filtered']:,} filtered, "
-        f"{total['deduplicated']:,} duplicates, {total['downsampled']:,} downsampled)."
+        f"[green]Built[/] {escape(loaded.recipe.name)}: {total['train']:,} train, {total['val']:,} val from "
+        f"{total['in']:,} records ({total['rejected']:,} rejected, {total['filtered']:,} filtered, "
+        f"{total['deduplicated']:,} duplicates, {total['downsampled']:,} downsampled).",
+        soft_wrap=True,
     )
-    out.print(f"Re-ran {len(ran)} of {len(result.stages)} stages. Outputs: {loaded.build_dir}")
-    out.print(f"Report: {loaded.build_dir / 'report' / 'report.md'}")
+    report = loaded.build_dir / "report"
+    out.print(f"Re-ran {len(ran)} of {len(result.stages)} stages. Outputs: {loaded.build_dir}", markup=False)
+    out.print(f"Report: {report / 'report.html'} (summary: {report / 'report.md'})", markup=False, soft_wrap=True)
     _exit_on_failed_gates(loaded.build_dir)
 
 
 def _exit_on_failed_gates(build_dir: Path) -> None:
     """Exit 1 (everything is written by now) when the report says a gate failed, naming each failed gate."""
-    from rich.markup import escape
 
     from .report.gates import describe, failed
     from .report.load import load_report
@@ -137,7 +141,6 @@ def check(
     The limits are the ones recorded when the build ran, or a recipe's `checks:` with --recipe. Exit 0 when
     every gate passes, 1 when one fails.
     """
-    from rich.markup import escape
 
     from .recipe import load_recipe
     from .report.gates import gate_section
@@ -252,7 +255,12 @@ def _warn_unmodelled(found: dict[str, int], fmt: str) -> None:
 
 @app.command()
 def validate(
-    files: Annotated[list[str], typer.Argument(help="Files, directories or globs (.jsonl, .json, .parquet).")],
+    files: Annotated[
+        list[str],
+        typer.Argument(
+            help="Files, folders or globs (.jsonl, .json, .csv, .tsv, also .gz/.bz2/.zst; .parquet, .arrow)."
+        ),
+    ],
     format: FormatOpt = None,
     column: ColumnOpt = None,
     limit: Annotated[int, typer.Option(help="Print at most this many bad rows per input (0: all).")] = 50,
@@ -277,6 +285,11 @@ def validate(
         if bad > len(shown):
             out.print(f"... and {bad - len(shown)} more bad rows in {pattern}")
         _warn_unmodelled(checked.unmodelled, checked.format)
+        if checked.skipped:
+            from .stages.read import skipped_note
+
+            note = f"note: {pattern}: {skipped_note(checked.skipped)}"
+            err.print(note, markup=False, highlight=False, soft_wrap=True)
         verdict = "[green]all valid[/]" if not bad else f"[red]{bad} invalid[/]"
         out.print(
             f"{pattern}: {checked.format}, {checked.records} records, {checked.examples.num_rows} valid, {verdict}"
@@ -293,7 +306,8 @@ def convert(
         typer.Option(
             "--to",
             "-t",
-            help="Target format (see `dataforge formats`) or trainer: trl, llamafactory, ms-swift, axolotl.",
+            help="Target: a trainer (trl, llamafactory, ms-swift, axolotl: a folder) or a format (see "
+            "`dataforge formats`: a file); `trl` is the trainer's folder, written by the trl format.",
         ),
     ],
     output: Annotated[
@@ -304,67 +318,187 @@ def convert(
 ) -> None:
     """Convert files from one format to another through the canonical record.
 
-    Rows that cannot be read or are invalid are listed (and not written); what the target format cannot
-    carry (e.g. reasoning in Alpaca) is counted and printed. A trainer target writes a directory: data files
-    per row kind and the trainer's dataset description (LLaMA-Factory's dataset_info.json, axolotl's
-    `datasets:` YAML). Exit 1 when any row was rejected or not written.
+    Rows that cannot be read or are invalid are listed (and not written); rows with image, video or audio
+    inputs are among them (dataforge does not carry media yet). What the target cannot carry (e.g. reasoning in
+    Alpaca) is counted and printed; a row it cannot hold at all (e.g. plain text in a chat format) is named with
+    the targets that can. A trainer target writes a directory: data files per row kind and the trainer's dataset
+    description (LLaMA-Factory's dataset_info.json, axolotl's `datasets:` YAML). Exit 1 when any row was
+    rejected or not written.
     """
     from . import formats
     from .checking import check_files, check_output_type, write_records
     from .exports import TRAINERS, export_names
-    from .rejects import location
+    from .formats.base import is_unwritten, write_each
 
     if to in TRAINERS:
         checked = check_files(input, format, _parse_columns(column))
         _convert_for_trainer(checked, to, output)
         return
     if to not in export_names():
-        raise UsageError(f"unknown target {to!r}", hint=f"known: {', '.join(export_names())}")
+        import difflib
+
+        close = difflib.get_close_matches(to, export_names(), n=1)
+        raise UsageError(
+            f"unknown target {to!r}" + (f"; did you mean {close[0]!r}?" if close else ""),
+            hint=f"known: {', '.join(export_names())}",
+        )
     target = formats.get(to)
     check_output_type(output)
     checked = check_files(input, format, _parse_columns(column))
-    written = target.from_examples(checked.examples.to_pylist())
+    rows = checked.examples.to_pylist()
+    written = write_each(target, rows)
     write_records(written.records, output)
-    for r in checked.rejects.to_pylist():
-        where = location(r)
-        err.print(f"rejected {where}: {r['field'] or ''} {r['message']}", highlight=False, soft_wrap=True)
+    _print_rejects(checked)
     _warn_unmodelled(checked.unmodelled, checked.format)
     for what, n in sorted(written.losses.items()):
-        err.print(f"[yellow]not carried[/] by {to}: {what}: {n} row(s)", highlight=False, soft_wrap=True)
+        if not is_unwritten(what):
+            err.print(f"[yellow]not carried[/] by {to}: {what}: {n} row(s)", highlight=False, soft_wrap=True)
+    _print_left_out(to, written.left_out)
+    left = len(written.left_out)
     out.print(
         f"{checked.records} records ({checked.format}) → {len(written.records)} {to} records in {output}; "
-        f"{checked.rejects.num_rows} rejected"
+        f"{checked.rejects.num_rows} rejected" + (f", {left} not written" if left else ""),
+        highlight=False,
+        soft_wrap=True,
     )
-    lost_rows = sum(n for what, n in written.losses.items() if "(not written)" in what)
-    if checked.rejects.num_rows or lost_rows:
+    _say_what_was_not_written(to, written.left_out, len(rows), len(written.records), str(output))
+    if checked.rejects.num_rows or left:
         raise typer.Exit(1)
+
+
+def _print_rejects(checked) -> None:
+    """Every rejected record as `rejected FILE:LINE: FIELD: message (reason)`, then a "not carried" line for
+    rows left out because they carry media (dataforge does not model images, videos or audio yet)."""
+
+    from .formats.media import REASON
+    from .rejects import location
+
+    media = 0
+    for r in checked.rejects.to_pylist():
+        field = f" {r['field']}:" if r["field"] else ""
+        media += r["reason"] == REASON
+        err.print(
+            f"rejected {escape(location(r))}:{escape(field)} {escape(r['message'])} [dim]({r['reason']})[/]",
+            highlight=False,
+            soft_wrap=True,
+        )
+    if media:
+        err.print(
+            f"[yellow]not carried[/]: image, video or audio inputs: {media} row(s) left out ({REASON}); dataforge "
+            "does not model media yet, so such rows are rejected rather than trained on as text",
+            highlight=False,
+            soft_wrap=True,
+        )
+
+
+def _unwritten_what(why: str) -> str:
+    """A not-written loss as a phrase: "pretrain rows (plain text, not written)" → "pretrain rows (plain text)"."""
+    import re
+
+    return re.sub(r"[;,] not written\)$", ")", re.sub(r" \(not written\)$", "", why))
+
+
+def _by_reason(left_out: list[tuple[dict, str]]) -> dict[str, list[dict]]:
+    groups: dict[str, list[dict]] = {}
+    for row, why in left_out:
+        groups.setdefault(why, []).append(row)
+    return groups
+
+
+def _print_left_out(to: str, left_out: list[tuple[dict, str]]) -> None:
+    """One line per reason rows were not written: how many, where the first are (`file:line`)."""
+
+    from .rejects import location
+
+    for why, rows in sorted(_by_reason(left_out).items()):
+        where = ", ".join(location(r) for r in rows[:3]) + (f" and {len(rows) - 3} more" if len(rows) > 3 else "")
+        err.print(
+            f"[yellow]not carried[/] by {to}: {escape(why)}: {len(rows)} row(s): {escape(where)}",
+            highlight=False,
+            soft_wrap=True,
+        )
+
+
+def _carriers(row: dict, besides: str) -> tuple[list[str], list[str]]:
+    """The formats and the trainers that write `row` with nothing lost (else those that write it at all)."""
+    from .exports import TRAINERS, export, export_names
+
+    whole: list[str] = []
+    some: list[str] = []
+    for name in export_names():
+        if name != besides:
+            exported = export(name, {"train": [row]}, "probe")
+            if sum(exported.rows.values()) == 1:
+                (some if exported.losses else whole).append(name)
+    names = whole or some
+    return [n for n in names if n not in TRAINERS], [n for n in names if n in TRAINERS]
+
+
+def _either(names: list[str]) -> str:
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " or " + names[-1]
+
+
+def _say_what_was_not_written(to: str, left_out: list[tuple[dict, str]], total: int, written: int, output: str) -> None:
+    """An error line when rows were not written (why, for how many) with the targets that carry them, and one
+    when the output holds nothing at all."""
+
+    groups = _by_reason(left_out)
+    empty = f"{escape(output)} holds no records" if not written else ""
+    if not left_out:
+        if empty:
+            err.print(f"[red]error:[/] {empty}: every row was rejected", highlight=False, soft_wrap=True)
+        return
+    many = len(groups) > 1
+    why = "; ".join(
+        f"{to} cannot carry {escape(_unwritten_what(w))}" + (f" ({len(rows)})" if many else "")
+        for w, rows in sorted(groups.items())
+    )
+    err.print(
+        f"[red]error:[/] {len(left_out)} of {total} rows not written" + (f" ({empty})" if empty else "") + f": {why}",
+        highlight=False,
+        soft_wrap=True,
+    )
+    for w, rows in sorted(groups.items()):
+        file_formats, trainers = _carriers(rows[0], to)
+        ways = ([f"--to {_either(file_formats)}"] if file_formats else []) + (
+            [f"a trainer's folder with --to {_either(trainers)}"] if trainers else []
+        )
+        if ways:
+            hint = f"  hint: {escape(_unwritten_what(w))} can be written {', or to '.join(ways)}"
+            err.print(hint, highlight=False, soft_wrap=True)
 
 
 def _convert_for_trainer(checked, to: str, output: Path) -> None:
     """`dataforge convert --to <trainer>`: the trainer's export of every row, as the `train` split."""
     from .exports import export
-    from .rejects import location
+    from .formats.base import is_unwritten
 
-    exported = export(to, {"train": checked.examples.to_pylist()}, output.name or "data")
+    rows = checked.examples.to_pylist()
+    exported = export(to, {"train": rows}, output.name or "data")
     for path, data in sorted(exported.files.items()):
         (output / path).parent.mkdir(parents=True, exist_ok=True)
         (output / path).write_text(data, encoding="utf-8")
-    for r in checked.rejects.to_pylist():
-        where = location(r)
-        err.print(f"rejected {where}: {r['field'] or ''} {r['message']}", highlight=False, soft_wrap=True)
+    _print_rejects(checked)
     _warn_unmodelled(checked.unmodelled, checked.format)
-    lost_rows = 0
     for key, label in (("losses", "not carried"), ("transforms", "changed")):
         for kinds in getattr(exported, key).values():
             for kind, counts in kinds.items():
                 for what, n in counts.items():
-                    lost_rows += n if key == "losses" and "(not written)" in what else 0
+                    if key == "losses" and is_unwritten(what):
+                        continue  # named below with the rows
                     err.print(f"[yellow]{label}[/] by {to} ({kind} rows): {what}: {n}", highlight=False, soft_wrap=True)
-    files = ", ".join(f"{p} ({n})" for p, n in sorted(exported.rows.items()))
+    _print_left_out(to, exported.left_out)
+    written = sum(exported.rows.values())
+    files = ", ".join(f"{p} ({n})" for p, n in sorted(exported.rows.items())) or "no data files"
+    left = len(exported.left_out)
     out.print(
-        f"{checked.records} records ({checked.format}) → {to} in {output}: {files}; {checked.rejects.num_rows} rejected"
+        f"{checked.records} records ({checked.format}) → {to} in {output}: {files}; "
+        f"{checked.rejects.num_rows} rejected" + (f", {left} not written" if left else ""),
+        highlight=False,
+        soft_wrap=True,
     )
-    if checked.rejects.num_rows or lost_rows:
+    _say_what_was_not_written(to, exported.left_out, len(rows), written, f"{output}/")
+    if checked.rejects.num_rows or left:
         raise typer.Exit(1)
 
 
@@ -627,10 +761,21 @@ def schema(
 
 def main() -> None:
     """Entry point: run the app; errors about data or recipes are printed without a traceback."""
+    # transformers advises at import that torch is missing; data commands never need it, and the train
+    # command says so itself when it does.
+    os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
     try:
-        app()  # standalone: usage errors print click's message and exit 2
+        try:
+            app()  # standalone: usage errors print click's message and exit 2
+        except ImportError as exc:  # an optional package (torch, trl, ...) or one a library imports lazily
+            command = next((a for a in sys.argv[1:] if not a.startswith("-")), None)
+            missing = as_missing_dependency(exc, f"`dataforge {command}`" if command else "dataforge")
+            if missing is None:
+                raise
+            raise missing from None
     except DataforgeError as exc:
-        err.print(f"[red]error:[/] {exc}", highlight=False, markup=True, soft_wrap=True)
+        # The message quotes data and commands (`dataforge[train]`, a role named `[/x]`): never markup or emoji.
+        err.print(f"[red]error:[/] {escape(str(exc))}", highlight=False, markup=True, emoji=False, soft_wrap=True)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         err.print("interrupted; completed stages are cached, run the build again to resume")

@@ -1,20 +1,22 @@
-"""Reading source files (JSONL, JSON arrays, Parquet) into Arrow tables of raw rows, with provenance.
+"""Reading source files (JSONL, JSON, CSV/TSV, Parquet, Arrow) into Arrow tables of raw rows, with provenance.
 
 The fast path hands the whole file to Arrow's C++ readers with the format's explicit schema. When Arrow
 refuses the file (broken JSON, invalid UTF-8, a value of the wrong type, a scalar where an object belongs),
 the file is read again record by record: every record that matches the format's JSON Schema is kept, every
 other becomes a reject naming its line and field. Nothing is skipped silently: blank lines are the only
 thing not counted, because they hold no record.
+
+Compressed text files (`.jsonl.gz`, `.json.zst`, `.csv.bz2`, …) are decompressed in memory first, so lines
+are lines of the decompressed text. Which files a path, folder or glob names is `readers_files`; CSV and TSV
+are `readers_csv`.
 """
 
 from __future__ import annotations
 
-import glob
 import json
 import mmap
-import re
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,9 +28,22 @@ import pyarrow.parquet as pq
 
 from . import unmodelled
 from .errors import DataError
+from .readers_files import COMPRESSION, SUFFIXES, FileSet, FileType, file_kind, file_type, files_problem, find_files
+from .readers_json import Record, _Broken, _json_array_records, _json_text_records, _jsonl_records
 from .rejects import Outcome, empty_rejects, rejects_from_rows
 
-SUFFIXES = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".parquet": "parquet"}
+__all__ = [
+    "SUFFIXES",
+    "FileSet",
+    "column_names",
+    "file_kind",
+    "file_type",
+    "files_problem",
+    "find_files",
+    "read_file",
+    "resolve_files",
+    "sample_records",
+]
 ROW = "__row"
 LINE = "__line"
 EXTRA = "__extra"  # JSON object text of columns the format does not model
@@ -66,29 +81,16 @@ class ReadResult:
 
 
 def resolve_files(pattern: str, root: Path) -> list[Path]:
-    """Files named by a path, a directory (every supported file inside, recursively) or a glob, sorted."""
-    base = Path(pattern)
-    path = base if base.is_absolute() else root / base
-    if path.is_dir():
-        found = [p for p in path.rglob("*") if p.suffix in SUFFIXES and p.is_file()]
-    elif any(ch in pattern for ch in "*?["):
-        found = [Path(p) for p in glob.glob(str(path), recursive=True) if Path(p).suffix in SUFFIXES]
-    elif path.is_file():
-        found = [path]
-    else:
-        found = []
-    return sorted(found)
+    """Files named by a path, a folder (every data file below it) or a glob, sorted (`readers_files`' rule).
 
-
-def file_kind(path: Path) -> str:
-    """`jsonl`, `json` or `parquet`, from the file's suffix."""
-    try:
-        return SUFFIXES[path.suffix.lower()]
-    except KeyError:
-        raise DataError(
-            f"{path}: unsupported file type {path.suffix!r}",
-            hint=f"use one of {', '.join(sorted(SUFFIXES))}",
-        ) from None
+    [] when nothing matches; a DataError naming them when some matched files cannot be read.
+    """
+    found = find_files(pattern, root)
+    if found.unreadable:
+        problem = files_problem(found, pattern, root, key=None)
+        assert problem is not None
+        raise problem
+    return found.files
 
 
 def read_file(path: Path, display: str, shape: RowShape, column_map: dict[str, str] | None = None) -> ReadResult:
@@ -97,16 +99,24 @@ def read_file(path: Path, display: str, shape: RowShape, column_map: dict[str, s
     `column_map` maps the format's column names to the names used in this file. `display` is the path
     recorded in provenance (relative to the recipe root, so builds are reproducible across checkouts).
     """
-    kind = file_kind(path)
+    ftype = file_type(path)
+    kind = ftype.kind
     file_shape = _renamed(shape, column_map or {})
     if kind == "parquet":
         result = _read_parquet(path, display, file_shape)
+    elif kind == "arrow":
+        result = _read_table(_arrow_table(path, display), display, file_shape)
+    elif kind in ("csv", "tsv"):
+        from .readers_csv import read_csv
+
+        result = read_csv(_file_bytes(path, ftype, display), display, file_shape, "\t" if kind == "tsv" else ",")
     else:
+        data = _file_bytes(path, ftype, display)
         fast = kind == "jsonl" and not file_shape.json_columns
-        result = _read_jsonl_fast(_mapped(path), file_shape) if fast else None
+        result = _read_jsonl_fast(data, file_shape) if fast else None
         if result is None:
-            data = path.read_bytes()
-            records = _jsonl_records(data) if kind == "jsonl" else _json_array_records(data, display)
+            raw = bytes(data)
+            records = _jsonl_records(raw) if kind == "jsonl" else _json_array_records(raw, display)
             result = _from_records(records, display, file_shape)
     if column_map:
         inverse = {v: k for k, v in column_map.items()}
@@ -135,18 +145,37 @@ def _renamed(shape: RowShape, column_map: dict[str, str]) -> RowShape:
     return RowShape(arrow, js, None, json_columns)
 
 
-def sample_records(path: Path, n: int = 20) -> list[dict[str, Any]]:
-    """Up to `n` records from the head of `path` (the readable ones), for format detection."""
-    kind = file_kind(path)
+_HEAD = 1 << 16  # bytes read from a text file's head to sample it; 8× more while its first records do not fit
+
+
+def sample_records(path: Path, n: int = 20, display: str | None = None) -> list[dict[str, Any]]:
+    """Up to `n` records from the head of `path` (the readable ones), for format detection.
+
+    `display` names the file in errors (a file named .jsonl that is gzip data, column-oriented JSON whose
+    columns differ in length)."""
+    display = display or str(path)
+    ftype = file_type(path)
+    kind = ftype.kind
     if kind == "parquet":
         pf = pq.ParquetFile(path)
         if pf.metadata.num_rows == 0:
             return []
         return next(pf.iter_batches(batch_size=n)).to_pylist()
-    if kind == "jsonl":
-        out = []
-        with path.open("rb") as fh:
-            for raw in fh:
+    if kind == "arrow":
+        return _arrow_table(path, display).slice(0, n).to_pylist()
+    size = _HEAD
+    while True:
+        head, whole = _head_bytes(path, display, ftype, size)
+        if ftype.compression is None:
+            _check_not_compressed(head[:8], display, ftype)
+        if kind in ("csv", "tsv"):
+            from .readers_csv import sample_csv
+
+            out = sample_csv(head, whole, "\t" if kind == "tsv" else ",", n)
+        elif kind == "jsonl":
+            lines = head.split(b"\n") if whole else head.split(b"\n")[:-1]  # the last may be cut short
+            out = []
+            for raw in lines:
                 try:
                     obj = json.loads(raw)
                 except ValueError:
@@ -155,9 +184,85 @@ def sample_records(path: Path, n: int = 20) -> list[dict[str, Any]]:
                     out.append(obj)
                 if len(out) >= n:
                     break
-        return out
-    records = _json_array_records(path.read_bytes(), str(path))
-    return [r[2] for r in (next(records, None) for _ in range(n)) if r is not None and isinstance(r[2], dict)]
+        else:
+            text = head.decode("utf-8-sig", errors="replace")
+            out = []
+            for _, _, value in _json_text_records(text, display):
+                if isinstance(value, dict):
+                    out.append(value)
+                if len(out) >= n:
+                    break
+        if whole or len(out) >= n:
+            return out[:n]
+        size *= 8
+
+
+def column_names(path: Path) -> list[str] | None:
+    """The columns of a Parquet or Arrow file from its schema alone; None for other kinds (or unreadable)."""
+    kind = file_type(path).kind
+    try:
+        if kind == "parquet":
+            return pq.read_schema(path).names
+        if kind == "arrow" and path.suffix.lower() == ".arrow":
+            source = pa.memory_map(str(path))
+            try:
+                return pa.ipc.open_stream(source).schema.names
+            except pa.ArrowInvalid:
+                return pa.ipc.open_file(source).schema.names
+    except (pa.ArrowInvalid, OSError):
+        return None
+    return None
+
+
+def _head_bytes(path: Path, display: str, ftype: FileType, size: int) -> tuple[bytes, bool]:
+    """Up to `size` bytes from the head of the (decompressed) file, and whether that is all of it."""
+    try:
+        with pa.input_stream(str(path), compression=ftype.compression) as stream:
+            head = stream.read(size)
+            whole = len(head) < size or not stream.read(1)
+    except (OSError, pa.ArrowInvalid) as exc:
+        raise _unreadable_compressed(path, display, ftype, exc) from None
+    return head, whole
+
+
+def _file_bytes(path: Path, ftype: FileType, display: str) -> memoryview:
+    """The whole file (decompressed when compressed), without a copy when it is not."""
+    if ftype.compression is None:
+        data = _mapped(path)
+        _check_not_compressed(data[:8], display, ftype)
+        return data
+    try:
+        with pa.input_stream(str(path), compression=ftype.compression) as stream:
+            return memoryview(stream.read_buffer())
+    except (OSError, pa.ArrowInvalid) as exc:
+        raise _unreadable_compressed(path, display, ftype, exc) from None
+
+
+def _unreadable_compressed(path: Path, display: str, ftype: FileType, exc: Exception) -> DataError:
+    if ftype.compression is None:
+        return DataError(f"{display}: cannot be read ({exc})", hint="check that the file exists and may be read")
+    return DataError(
+        f"{display}: not readable as {ftype.compression}-compressed data ({exc})",
+        hint=f"check that the file is complete and really {ftype.compression} (its name says so)",
+    )
+
+
+_MAGIC = {b"\x1f\x8b": ".gz", b"\x28\xb5\x2f\xfd": ".zst", b"BZh": ".bz2", b"PK\x03\x04": ".zip", b"PAR1": ".parquet"}
+
+
+def _check_not_compressed(head: bytes | memoryview, display: str, ftype: FileType) -> None:
+    """A DataError when a text file's first bytes say it is compressed or binary (read, it would be garbage)."""
+    head = bytes(head)
+    name = Path(display).name
+    for magic, suffix in _MAGIC.items():
+        if head.startswith(magic):
+            if suffix == ".parquet":
+                what, fix = "a Parquet file", f"rename it to {Path(name).stem}.parquet"
+            elif suffix == ".zip":
+                what, fix = "a zip archive", "extract it and point `from:` at the folder"
+            else:
+                what, fix = f"{COMPRESSION[suffix]}-compressed", f"rename it to {name}{suffix}"
+            raise DataError(f"{display}: named like a {ftype.kind} file, but it is {what}", hint=fix)
 
 
 # --- fast paths ---------------------------------------------------------------------------------
@@ -259,16 +364,16 @@ def _record_lines(data: bytes | memoryview) -> tuple[np.ndarray, np.ndarray]:
 _SCAN = 1 << 22
 
 
-def _newlines(buf: np.ndarray) -> np.ndarray:
-    """Offsets of the newline bytes in `buf`, scanned in blocks so the temporary mask stays small (a mask
-    the size of the file is a fresh allocation whose page faults alone cost ~1 s per 400 MiB)."""
+def _newlines(buf: np.ndarray, byte: int = 0x0A) -> np.ndarray:
+    """Offsets of the newline bytes (or `byte`) in `buf`, scanned in blocks so the temporary mask stays small
+    (a mask the size of the file is a fresh allocation whose page faults alone cost ~1 s per 400 MiB)."""
     if len(buf) <= _SCAN:
-        return np.flatnonzero(buf == 0x0A)
+        return np.flatnonzero(buf == byte)
     mask = np.empty(_SCAN, dtype=bool)
     found = []
     for start in range(0, len(buf), _SCAN):
         block = buf[start : start + _SCAN]
-        np.equal(block, 0x0A, out=mask[: len(block)])
+        np.equal(block, byte, out=mask[: len(block)])
         found.append(np.flatnonzero(mask[: len(block)]) + start)
     return np.concatenate(found)
 
@@ -278,9 +383,39 @@ def _read_parquet(path: Path, display: str, shape: RowShape) -> ReadResult:
         table = pq.read_table(path)
     except (pa.ArrowInvalid, OSError) as exc:
         raise DataError(f"{display}: not a readable Parquet file ({exc})") from None
+    return _read_table(table, display, shape)
+
+
+def _arrow_table(path: Path, display: str) -> pa.Table:
+    """An Arrow IPC stream (`datasets` writes these: data-00000-of-00001.arrow), IPC file or Feather file."""
+    try:
+        if path.suffix.lower() == ".feather":
+            import pyarrow.feather as feather
+
+            return feather.read_table(path, memory_map=True)
+        source = pa.memory_map(str(path))
+        try:
+            return pa.ipc.open_stream(source).read_all()
+        except pa.ArrowInvalid:
+            return pa.ipc.open_file(source).read_all()
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise DataError(
+            f"{display}: not a readable Arrow IPC (stream or file) or Feather file ({exc})",
+            hint="`datasets.Dataset.save_to_disk` folders are read as they are; other .arrow files must be Arrow IPC",
+        ) from None
+
+
+def _read_table(
+    table: pa.Table, display: str, shape: RowShape, rows: np.ndarray | None = None, lines: np.ndarray | None = None
+) -> ReadResult:
+    """Raw rows from a table already typed by its file (Parquet, Arrow, CSV): cast when the values fit the
+    format's types unchanged, else record by record. `rows`/`lines`: each table row's provenance (default:
+    its position, no line)."""
     n = table.num_rows
+    rows = np.arange(n) if rows is None else rows
+    line_list = [None] * n if lines is None else [int(x) for x in lines]
     if shape.json_columns:
-        return _from_records(((i, None, r) for i, r in enumerate(table.to_pylist())), display, shape)
+        return _from_records(zip(rows.tolist(), line_list, table.to_pylist(), strict=True), display, shape)
     try:
         columns = {}
         for f in shape.arrow:
@@ -290,9 +425,9 @@ def _read_parquet(path: Path, display: str, shape: RowShape) -> ReadResult:
         extras = [c for c in table.column_names if c not in columns]
         fitted = pa.table({**columns, **{c: table[c] for c in extras}})
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
-        return _from_records(((i, None, r) for i, r in enumerate(table.to_pylist())), display, shape)
+        return _from_records(zip(rows.tolist(), line_list, table.to_pylist(), strict=True), display, shape)
     return ReadResult(
-        _finish(fitted, shape, np.arange(n), None), empty_rejects(), n, dict(unmodelled.in_arrays(table, shape.arrow))
+        _finish(fitted, shape, rows, lines), empty_rejects(), n, dict(unmodelled.in_arrays(table, shape.arrow))
     )
 
 
@@ -336,7 +471,8 @@ def _finish(table: pa.Table, shape: RowShape, rows: np.ndarray, lines: np.ndarra
 
 def _extra_text(extra: dict[str, Any]) -> str | None:
     kept = {k: v for k, v in extra.items() if v is not None}
-    return json.dumps(kept, ensure_ascii=False, sort_keys=True) if kept else None
+    # default=str: Parquet/Arrow extras may hold dates or bytes, which JSON has no type for
+    return json.dumps(kept, ensure_ascii=False, sort_keys=True, default=str) if kept else None
 
 
 def _with_provenance(table: pa.Table, rows, lines, extra_json: list[str | None] | None = None) -> pa.Table:
@@ -351,161 +487,6 @@ def _with_provenance(table: pa.Table, rows, lines, extra_json: list[str | None] 
 
 
 # --- the careful path: record by record ---------------------------------------------------------
-
-Record = tuple[int, int | None, Any]  # (row index, line, parsed value or a _Broken marker)
-
-
-@dataclass(frozen=True)
-class _Broken:
-    """A record that could not be parsed; `raw` is its text (lossily decoded for display)."""
-
-    reason: str
-    message: str
-    raw: str
-
-
-def _jsonl_records(data: bytes) -> Iterator[Record]:
-    if data.startswith(b"\xef\xbb\xbf"):
-        data = data[3:]
-    row = 0
-    for lineno, raw in enumerate(data.split(b"\n"), start=1):
-        if not raw.strip():
-            continue
-        try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            yield (
-                row,
-                lineno,
-                _Broken(
-                    "invalid_utf8",
-                    f"invalid UTF-8 at byte {exc.start} of the line; re-encode the file as UTF-8",
-                    raw.decode("utf-8", "replace"),
-                ),
-            )
-        else:
-            try:
-                yield row, lineno, json.loads(text)
-            except ValueError as exc:
-                yield row, lineno, _Broken("invalid_json", f"broken JSON: {exc}", text)
-        row += 1
-
-
-def _json_array_records(data: bytes, display: str) -> Iterator[Record]:
-    """Elements of a top-level JSON array (or top-level objects, one after another), each with its line.
-
-    Elements are decoded one at a time so that one broken element costs one reject: after a syntax error
-    the reader resynchronises at the start of the next element (`_resync`). Nothing after the data is
-    skipped silently: more objects after a first one are records too (JSON Lines saved as `.json`), and
-    text after the array's closing bracket is a reject.
-    """
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = data.count(b"\n", 0, exc.start) + 1
-        raise DataError(
-            f"{display}:{line}: invalid UTF-8 at byte {exc.start}; a JSON array file must be valid UTF-8",
-            hint="re-encode the file as UTF-8, or convert it to JSON Lines so bad lines can be rejected one by one",
-        ) from None
-    decoder = json.JSONDecoder()
-    n = len(text)
-    pos = _skip_ws(text, 0)
-    if pos < n and text[pos] == "{":
-        # Objects, not an array. Reading stopped after the first one before, which silently dropped every
-        # further record of a JSON Lines file named `.json`.
-        closing = None
-    elif pos < n and text[pos] == "[":
-        closing = "]"
-        pos += 1
-    else:
-        raise DataError(
-            f"{display}:1: expected a JSON array of records (or an object), found {text[pos : pos + 20]!r}",
-            hint="JSON files hold one array of objects; use .jsonl for one object per line",
-        )
-    row = 0
-    line = 1 + text.count("\n", 0, pos)
-    last = pos
-    while True:
-        pos = _skip_ws(text, pos)
-        if pos >= n:
-            break
-        line += text.count("\n", last, pos)
-        last = pos
-        if closing is not None and text[pos] == closing:
-            after = _skip_ws(text, pos + 1)
-            if after < n:  # a second array, or stray text: one reject rather than a silent skip
-                line += text.count("\n", pos, after)
-                message = "unexpected text after the closing ']' of the array"
-                yield row, line, _Broken("invalid_json", message, text[after : after + 2000])
-            break
-        try:
-            value, end = decoder.raw_decode(text, pos)
-        except ValueError as exc:
-            resume = _resync(text, pos)
-            yield row, line, _Broken("invalid_json", f"broken JSON: {exc}", text[pos:resume].strip()[:2000])
-            row += 1
-            pos = resume
-            continue
-        yield row, line, value
-        row += 1
-        pos = _skip_ws(text, end)
-        if pos < n and text[pos] == ",":
-            pos += 1
-
-
-def _skip_ws(text: str, pos: int) -> int:
-    n = len(text)
-    while pos < n and text[pos] in " \t\r\n":
-        pos += 1
-    return pos
-
-
-_BRACKETS = re.compile(r'"(?:[^"\\\n]|\\.)*"|[{}\[\]]')  # strings (skipped) and brackets
-
-
-def _resync(text: str, start: int) -> int:
-    """Where the element after the broken one starting at `start` begins (or the array's `]`, or the end).
-
-    When the broken element starts its own line (pretty-printed files): the next line that opens an object
-    at the same indentation. Any line opening an object was taken before, which in nested files (ShareGPT
-    turns, OpenAI messages) turned the inner objects of one broken record into many rejects. When elements
-    share a line (one-line arrays): the next object after the broken element's brackets close, found by
-    counting brackets outside strings; before, everything after the broken element on its line was lost.
-    """
-    line_start = text.rfind("\n", 0, start) + 1
-    indent = text[line_start:start]
-    if not indent.strip(" \t"):
-        return _next_object_line(text, start, indent)
-    depth = 0
-    for m in _BRACKETS.finditer(text, start):
-        token = m.group()
-        if token[0] == '"':
-            continue
-        if token in "{[":
-            if depth == 0 and m.start() > start:
-                return m.start()
-            depth += 1
-        else:
-            depth -= 1
-            if depth < 0:
-                if token == "]":  # the array's end: the broken element was the last one
-                    return m.start()
-                break  # brackets do not balance (a stray quote misread strings): fall back to lines
-    return _next_object_line(text, start, None)
-
-
-def _next_object_line(text: str, pos: int, indent: str | None) -> int:
-    """Start of the next line after `pos` that opens an object (at `indent`, when given), or the end."""
-    n = len(text)
-    nl = text.find("\n", pos)
-    while nl >= 0:
-        begin = body = nl + 1
-        while body < n and text[body] in " \t":
-            body += 1
-        if body < n and text[body] == "{" and (indent is None or text[begin:body] == indent):
-            return body
-        nl = text.find("\n", begin)
-    return n
 
 
 def _from_records(records, display: str, shape: RowShape) -> ReadResult:
@@ -590,7 +571,7 @@ def _validated_records(records: list[Record], display: str, shape: RowShape) -> 
 def _record_problem(value: Any, validator, shape: RowShape) -> tuple[str, str | None, str, str] | None:
     """(reason, field, message, raw) when a parsed record cannot be used, else None."""
     if isinstance(value, _Broken):
-        return value.reason, None, value.message, value.raw
+        return value.reason, value.field, value.message, value.raw
     raw = json.dumps(value, ensure_ascii=False)
     try:
         raw.encode("utf-8")

@@ -7,11 +7,12 @@ setting. `schemas/recipe.schema.json` is generated from these models (`dataforge
 from __future__ import annotations
 
 import difflib
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
 
 from . import formats
 from .errors import RecipeError
@@ -28,6 +29,31 @@ REASONING_HELP = (
     "What happens to assistant reasoning after conversion: `keep` it as the data has it; `strip` it (the "
     "reasoning field and inline <think> blocks); move inline <think> blocks at the head of assistant content "
     "to the reasoning `field`; or move the reasoning field `inline`, as a <think> block heading the content."
+)
+
+
+# `substitute:` fills template placeholders (`{{name}}`) in message text; see `dataforge.stages.substitute`.
+PLACEHOLDER_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
+
+
+def _placeholder_name(value: str) -> str:
+    if not re.fullmatch(PLACEHOLDER_NAME, value):
+        raise ValueError(f"{value!r} cannot be a placeholder name (letters, digits and '_', not starting with a digit)")
+    return value
+
+
+def _placeholder_value(value: Any) -> Any:
+    if not isinstance(value, str):
+        raise ValueError(f'the value must be text (found {value!r}); quote it: "{value}"')
+    return value
+
+
+Substitutions = dict[
+    Annotated[str, AfterValidator(_placeholder_name)], Annotated[str, BeforeValidator(_placeholder_value)]
+]
+SUBSTITUTE_HELP = (
+    "Template placeholders to fill, name → text: `{{name}}` (or `{{ name }}`) outside code in every message's "
+    "content and reasoning, and in pretrain text, is replaced after conversion, before validation."
 )
 
 
@@ -55,6 +81,11 @@ class Source(_Section):
     )
     reasoning: ReasoningPolicy | None = Field(
         default=None, description="This source's reasoning policy; default: the recipe's `reasoning`."
+    )
+    substitute: Substitutions = Field(
+        default_factory=dict,
+        description=SUBSTITUTE_HELP + " Merged over the recipe's `substitute` (this source's values win).",
+        json_schema_extra={"propertyNames": {"pattern": PLACEHOLDER_NAME}},
     )
     # Hub sources (`from: hf://owner/name` or `ms://owner/name`); cross-checked against `from` below.
     revision: str | None = Field(
@@ -94,7 +125,7 @@ class Source(_Section):
     @classmethod
     def _known_format(cls, value: str | None) -> str | None:
         if value is not None and value not in formats.names():
-            raise ValueError(f"unknown format {value!r}; known formats: {', '.join(formats.names())}")
+            raise ValueError(f"{formats.unknown(value)} (known formats: {', '.join(formats.names())})")
         return value
 
 
@@ -343,6 +374,11 @@ class Recipe(_Section):
     root: str = Field(default=".", description="Directory relative paths resolve against, relative to the recipe.")
     sources: Annotated[list[Source], Field(min_length=1)]
     reasoning: ReasoningPolicy = Field(default="keep", description=REASONING_HELP)
+    substitute: Substitutions = Field(
+        default_factory=dict,
+        description=SUBSTITUTE_HELP + " The default of every source; a source's own wins.",
+        json_schema_extra={"propertyNames": {"pattern": PLACEHOLDER_NAME}},
+    )
     lint: Lint = Field(default_factory=Lint)
     mix: Mix = Field(default_factory=Mix)
     filters: Filters = Field(default_factory=Filters)
@@ -355,6 +391,10 @@ class Recipe(_Section):
 
     def source(self, name: str) -> Source:
         return next(s for s in self.sources if s.name == name)
+
+    def substitutions(self, source: Source) -> dict[str, str]:
+        """The placeholders `source` fills: the recipe's `substitute`, overridden key by key by the source's."""
+        return dict(sorted({**self.substitute, **source.substitute}.items()))
 
 
 class LoadedRecipe(BaseModel):

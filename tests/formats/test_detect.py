@@ -94,9 +94,8 @@ def test_check_files_names_an_unknown_format_and_missing_files(tmp_path):
     assert err.value.message == "unknown format 'yaml'"
     with pytest.raises(DataError) as missing:
         check_files("nothing-here.jsonl", root=tmp_path)
-    assert missing.value.message == (
-        f"source 'input': `from: nothing-here.jsonl` matches no .jsonl, .json or .parquet file under {tmp_path}"
-    )
+    assert missing.value.message == f"`nothing-here.jsonl`: no such file or folder: {tmp_path}/nothing-here.jsonl"
+    assert missing.value.hint == f"check the path; relative paths resolve against {tmp_path}"
 
 
 def test_one_malformed_record_at_the_head_does_not_hide_the_format():

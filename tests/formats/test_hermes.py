@@ -222,11 +222,9 @@ def test_canonical_to_hermes_and_back_is_exact(batch):
     assert_round_trip(batch, "hermes")
 
 
-def test_tool_call_demo_round_trips_through_openai_and_hermes(shared_fixtures, tmp_path):
+def test_tool_call_demo_round_trips_through_openai_and_hermes(fixture_path, tmp_path):
     """LLaMA-Factory's glaive tool-call demo (ShareGPT) → openai → hermes → canonical: calls and arguments intact."""
-    source = shared_fixtures / "peers" / "llamafactory" / "glaive_toolcall_en_demo.json"
-    if not source.is_file():
-        pytest.skip(f"peer fixture not found at {source}")
+    source = fixture_path("peers/llamafactory/glaive_toolcall_en_demo.json")
     original = check_files(str(source), "sharegpt", root=source.parent)
     rows = original.examples.to_pylist()
     assert sum(bool(m["tool_calls"]) for r in rows for m in r["messages"]) > 100  # the file really has calls
@@ -244,7 +242,7 @@ def test_tool_call_demo_round_trips_through_openai_and_hermes(shared_fixtures, t
     assert [{k: r[k] for k in CONTENT} for r in via_hermes] == [{k: r[k] for k in CONTENT} for r in rows]
 
 
-def test_written_records_are_detected_as_hermes(shared_fixtures):
+def test_written_records_are_detected_as_hermes():
     batch = [
         Example(
             id="g:0",

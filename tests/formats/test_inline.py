@@ -133,13 +133,11 @@ def test_tools_block_as_qwen_writes_it():
     assert inline.split_tools(inline.join_tools("a\n", [TIME]))[1] == "a\n"
 
 
-def test_tools_block_from_the_qwen_template_itself(shared_fixtures):
+def test_tools_block_from_the_qwen_template_itself(fixture_path):
     """The exact text Qwen2.5's chat template renders for a system prompt with tools reads back."""
     from jinja2 import Template
 
-    path = shared_fixtures / "templates" / "qwen2.5-instruct" / "tokenizer_config.json"
-    if not path.is_file():
-        pytest.skip(f"template fixture not found at {path}")
+    path = fixture_path("templates/qwen2.5-instruct/tokenizer_config.json")
     config = json.loads(path.read_text(encoding="utf-8"))
     tools = [{"type": "function", "function": WEATHER}]
     rendered = Template(config["chat_template"]).render(

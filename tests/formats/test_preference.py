@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -379,7 +380,11 @@ def test_openai_writes_preference_and_kto_rows():
 
 # --- round trips: canonical → format → canonical is exact when nothing is lost --------------------
 
-text = st.text(min_size=1, max_size=20) | st.sampled_from(["line one\nline two", "数据 🙂", '"q" \\ {j}', "\t"])
+# Reasoning tags are left out: hypothesis also draws string constants from the code under test, and a lone
+# `<think>` in content is a row the lint rejects (unbalanced_think) on any path, so not a round-trip property.
+text = (
+    st.text(min_size=1, max_size=20) | st.sampled_from(["line one\nline two", "数据 🙂", '"q" \\ {j}', "\t"])
+).filter(lambda s: "think>" not in s)
 arguments = st.dictionaries(st.text(max_size=6), st.integers() | st.text(max_size=6) | st.none(), max_size=3)
 # What each format can carry: tool calls (and their ids), reasoning, completions of several turns.
 CARRIES = {  # alpaca has no tools column: its rows declare none
@@ -463,17 +468,16 @@ PEERS = [
 
 
 @pytest.fixture(scope="module")
-def llamafactory(shared_fixtures: Path) -> Path:
-    folder = (shared_fixtures / "peers" / "llamafactory").resolve()
-    if not folder.is_dir():
-        pytest.skip(f"LLaMA-Factory peer fixtures not found at {folder}")
-    return folder
+def llamafactory(fixture_path: Callable[[str], Path]) -> Callable[[str], Path]:
+    """`llamafactory(name)`: one of LLaMA-Factory's demo files, vendored or shared; skips when neither has it."""
+    return lambda name: fixture_path(f"peers/llamafactory/{name}").resolve()
 
 
 @pytest.mark.parametrize(("name", "fmt", "kind"), PEERS)
 def test_peer_demo_is_detected_read_whole_and_written_back_unchanged(llamafactory, tmp_path, name, fmt, kind):
-    original = json.loads((llamafactory / name).read_text(encoding="utf-8"))
-    checked = check_files(str(llamafactory / name), None, root=llamafactory)
+    source = llamafactory(name)
+    original = json.loads(source.read_text(encoding="utf-8"))
+    checked = check_files(str(source), None, root=source.parent)
     assert checked.format == fmt
     assert checked.rejects.to_pylist() == []
     assert checked.examples.num_rows == checked.records == len(original)
@@ -490,8 +494,9 @@ def test_peer_demo_is_detected_read_whole_and_written_back_unchanged(llamafactor
 
 
 def test_peer_dpo_pairs_keep_their_prompt_and_both_answers(llamafactory):
-    original = json.loads((llamafactory / "dpo_en_demo.json").read_text(encoding="utf-8"))
-    checked = check_files(str(llamafactory / "dpo_en_demo.json"), None, root=llamafactory)
+    source = llamafactory("dpo_en_demo.json")
+    original = json.loads(source.read_text(encoding="utf-8"))
+    checked = check_files(str(source), None, root=source.parent)
     rows = checked.examples.to_pylist()
     assert [[t["content"] for t in r["messages"]] for r in rows] == [
         [t["value"] for t in o["conversations"]] for o in original

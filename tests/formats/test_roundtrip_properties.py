@@ -31,9 +31,14 @@ def write_and_check(records: list[Any], fmt: str, broken_tail: bool = False) -> 
 # --- (1) canonical → format → canonical -----------------------------------------------------------
 
 # Any text without surrogates (which JSON files cannot carry as UTF-8): newlines, tabs, NUL, emoji, CJK.
-text = st.text(min_size=1, max_size=30) | st.sampled_from(
-    ["line one\nline two\n", "\r\n", "tab\there", "  ", "\x00", "\u2028", "数据 🙂", '"quoted" \\ {json}']
-)
+# Reasoning tags are left out: hypothesis also draws string constants from the code under test, and a lone
+# `<think>` in content is a row the lint rejects (unbalanced_think) on any path, so not a round-trip property.
+text = (
+    st.text(min_size=1, max_size=30)
+    | st.sampled_from(
+        ["line one\nline two\n", "\r\n", "tab\there", "  ", "\x00", "\u2028", "数据 🙂", '"quoted" \\ {json}']
+    )
+).filter(lambda s: "think>" not in s)
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers(-(2**31), 2**31) | st.text(max_size=8),
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),

@@ -70,11 +70,9 @@ def test_writes_pretrain_rows_and_counts_the_rest():
     }
 
 
-def test_c4_demo_reads_whole_and_writes_back_unchanged(shared_fixtures, tmp_path):
-    folder = (shared_fixtures / "peers" / "llamafactory").resolve()
-    source = folder / "c4_demo.jsonl"
-    if not source.is_file():
-        pytest.skip(f"LLaMA-Factory peer fixtures not found at {folder}")
+def test_c4_demo_reads_whole_and_writes_back_unchanged(fixture_path, tmp_path):
+    source = fixture_path("peers/llamafactory/c4_demo.jsonl").resolve()
+    folder = source.parent
     original = [json.loads(line) for line in source.read_text(encoding="utf-8").splitlines() if line.strip()]
     checked = check_files(str(source), None, root=folder)
     assert checked.format == "text"

@@ -1,6 +1,6 @@
 """Rendering through real model chat templates: the ids are the template's own, and only assistant turns train.
 
-Every family under `templates/` in the shared fixtures that ships a full tokenizer renders the same small
+Every family under `templates/` in the test fixtures that ships a full tokenizer renders the same small
 conversations; the trained tokens of each, decoded and grouped into runs, are written out below as the
 template renders them (content plus the template's end-of-turn token), so a change in span derivation shows
 up as a changed string, not a changed count.
@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import importlib.util
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -198,8 +199,9 @@ NEEDS = {"mistral-7b-instruct-v0.2": ("sentencepiece", "google.protobuf")}  # sl
 
 
 @pytest.fixture(scope="module")
-def templates(shared_fixtures: Path) -> Path:
-    return (shared_fixtures / "templates").resolve()
+def templates(fixture_path: Callable[[str], Path]) -> Callable[[str], Path]:
+    """`templates(family)`: the family's folder, vendored or shared; skips when neither has it."""
+    return lambda family: fixture_path(f"templates/{family}").resolve()
 
 
 @functools.cache
@@ -207,11 +209,9 @@ def _load(folder: Path) -> LoadedTarget:
     return load_target(folder.name, str(folder), folder.parent)
 
 
-def target(templates: Path, family: str) -> LoadedTarget:
+def target(templates: Callable[[str], Path], family: str) -> LoadedTarget:
     """The family's tokenizer and template, loaded once per test session; skips when it cannot be had."""
-    folder = templates / family
-    if not folder.is_dir():
-        pytest.skip(f"chat-template fixture {folder} not found")
+    folder = templates(family)
     missing = [m for m in NEEDS.get(family, ()) if not installed(m)]
     if missing:
         pytest.skip(f"{family} needs {', '.join(missing)} to load its SentencePiece tokenizer")
@@ -450,7 +450,7 @@ def test_glm4_trains_its_stop_token_between_turns_and_nothing_after_the_last(tem
     assert rendered.notes == {"turn_without_end_token": 1}
     assert tok.decode(row["input_ids"][-1:]) == "."  # the row ends on content: no stop token to learn
     # <|user|> is right to train: GLM-4 stops generating on it.
-    stops = json.loads((templates / "glm-4-9b-chat" / "generation_config.json").read_text())["eos_token_id"]
+    stops = json.loads((templates("glm-4-9b-chat") / "generation_config.json").read_text())["eos_token_id"]
     assert tok.convert_tokens_to_ids("<|user|>") in stops
 
 

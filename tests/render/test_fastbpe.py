@@ -1,6 +1,6 @@
 """The tiktoken encoder: used only where it gives the tokenizer's own ids, and then the same ids and labels.
 
-Every family under `templates/` in the shared fixtures with a full tokenizer is rendered twice, with the default
+Every family under `templates/` in the test fixtures with a full tokenizer is rendered twice, with the default
 encoder and with `tokenizer_backend="tokenizers"`; the tables must be equal. Tokenizers tiktoken cannot
 reproduce (SentencePiece-style vocabularies, a vocabulary missing bytes, merges tiktoken would apply
 differently) keep the tokenizer's encoder, with the reason.
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -44,10 +45,8 @@ def _load(folder: Path) -> LoadedTarget:
     return load_target(folder.name, str(folder), folder.parent)
 
 
-def family(shared_fixtures: Path, name: str) -> LoadedTarget:
-    folder = (shared_fixtures / "templates" / name).resolve()
-    if not folder.is_dir():
-        pytest.skip(f"chat-template fixture {folder} not found")
+def family(fixture_path: Callable[[str], Path], name: str) -> LoadedTarget:
+    folder = fixture_path(f"templates/{name}").resolve()
     try:
         return _load(folder)
     except Exception as exc:  # e.g. Mistral v0.2 without sentencepiece to convert its tokenizer.model
@@ -123,8 +122,8 @@ def rendered(target: LoadedTarget, backend: str, **options: Any):
 
 
 @pytest.mark.parametrize("name", list(ENCODERS))
-def test_each_family_gets_the_encoder_its_tokenizer_allows(shared_fixtures, name):
-    target = family(shared_fixtures, name)
+def test_each_family_gets_the_encoder_its_tokenizer_allows(fixture_path, name):
+    target = family(fixture_path, name)
     encoder, why = ENCODERS[name]
     assert encoder_choice(target.tokenizer, target.tokenizer_digest)[0] == encoder
     assert why in encoder_choice(target.tokenizer, target.tokenizer_digest)[1]
@@ -134,8 +133,8 @@ def test_each_family_gets_the_encoder_its_tokenizer_allows(shared_fixtures, name
 
 @pytest.mark.parametrize("name", list(ENCODERS))
 @pytest.mark.parametrize("train_on", ["all", "last"])
-def test_both_encoders_render_the_same_ids_labels_and_notes(shared_fixtures, name, train_on):
-    target = family(shared_fixtures, name)
+def test_both_encoders_render_the_same_ids_labels_and_notes(fixture_path, name, train_on):
+    target = family(fixture_path, name)
     fast = rendered(target, "auto", train_on=train_on)
     slow = rendered(target, "tokenizers", train_on=train_on)
     assert fast == slow
@@ -144,16 +143,16 @@ def test_both_encoders_render_the_same_ids_labels_and_notes(shared_fixtures, nam
 
 
 @pytest.mark.parametrize("name", FAST)
-def test_truncation_cuts_the_same_tokens(shared_fixtures, name):
-    target = family(shared_fixtures, name)
+def test_truncation_cuts_the_same_tokens(fixture_path, name):
+    target = family(fixture_path, name)
     assert rendered(target, "auto", max_length=12, overflow="truncate") == rendered(
         target, "tokenizers", max_length=12, overflow="truncate"
     )
 
 
 @pytest.mark.parametrize("name", FAST)
-def test_the_encoder_gives_the_tokenizers_ids_on_the_probes(shared_fixtures, name):
-    tok = family(shared_fixtures, name).tokenizer
+def test_the_encoder_gives_the_tokenizers_ids_on_the_probes(fixture_path, name):
+    tok = family(fixture_path, name).tokenizer
     fast, _ = build(tok)
     specials = " ".join(fast.specials)
     for text in [*PROBES, specials]:
@@ -161,10 +160,10 @@ def test_the_encoder_gives_the_tokenizers_ids_on_the_probes(shared_fixtures, nam
             assert fast.encode(text).tolist() == tok(text, add_special_tokens=False)["input_ids"]
 
 
-def test_every_qwen_vocabulary_token_encodes_as_the_tokenizer_does(shared_fixtures):
+def test_every_qwen_vocabulary_token_encodes_as_the_tokenizer_does(fixture_path):
     """Qwen's merges list has one split per token while tiktoken merges any pair whose concatenation is a
     token (142,779 pairs the list lacks): on the text of every vocabulary token, the two still agree."""
-    tok = family(shared_fixtures, "qwen2.5-instruct").tokenizer
+    tok = family(fixture_path, "qwen2.5-instruct").tokenizer
     fast, _ = build(tok)
     to_byte = {c: b for b, c in bytes_to_unicode().items()}
     texts = []
@@ -219,8 +218,8 @@ def texts_and_spans(draw):
 @pytest.mark.parametrize("name", ["qwen2.5-instruct", "llama-3.1-instruct"])
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(batch=texts_and_spans())
-def test_random_unicode_gets_the_same_ids_and_mask_from_both_encoders(shared_fixtures, name, batch):
-    target = family(shared_fixtures, name)
+def test_random_unicode_gets_the_same_ids_and_mask_from_both_encoders(fixture_path, name, batch):
+    target = family(fixture_path, name)
     tok, key = target.tokenizer, target.tokenizer_digest
     assert encoder_choice(tok, key)[0] == "tiktoken"
     texts, spans = [t for t, _ in batch], [s for _, s in batch]
@@ -298,8 +297,8 @@ def test_a_tokenizer_tiktoken_gets_wrong_on_the_data_is_dropped_after_the_first_
         (lambda s: s.update(post_processor={"type": "ByteLevel", "trim_offsets": True}), "trims offsets"),
     ],
 )
-def test_structures_tiktoken_cannot_reproduce_are_refused_with_a_reason(shared_fixtures, change, reason):
-    spec = json.loads(family(shared_fixtures, "qwen2.5-instruct").tokenizer.backend_tokenizer.to_str())
+def test_structures_tiktoken_cannot_reproduce_are_refused_with_a_reason(fixture_path, change, reason):
+    spec = json.loads(family(fixture_path, "qwen2.5-instruct").tokenizer.backend_tokenizer.to_str())
     assert unsupported(spec) is None
     change(spec)
     assert reason in unsupported(spec)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -46,11 +47,9 @@ USER_ONLY = "{% for m in messages %}{% if m.role == 'user' %}{{ m.content }}\n{%
 
 
 @pytest.fixture(scope="module")
-def tok(shared_fixtures: Path) -> Any:
+def tok(fixture_path: Callable[[str], Path]) -> Any:
     """A real tokenizer (Qwen2.5) to render the tiny templates with and to take offsets from."""
-    folder = (shared_fixtures / "templates" / "qwen2.5-instruct").resolve()
-    if not folder.is_dir():
-        pytest.skip(f"chat-template fixture {folder} not found")
+    folder = fixture_path("templates/qwen2.5-instruct").resolve()
     return load_target("qwen2.5", str(folder), folder.parent).tokenizer
 
 

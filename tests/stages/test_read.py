@@ -32,6 +32,7 @@ def test_a_glob_reads_files_in_order_with_ordinals_across_files(tmp_path):
         "format": "alpaca",
         "records": 3,
         "files": [{"file": "d/a.jsonl", "records": 2}, {"file": "d/b.jsonl", "records": 1}],
+        "skipped": [],
         "unmodelled_fields": {},
     }
 
@@ -64,5 +65,9 @@ def test_undetectable_and_missing_sources_are_data_errors(tmp_path):
     src = Source.model_validate({"name": "s", "from": "x.jsonl"})
     with pytest.raises(DataError, match=r"could not detect the format from columns \['answer', 'question'\]"):
         resolve_format(src, source_files(src, tmp_path), tmp_path)
-    with pytest.raises(DataError, match="matches no .jsonl, .json or .parquet file"):
+    with pytest.raises(DataError) as err:
         source_files(Source.model_validate({"name": "s", "from": "nope/*.jsonl"}), tmp_path)
+    assert err.value.message == (
+        f"source 's': `from: nope/*.jsonl` matches no file: nothing matches {tmp_path}/nope/*.jsonl"
+    )
+    assert err.value.hint == f"check the pattern; relative paths resolve against {tmp_path}"

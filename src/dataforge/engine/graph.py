@@ -9,7 +9,7 @@ from pathlib import Path
 
 from ..hub.sync import locked_entries
 from ..recipe import LoadedRecipe
-from ..stages import convert, dedup, filter, mix, read, render, split, validate
+from ..stages import convert, dedup, filter, mix, read, render, split, substitute, validate
 from ..stages.base import Stage
 
 
@@ -42,14 +42,20 @@ def build_graph(loaded: LoadedRecipe) -> list[Stage]:
             files=files,
             source=src.name,
         )
+        # `substitute:` fills placeholders as the last step of convert; in the key only when set (other keys stay).
+        fills = recipe.substitutions(src)
         c = Stage(
             f"convert:{src.name}",
             "convert",
             convert.VERSION,
             (r.name,),
             ("examples", "rejects"),
-            {"source": src.name, "reasoning": src.reasoning or recipe.reasoning},
-            convert.make_convert(src.name, r.name, src.reasoning or recipe.reasoning),
+            {
+                "source": src.name,
+                "reasoning": src.reasoning or recipe.reasoning,
+                **({"substitute": fills} if fills else {}),
+            },
+            substitute.after_convert(convert.make_convert(src.name, r.name, src.reasoning or recipe.reasoning), fills),
             source=src.name,
         )
         v = Stage(
@@ -124,18 +130,15 @@ def build_graph(loaded: LoadedRecipe) -> list[Stage]:
 
 def dedup_files(paths: list[str], root: Path) -> list[Path]:
     """The files `dedup.decontaminate` names (each path or glob), or an error naming the one that matches none."""
-    from ..errors import DataError
-    from ..readers import resolve_files
+    from ..readers_files import files_problem, find_files
 
     found: list[Path] = []
     for pattern in paths:
-        files = resolve_files(pattern, root)
-        if not files:
-            raise DataError(
-                f"dedup.decontaminate: {pattern!r} matches no .jsonl, .json or .parquet file under {root}",
-                hint="check the path; relative paths resolve against the recipe's `root`",
-            )
-        found += files
+        files = find_files(pattern, root)
+        problem = files_problem(files, pattern, root, what="dedup.decontaminate", key=None)
+        if problem is not None:  # nothing matched, or a file that cannot be read: said the way sources say it
+            raise problem
+        found += files.files
     return found
 
 

@@ -10,8 +10,9 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from .. import formats
+from ..formats import media
 from . import axolotl, llamafactory, swift, trl
-from .base import Exported, Splits, format_export
+from .base import Exported, Splits, Tally, format_export, merge
 
 TRAINERS: dict[str, Callable[[Splits, str], Exported]] = {
     "trl": trl.export,
@@ -24,14 +25,29 @@ __all__ = ["TRAINERS", "Exported", "Splits", "export", "export_names"]
 
 
 def export_names() -> list[str]:
-    """Every name `outputs.exports` and `dataforge convert --to` accept: trainers, then formats."""
-    return [*TRAINERS, *formats.names()]
+    """Every name `outputs.exports` and `dataforge convert --to` accept, once each: trainers, then formats
+    (`trl` is both; the name means the trainer export, whose files the `trl` format writes)."""
+    return list(dict.fromkeys([*TRAINERS, *formats.names()]))
 
 
 def export(name: str, splits: Splits, dataset: str) -> Exported:
     """`splits` (split name → EXAMPLE_SCHEMA rows as dicts) exported as `name`; `dataset` names the data in
-    descriptions that need a name (LLaMA-Factory's dataset_info.json)."""
+    descriptions that need a name (LLaMA-Factory's dataset_info.json).
+
+    Rows carrying image, video or audio inputs (which the convert stage rejects, so only rows from elsewhere)
+    are left out and counted: no export writes text whose placeholders point at media its files do not map."""
+    kept: Splits = {}
+    held = Tally()
+    for split, rows in splits.items():
+        kept[split] = []
+        for row in rows:
+            if media.in_metadata(row.get("metadata")):
+                held.leave(split, row, media.NOT_WRITTEN)
+            else:
+                kept[split].append(row)
     make: Callable[[Splits, str], Exported] | None = TRAINERS.get(name)
-    if make is not None:
-        return make(splits, dataset)
-    return format_export(name, splits)
+    exported = make(kept, dataset) if make is not None else format_export(name, kept)
+    if held.left_out:
+        exported.losses = merge(exported.losses, held.result())
+        exported.left_out = held.left_out + exported.left_out
+    return exported

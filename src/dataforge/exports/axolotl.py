@@ -20,7 +20,8 @@ from typing import Any
 
 import yaml
 
-from .base import Exported, Splits, Tally, by_kind, jsonl, write_rows
+from ..formats.base import is_unwritten
+from .base import METADATA_KEYS, Exported, Splits, Tally, by_kind, jsonl, write_rows
 
 
 def export(splits: Splits, dataset: str) -> Exported:
@@ -33,13 +34,20 @@ def export(splits: Splits, dataset: str) -> Exported:
                 records = write_rows("openai", group, split, losses)
             elif kind == "pretrain":
                 records = [{"text": row["text"]} for row in group]
+                losses.add(split, kind, Counter(METADATA_KEYS for row in group if row.get("metadata")))
             else:
                 records = []
                 for row in group:
                     record, lost = (_preference if kind == "preference" else _kto)(row)
-                    losses.add(split, kind, lost)
-                    if record is not None:
+                    if record is None:
+                        why = next(what for what in lost if is_unwritten(what))
+                        losses.leave(split, row, why)
+                        del lost[why]
+                    else:
+                        if row.get("metadata"):
+                            lost[METADATA_KEYS] += 1
                         records.append(record)
+                    losses.add(split, kind, lost)
             name = f"{kind}/{split}.jsonl"
             out.files[name] = jsonl(records)
             out.rows[name] = len(records)
@@ -48,7 +56,7 @@ def export(splits: Splits, dataset: str) -> Exported:
     for kind, block in blocks.items():
         header = {"preference": {"rl": "dpo"}, "kto": {"rl": "kto", "remove_unused_columns": False}}.get(kind, {})
         out.files[f"axolotl-{kind}.yaml"] = yaml.safe_dump({**header, **block}, sort_keys=False, allow_unicode=True)
-    out.losses = losses.result()
+    out.losses, out.left_out = losses.result(), losses.left_out
     return out
 
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .. import formats
+from ..formats.base import write_each
 from ..reasoning import join_think
 
 Splits = dict[str, list[dict[str, Any]]]  # split name (train, val) → EXAMPLE_SCHEMA rows as dicts
@@ -22,6 +23,8 @@ class Exported:
     losses: Counts = field(default_factory=dict)
     transforms: Counts = field(default_factory=dict)
     rows: dict[str, int] = field(default_factory=dict)  # file → records written
+    # Every row left out whole (the canonical row) and the loss it is counted under, in `losses` too.
+    left_out: list[tuple[dict[str, Any], str]] = field(default_factory=list)
 
 
 class Tally:
@@ -29,11 +32,17 @@ class Tally:
 
     def __init__(self) -> None:
         self._counts: dict[str, dict[str, Counter[str]]] = defaultdict(lambda: defaultdict(Counter))
+        self.left_out: list[tuple[dict[str, Any], str]] = []  # rows left out whole, and why
 
     def add(self, split: str, kind: str, counts: Counter[str] | dict[str, int]) -> None:
         for what, n in counts.items():
             if n:
                 self._counts[split][kind][what] += n
+
+    def leave(self, split: str, row: dict[str, Any], why: str) -> None:
+        """`row` left out whole, counted under `why` (a loss ending in "not written)")."""
+        self._counts[split][row["kind"]][why] += 1
+        self.left_out.append((row, why))
 
     def result(self) -> Counts:
         return {
@@ -49,14 +58,30 @@ def jsonl(records: list[dict[str, Any]]) -> str:
 
 
 def write_rows(fmt: str, rows: list[dict[str, Any]], split: str, losses: Tally) -> list[dict[str, Any]]:
-    """`rows` through `fmt`'s writer one row at a time, so each loss is counted against its row's kind."""
+    """`rows` through `fmt`'s writer one row at a time, so each loss is counted against its row's kind and
+    every row left out is known (`Tally.left_out`)."""
     writer = formats.get(fmt)
     records: list[dict[str, Any]] = []
     for row in rows:
-        written = writer.from_examples([row])
+        written = write_each(writer, [row])
         records.extend(written.records)
         losses.add(split, row["kind"], written.losses)
+        losses.left_out.extend(written.left_out)
     return records
+
+
+# Counted for a row whose record an export builds itself, without the row's unmodelled columns.
+METADATA_KEYS = "unmodelled columns (metadata), not written beside the record"
+
+
+def merge(a: Counts, b: Counts) -> Counts:
+    """Two sets of counts (split → kind → what → rows) added up, sorted as `Tally.result` sorts them."""
+    tally = Tally()
+    for counts in (a, b):
+        for split, kinds in counts.items():
+            for kind, whats in kinds.items():
+                tally.add(split, kind, whats)
+    return tally.result()
 
 
 def format_export(name: str, splits: Splits) -> Exported:
@@ -67,7 +92,7 @@ def format_export(name: str, splits: Splits) -> Exported:
         records = write_rows(name, rows, split, losses)
         out.files[f"{split}.jsonl"] = jsonl(records)
         out.rows[f"{split}.jsonl"] = len(records)
-    out.losses = losses.result()
+    out.losses, out.left_out = losses.result(), losses.left_out
     return out
 
 

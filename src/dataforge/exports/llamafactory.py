@@ -7,6 +7,9 @@
   thought only from the response text (its data README: "the CoT needs to be placed in the model responses").
   Counted as a transform.
 * pretrain rows are written as `{"text": …}`, described with `"columns": {"prompt": "text"}` (as its c4_demo).
+* No `images` / `videos` / `audios` columns: dataforge does not carry media yet, so rows with them are rejected
+  in the convert stage (`multimodal_unsupported`) and any that reach an export are left out and counted
+  (`dataforge.exports.export`), rather than written as text whose `<image>` placeholders nothing maps.
 
 Each `dataset_info.json` entry (`<dataset>_<kind>_<split>`) is derived from the records actually written, so
 the columns it names are exactly the keys the file holds. Use it with `dataset_dir: <this folder>` and
@@ -56,6 +59,7 @@ def export(splits: Splits, dataset: str) -> Exported:
             info[f"{dataset}_{kind}_{split}"] = entry(name, kind, records)
     out.files["dataset_info.json"] = json.dumps(info, indent=2, ensure_ascii=False) + "\n"
     out.losses, out.transforms = losses.result(), transforms.result()
+    out.left_out = losses.left_out
     return out
 
 

@@ -4,7 +4,9 @@ how ms-swift's pretraining datasets are spelled."""
 
 from __future__ import annotations
 
-from .base import Exported, Splits, Tally, by_kind, jsonl, write_rows
+from collections import Counter
+
+from .base import METADATA_KEYS, Exported, Splits, Tally, by_kind, jsonl, write_rows
 
 
 def export(splits: Splits, dataset: str) -> Exported:
@@ -16,9 +18,10 @@ def export(splits: Splits, dataset: str) -> Exported:
                 # ms-swift's pretraining spelling; for training it loses nothing (the swift writer counts it only
                 # because it reads back as sft).
                 records = [{"messages": [{"role": "assistant", "content": row["text"]}]} for row in group]
+                losses.add(split, kind, Counter(METADATA_KEYS for row in group if row.get("metadata")))
             else:
                 records = write_rows("swift", group, split, losses)
             out.files[f"{kind}/{split}.jsonl"] = jsonl(records)
             out.rows[f"{kind}/{split}.jsonl"] = len(records)
-    out.losses = losses.result()
+    out.losses, out.left_out = losses.result(), losses.left_out
     return out

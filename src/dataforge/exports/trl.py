@@ -21,5 +21,5 @@ def export(splits: Splits, dataset: str) -> Exported:
             records = write_rows("trl", group, split, losses)
             out.files[f"{kind}/{split}.jsonl"] = jsonl(records)
             out.rows[f"{kind}/{split}.jsonl"] = len(records)
-    out.losses = losses.result()
+    out.losses, out.left_out = losses.result(), losses.left_out
     return out

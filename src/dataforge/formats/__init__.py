@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 from typing import Any
 
 from ..errors import DataError, UsageError
@@ -37,12 +38,18 @@ def names() -> list[str]:
     return list(REGISTRY)
 
 
+def unknown(name: str, known: list[str] | None = None) -> str:
+    """`unknown format 'x'`, with the closest known name when there is one (`; did you mean 'y'?`)."""
+    close = difflib.get_close_matches(name, known if known is not None else list(REGISTRY), n=1)
+    return f"unknown format {name!r}" + (f"; did you mean {close[0]!r}?" if close else "")
+
+
 def get(name: str) -> Format:
-    """The format registered as `name`."""
+    """The format registered as `name`; a UsageError suggesting the closest name otherwise."""
     try:
         return REGISTRY[name]
     except KeyError:
-        raise UsageError(f"unknown format {name!r}", hint=f"known formats: {', '.join(REGISTRY)}") from None
+        raise UsageError(unknown(name), hint=f"known formats: {', '.join(REGISTRY)}") from None
 
 
 def detect(sample: list[dict[str, Any]], where: str) -> Format:
@@ -57,20 +64,7 @@ def detect(sample: list[dict[str, Any]], where: str) -> Format:
     """
     if not sample:
         raise DataError(f"{where}: no readable records to detect the format from", hint="set `format:` explicitly")
-    scores = {f.name: sum(f.matches(r) for r in sample) for f in REGISTRY.values()}
-    candidates = [REGISTRY[name] for name, score in scores.items() if 2 * score > len(sample)]
-    containers = {f.signature for f in candidates if f.specificity == 0}
-    candidates += [
-        f
-        for f in REGISTRY.values()
-        if f.specificity > 0 and f not in candidates and scores[f.name] > 0 and f.signature in containers
-    ]
-    if candidates:
-        top = max(f.specificity for f in candidates)
-        candidates = [f for f in candidates if f.specificity == top]
-        best = max(scores[f.name] for f in candidates)
-        candidates = [f for f in candidates if scores[f.name] == best]
-    matches = candidates
+    matches = candidates(sample)
     if len(matches) == 1:
         return matches[0]
     keys = sorted({k for r in sample for k in r})
@@ -85,4 +79,25 @@ def detect(sample: list[dict[str, Any]], where: str) -> Format:
     )
 
 
-__all__ = ["Converted", "Format", "REGISTRY", "Written", "detect", "get", "names"]
+def candidates(sample: list[dict[str, Any]]) -> list[Format]:
+    """The formats `detect` chooses among for `sample` (see there): one when detection succeeds, none when no
+    format accepts the records, several when it cannot tell."""
+    if not sample:
+        return []
+    scores = {f.name: sum(f.matches(r) for r in sample) for f in REGISTRY.values()}
+    found = [REGISTRY[name] for name, score in scores.items() if 2 * score > len(sample)]
+    containers = {f.signature for f in found if f.specificity == 0}
+    found += [
+        f
+        for f in REGISTRY.values()
+        if f.specificity > 0 and f not in found and scores[f.name] > 0 and f.signature in containers
+    ]
+    if found:
+        top = max(f.specificity for f in found)
+        found = [f for f in found if f.specificity == top]
+        best = max(scores[f.name] for f in found)
+        found = [f for f in found if scores[f.name] == best]
+    return found
+
+
+__all__ = ["Converted", "Format", "REGISTRY", "Written", "candidates", "detect", "get", "names", "unknown"]

@@ -18,7 +18,7 @@ import pyarrow.compute as pc
 from ..readers import RowShape
 from ..tables import keep_rows
 from . import columnar as col
-from .base import Converted, Format, RowProblems, Written, add_metadata, assemble, first_per_row
+from .base import Converted, Format, RowProblems, Written, add_metadata, assemble, count_media, first_per_row
 from .preference import completion_lists, count_pretrain, kto_labels, present, row_kinds
 
 ARROW = pa.schema(
@@ -154,6 +154,8 @@ class AlpacaFormat(Format):
         records: list[dict[str, Any]] = []
         losses: Counter[str] = Counter()
         for ex in examples:
+            if count_media(ex, losses):
+                continue
             if count_pretrain(ex, losses):
                 continue
             record = (_preference if ex["kind"] == "preference" else _conversation)(ex, losses)

@@ -20,6 +20,7 @@ from ..readers import EXTRA, LINE, ROW, RowShape
 from ..record import EXAMPLE_SCHEMA, Kind
 from ..rejects import REJECTS_SCHEMA, Outcome, empty_rejects
 from ..tables import keep_rows
+from . import media
 from .columnar import ORIGIN
 from .columnar import whole as col_whole
 from .tooling import canonical_tools
@@ -36,12 +37,30 @@ class Converted:
     rejects: pa.Table
 
 
+NOT_WRITTEN = "not written)"  # how every loss that is a whole row left out ends: "… (not written)", "(…; not written)"
+
+
+def is_unwritten(what: str) -> bool:
+    """Whether a loss (a key of `Written.losses`) counts rows left out whole, rather than parts of written rows."""
+    return what.endswith(NOT_WRITTEN)
+
+
 @dataclass
 class Written:
-    """Records in a format's own shape, and counts of what could not be carried, by what."""
+    """Records in a format's own shape, and counts of what could not be carried, by what.
+
+    Writers write one record per row or none: a row left out is counted under a loss ending in "not written)"
+    (`is_unwritten`), so `len(records) + unwritten == rows given` (tested for every format and kind)."""
 
     records: list[dict[str, Any]]
     losses: Counter[str] = field(default_factory=Counter)
+    # Filled by `write_each`: every row left out (the canonical row) and the loss it was counted under.
+    left_out: list[tuple[dict[str, Any], str]] = field(default_factory=list)
+
+    @property
+    def unwritten(self) -> int:
+        """Rows left out whole."""
+        return sum(n for what, n in self.losses.items() if is_unwritten(what))
 
 
 class Format(ABC):
@@ -191,6 +210,33 @@ def finish(
         problems.add(row, "invalid_tool_call", "tools", problem)
     examples = assemble(raw, source, messages=messages, origins=origins, tools=tools, **columns)
     return Converted(keep_rows(examples, ~problems.bad), problems.rejects(raw))
+
+
+def write_each(fmt: Format, rows: list[dict[str, Any]]) -> Written:
+    """`rows` through `fmt`'s writer one at a time, so every row left out is known with the loss it was counted
+    under (`Written.left_out`). A row a writer leaves out without counting it is counted here, never lost."""
+    out = Written([])
+    for row in rows:
+        written = fmt.from_examples([row])
+        out.records.extend(written.records)
+        out.losses.update(written.losses)
+        if not written.records:
+            why = next((what for what in written.losses if is_unwritten(what)), None)
+            if why is None:
+                why = f"rows the {fmt.name} writer left out (not written)"
+                out.losses[why] += 1
+            out.left_out.append((row, why))
+    return out
+
+
+def count_media(example: dict[str, Any], losses: Counter[str]) -> bool:
+    """True (and the row counted as not written) when `example` carries image, video or audio inputs in its
+    metadata: a writer must not put it out as text whose placeholders point at media nothing maps. The convert
+    stage rejects such rows (`multimodal_unsupported`); this keeps any that reach a writer another way out."""
+    if media.in_metadata(example.get("metadata")):
+        losses[media.NOT_WRITTEN] += 1
+        return True
+    return False
 
 
 def add_metadata(record: dict[str, Any], metadata: str | None, columns: list[str], losses: Counter[str]) -> None:

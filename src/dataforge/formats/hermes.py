@@ -28,7 +28,7 @@ import pyarrow as pa
 from ..readers import RowShape
 from ..record import Kind
 from . import inline
-from .base import Written, add_metadata, count_unwritable
+from .base import Written, add_metadata, count_media, count_unwritable
 from .rowwise import Parsed, RowError, RowwiseFormat, message
 from .sharegpt import ROLE_OF
 
@@ -122,6 +122,8 @@ class HermesFormat(RowwiseFormat):
         records: list[dict[str, Any]] = []
         losses: Counter[str] = Counter()
         for ex in examples:
+            if count_media(ex, losses):
+                continue
             if ex["kind"] != Kind.SFT.value:
                 losses[f"{ex['kind']} rows (hermes holds sft only; not written)"] += 1
                 continue

@@ -19,7 +19,7 @@ import pyarrow as pa
 from ..readers import RowShape
 from ..record import Kind
 from . import inline
-from .base import Written, add_metadata
+from .base import Written, add_metadata, count_media
 from .rowwise import Parsed, RowError, RowwiseFormat, message
 
 TURN = pa.struct([pa.field("role", pa.string()), pa.field("content", pa.string())])
@@ -87,6 +87,8 @@ class MiniMindFormat(RowwiseFormat):
         records: list[dict[str, Any]] = []
         losses: Counter[str] = Counter()
         for ex in examples:
+            if count_media(ex, losses):
+                continue
             msgs = ex["messages"] or []
             if ex["kind"] != Kind.SFT.value:
                 losses[f"{ex['kind']} rows (minimind holds sft only; not written)"] += 1

@@ -20,7 +20,8 @@ import pyarrow.compute as pc
 from ..readers import RowShape
 from ..record import ROLES, TOOL_CALL_TYPE
 from . import columnar as col
-from .base import Converted, Format, RowProblems, Written, add_metadata, finish, first_per_row
+from . import media
+from .base import Converted, Format, RowProblems, Written, add_metadata, count_media, finish, first_per_row
 from .preference import completion_lists, count_pretrain, present, row_kinds
 from .tooling import openai_tools
 
@@ -109,13 +110,15 @@ JSON_SCHEMA: dict[str, Any] = {
 
 def _coerce(record: dict[str, Any]) -> dict[str, Any]:
     """Accept arguments given as objects and tools given as arrays (both common); store them as JSON text.
-    A completion given as one message object becomes a list of one."""
+    A completion given as one message object becomes a list of one. A content list holding image or audio
+    parts is set aside (`media.lift_parts`): the row is rejected as `multimodal_unsupported`, naming them."""
     out = dict(record)
     if isinstance(out.get("tools"), list):
         out["tools"] = json.dumps(out["tools"], ensure_ascii=False)
     for side in SIDES:
         if isinstance(out.get(side), dict):
             out[side] = [out[side]]
+    out = dict(media.lift_parts(out, ("messages", *SIDES)))
     for column in ("messages", *SIDES):
         msgs = out.get(column)
         if isinstance(msgs, list):
@@ -171,6 +174,8 @@ class OpenAIFormat(Format):
         records: list[dict[str, Any]] = []
         losses: Counter[str] = Counter()
         for ex in examples:
+            if count_media(ex, losses):
+                continue
             if count_pretrain(ex, losses):
                 continue
             record: dict[str, Any] = {"messages": [written_message(m) for m in ex["messages"] or ()]}

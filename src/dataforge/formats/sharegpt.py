@@ -23,7 +23,7 @@ import pyarrow.compute as pc
 from ..readers import RowShape
 from ..record import TOOL_CALL_TYPE
 from . import columnar as col
-from .base import Converted, Format, RowProblems, Written, add_metadata, finish, first_per_row
+from .base import Converted, Format, RowProblems, Written, add_metadata, count_media, finish, first_per_row
 from .preference import completion_lists, count_pretrain, kto_labels, present, row_kinds
 from .tooling import tools_text
 
@@ -145,6 +145,8 @@ class ShareGPTFormat(Format):
         records: list[dict[str, Any]] = []
         losses: Counter[str] = Counter()
         for ex in examples:
+            if count_media(ex, losses):
+                continue
             if count_pretrain(ex, losses):
                 continue
             record: dict[str, Any] = {"conversations": _written_turns(ex["messages"] or (), losses)}

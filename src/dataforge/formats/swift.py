@@ -28,7 +28,7 @@ import pyarrow as pa
 from ..readers import RowShape
 from ..record import Kind
 from . import inline
-from .base import Written, add_metadata, count_unwritable
+from .base import Written, add_metadata, count_media, count_unwritable
 from .rowwise import Parsed, RowError, RowwiseFormat, message, parse_arguments
 from .tooling import openai_tools
 
@@ -140,6 +140,8 @@ class SwiftFormat(RowwiseFormat):
         records: list[dict[str, Any]] = []
         losses: Counter[str] = Counter()
         for ex in examples:
+            if count_media(ex, losses):
+                continue
             record = _record(ex, losses)
             if record is None:
                 continue

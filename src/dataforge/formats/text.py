@@ -17,7 +17,7 @@ from ..readers import RowShape
 from ..record import MESSAGE_TYPE, MESSAGES_TYPE, Kind
 from ..tables import keep_rows
 from . import columnar as col
-from .base import Converted, Format, RowProblems, Written, add_metadata, assemble
+from .base import Converted, Format, RowProblems, Written, add_metadata, assemble, count_media
 
 ARROW = pa.schema([pa.field("text", pa.string())])
 
@@ -58,6 +58,8 @@ class TextFormat(Format):
         records: list[dict[str, Any]] = []
         losses: Counter[str] = Counter()
         for ex in examples:
+            if count_media(ex, losses):
+                continue
             if ex["kind"] != Kind.PRETRAIN.value:
                 losses[f"{ex['kind']} rows (not plain text, not written)"] += 1
                 continue

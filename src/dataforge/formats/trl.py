@@ -28,7 +28,8 @@ import pyarrow as pa
 
 from ..readers import RowShape
 from ..record import ROLES, Kind
-from .base import Written, add_metadata
+from . import media
+from .base import Written, add_metadata, count_media
 from .openai import written_message
 from .rowwise import Parsed, RowError, RowwiseFormat, message, parse_arguments
 from .tooling import openai_tools
@@ -112,10 +113,16 @@ JSON_SCHEMA: dict[str, Any] = {
 }
 
 
+def _coerce(record: dict[str, Any]) -> dict[str, Any]:
+    """Content lists holding image, video or audio parts set aside (`media.lift_parts`): such a row is rejected
+    as `multimodal_unsupported`, naming them, rather than as a schema violation."""
+    return media.lift_parts(record, CONVERSATIONS)
+
+
 class TrlFormat(RowwiseFormat):
     name = "trl"
     description = "trl dataset types: prompt/chosen/rejected, prompt/completion(/label), messages, text"
-    shape = RowShape(ARROW, JSON_SCHEMA, json_columns=frozenset({*CONVERSATIONS, "tools"}))
+    shape = RowShape(ARROW, JSON_SCHEMA, _coerce, json_columns=frozenset({*CONVERSATIONS, "tools"}))
     signature = frozenset({"prompt"})
     specificity = 1
 
@@ -164,6 +171,8 @@ class TrlFormat(RowwiseFormat):
         records: list[dict[str, Any]] = []
         losses: Counter[str] = Counter()
         for ex in examples:
+            if count_media(ex, losses):
+                continue
             record = _written(ex, losses)
             if record is None:
                 continue

@@ -29,7 +29,8 @@ import pyarrow as pa
 
 from ..readers import RowShape
 from ..record import Kind
-from .base import Written, add_metadata
+from . import media
+from .base import Written, add_metadata, count_media
 from .rowwise import Parsed, RowError, RowwiseFormat, message, parse_arguments
 from .tooling import openai_tools
 
@@ -113,6 +114,7 @@ class TypedFormat(RowwiseFormat):
         )
 
     def example(self, record: dict[str, Any]) -> Parsed:
+        _refuse_media(record)
         tools = record.get("tools")
         if record.get("messages") is not None:
             if record.get("chosen_messages") is not None or record.get("rejected_messages") is not None:
@@ -142,6 +144,8 @@ class TypedFormat(RowwiseFormat):
         records: list[dict[str, Any]] = []
         losses: Counter[str] = Counter()
         for ex in examples:
+            if count_media(ex, losses):
+                continue
             kind = ex["kind"]
             prompt = list(ex["messages"] or ())
             if kind == Kind.SFT.value:
@@ -159,6 +163,20 @@ class TypedFormat(RowwiseFormat):
             add_metadata(record, ex.get("metadata"), self.shape.arrow.names, losses)
             records.append(record)
         return Written(records, losses)
+
+
+def _refuse_media(record: dict[str, Any]) -> None:
+    """RowError (`multimodal_unsupported`) naming the image, video or audio parts of a record, if it has any."""
+    found: list[media.Medium] = []
+    marks: Counter[str] = Counter()
+    for side in ("messages", "chosen_messages", "rejected_messages"):
+        for i, m in enumerate(record.get(side) or ()):
+            parts, valueless = media.in_parts(m["content"] or [], f"{side}[{i}].content")
+            found += parts
+            marks.update(valueless)
+            media.placeholders([p["value"] for p in m["content"] or () if p["type"] == "text"], marks)
+    if found:
+        raise RowError(media.REASON, found[0].field, media.describe(found, marks))
 
 
 def _origins(side: str, n: int) -> list[str]:

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import fnmatch
 import re
+from pathlib import PurePosixPath
 from typing import Any
 
 from ..errors import DataError, UsageError
-from ..readers import SUFFIXES
+from ..readers_files import SUFFIXES, skip_reason, supported
 from .uris import HubRef
 
 # Split keywords as `datasets` recognises them in file and folder names.
@@ -31,9 +32,15 @@ def match_patterns(paths: list[str], patterns: list[str]) -> list[str]:
 
 
 def readable(paths: list[str]) -> list[str]:
-    """The files dataforge can read (.jsonl, .json, .parquet), hidden folders left out."""
-    hidden = [p for p in paths if any(part.startswith(".") for part in p.split("/"))]
-    return sorted(p for p in paths if any(p.endswith(s) for s in SUFFIXES) and p not in hidden)
+    """The repository files dataforge reads as data: by suffix, with the folder rule of local sources (hidden
+    files, dataset metadata such as `dataset_info.json`, documentation and media are not data)."""
+    return sorted(
+        p
+        for p in paths
+        if any(p.lower().endswith(s) for s in SUFFIXES)
+        and skip_reason(PurePosixPath(p)) is None
+        and not any(part.startswith(".") for part in p.split("/")[:-1])  # hidden folders (`.github/`)
+    )
 
 
 def card_metadata(readme: str | None) -> dict[str, Any]:
@@ -64,7 +71,7 @@ def resolve_files(
         matched = readable(match_patterns(paths, list(patterns)))
         if not matched:
             raise UsageError(
-                f"{where}: `files: {list(patterns)}` matches no .jsonl, .json or .parquet file",
+                f"{where}: `files: {list(patterns)}` matches no data file dataforge reads ({supported()})",
                 hint=f"files there: {_sample(readable(paths))}",
             )
         return matched

@@ -18,6 +18,7 @@ from typing import Any, Literal
 import numpy as np
 import pyarrow as pa
 
+from ..deps import as_missing_dependency
 from ..formats.tooling import openai_tools
 from .spans import SpanError, derive, end_of_turn, history_stable
 from .target import LoadedTarget
@@ -302,6 +303,8 @@ def _renderer(tok: Any, tools: list[dict[str, Any]] | None, options: RenderOptio
                 add_generation_prompt=add_generation_prompt,
                 **options.chat_template_kwargs,
             )
+        except ImportError as exc:  # transformers renders with jinja2: a missing package is not the row's fault
+            raise as_missing_dependency(exc, "rendering with a chat template") or exc from None
         except Exception as exc:  # a template raising (e.g. "roles must alternate") is a property of the row
             raise SpanError("template_error", f"the chat template refused the conversation: {exc}") from None
 

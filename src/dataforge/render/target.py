@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..deps import as_missing_dependency
 from ..errors import DataError
 
 
@@ -46,6 +47,8 @@ def load_target(
     location = _locate(tokenizer, root, revision)
     try:
         tok = AutoTokenizer.from_pretrained(location, revision=revision, trust_remote_code=trust_remote_code)
+    except ImportError as exc:  # e.g. a SentencePiece-only tokenizer without sentencepiece/protobuf installed
+        raise as_missing_dependency(exc, f"loading the tokenizer of render target {name!r}") or exc from None
     except (OSError, ValueError) as exc:
         raise DataError(
             f"render target {name!r}: cannot load the tokenizer {tokenizer!r} ({str(exc).splitlines()[0]})",

@@ -2,26 +2,31 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 
 import numpy as np
 import pyarrow as pa
 
 from .. import formats
-from ..formats.columnar import ORIGIN
+from ..formats import media
+from ..formats.base import RowProblems
+from ..formats.columnar import ORIGIN, whole
+from ..readers import EXTRA
 from ..reasoning import Policy, apply_policy
 from ..rejects import Outcome, concat_rejects, rejects_from_examples, with_source
 from ..tables import keep_rows
 from .base import Progress, StageInput, StageOutput
 
-VERSION = 2
+VERSION = 3  # 3: rows with image, video or audio inputs are rejected (multimodal_unsupported)
 BATCH_ROWS = 65_536  # bounds the memory of the intermediate arrays
 BATCH_BYTES = 16 << 20  # a chunk at least this large is converted on its own, without copying it
 
 
 def convert_raw(raw: pa.Table, fmt: str, source: str, progress: Progress, reasoning: Policy = "keep") -> StageOutput:
     """Examples for every convertible row of `raw`, in order, and rejects for the rest; then the source's
-    reasoning policy (see `dataforge.reasoning`)."""
+    reasoning policy (see `dataforge.reasoning`). Rows with image, video or audio inputs are rejected first
+    (`multimodal_unsupported`, see `dataforge.formats.media`): the canonical record cannot carry them."""
     converter = formats.get(fmt)
     examples: list[pa.Table] = []
     rejects: list[pa.Table] = []
@@ -30,6 +35,10 @@ def convert_raw(raw: pa.Table, fmt: str, source: str, progress: Progress, reason
     for batch in _batches(raw):
         progress(start, total, source)
         start += batch.num_rows
+        multimodal, media_rejects = _multimodal(batch, converter.shape.json_columns)
+        if media_rejects.num_rows:
+            rejects.append(with_source(media_rejects, source))
+            batch = keep_rows(batch, ~multimodal)
         converted = converter.to_examples(batch, source)
         examples.append(converted.examples)
         if converted.rejects.num_rows:
@@ -44,6 +53,36 @@ def convert_raw(raw: pa.Table, fmt: str, source: str, progress: Progress, reason
             table, conflicted = _split_off(table, conflicts)
             rejects.append(with_source(conflicted, source))
     return StageOutput({"examples": table, "rejects": concat_rejects(rejects)}, stats)
+
+
+def _multimodal(raw: pa.Table, json_columns: frozenset[str]) -> tuple[np.ndarray, pa.Table]:
+    """Rows of `raw` with image, video or audio inputs (a mask), and a convert-stage reject for each naming the
+    field and the media, with the record as the file held it."""
+    problems = RowProblems(raw.num_rows)
+    extra = whole(raw[EXTRA])
+    maybe = np.flatnonzero(media.candidates(extra))
+    if not len(maybe):
+        return problems.bad, problems.rejects(raw)
+    data_columns = [c for c in raw.column_names if not c.startswith("__")]
+    picked = raw.select(data_columns).take(pa.array(maybe)).to_pylist()
+    records: dict[int, str] = {}
+    for row, data, text in zip(maybe, picked, extra.take(pa.array(maybe)).to_pylist(), strict=True):
+        unmodelled = json.loads(text)
+        for column in json_columns & data.keys():
+            if data[column] is not None:
+                data[column] = json.loads(data[column])
+        found, marks = media.of_record(data, unmodelled)
+        if not found:
+            continue
+        first = found[0].field
+        field = first if "." in first else first.split("[", 1)[0]  # a column (`images`), or a content part
+        problems.add(int(row), media.REASON, field, media.describe(found, marks))
+        records[int(row)] = json.dumps(media.original(data, unmodelled), ensure_ascii=False)
+    rejects = problems.rejects(raw)
+    if records:
+        raw_text = pa.array([records[int(r)] for r in np.flatnonzero(problems.bad)], pa.string())
+        rejects = rejects.set_column(rejects.schema.get_field_index("raw"), "raw", raw_text)
+    return problems.bad, rejects
 
 
 def _split_off(table: pa.Table, conflicts: list[tuple[int, str, str]]) -> tuple[pa.Table, pa.Table]:

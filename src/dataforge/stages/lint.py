@@ -1,17 +1,19 @@
-"""lint: what a trainer would accept but learn wrong from — tool calls, reasoning tags and preference pairs.
+"""lint: what a trainer would accept but learn wrong from — tool calls, reasoning tags, preference pairs, placeholders.
 
 Structural validation (`validate.py`) asks "can this row be trained on at all"; linting asks "does it say
 what it means": a call to a function the row never declared, arguments that break the function's own
 JSON Schema, a tool result nobody asked for, `<think>` tags that do not pair up, reasoning on a turn that
 cannot hold it, a preference pair whose sides are the same, a preference prompt that ends on the model's
-own turn. Each finding is a reject reason; a recipe can demote reasons it accepts to counted warnings
-(`lint.ignore`). Only rows that have tools, tool turns, reasoning, think tags or preference sides are
-looked at in Python; the rest are ruled out by vector operations first.
+own turn, a template placeholder (`{{name}}`) nobody filled. Each finding is a reject reason; a recipe
+can demote reasons it accepts to counted warnings (`lint.ignore`). Only rows that have tools, tool turns,
+reasoning, think tags, `{{` or preference sides are looked at in Python; the rest are ruled out by vector
+operations first.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -20,8 +22,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ..formats.columnar import contains, rows_where, whole
+from ..formats.columnar import ORIGIN, contains, rows_where, whole
 from ..formats.inline import think_problem
+from .substitute import messages_might_hold, placeholders
 
 # Every reason this module can report, with what it means (documented in the README and `--help`).
 REASONS: dict[str, str] = {
@@ -33,6 +36,7 @@ REASONS: dict[str, str] = {
     "misplaced_reasoning": "reasoning on a turn other than the assistant's, which no chat template renders",
     "identical_pair": "a preference pair whose chosen and rejected completions are the same",
     "prompt_not_ending_on_user": "a preference or KTO prompt that does not end on a user or tool turn",
+    "unfilled_placeholder": "a template placeholder such as `{{name}}` left in a message (fill it with `substitute:`)",
 }
 
 
@@ -53,7 +57,9 @@ def lint(examples: pa.Table, skip: np.ndarray) -> tuple[list[Finding], int]:
     rows = np.flatnonzero(_candidates(examples) & ~skip)
     if len(rows) == 0:
         return [], 0
-    picked = examples.select(["kind", "messages", "tools", "chosen", "rejected"]).take(pa.array(rows)).to_pylist()
+    columns = ["kind", "messages", "tools", "chosen", "rejected"]
+    columns += [ORIGIN] if ORIGIN in examples.column_names else []
+    picked = examples.select(columns).take(pa.array(rows)).to_pylist()
     findings: list[Finding] = []
     invalid_schemas: set[tuple[str, str]] = set()
     for r, row in zip(rows, picked, strict=True):
@@ -64,7 +70,8 @@ def lint(examples: pa.Table, skip: np.ndarray) -> tuple[list[Finding], int]:
 
 
 def _candidates(examples: pa.Table) -> np.ndarray:
-    """Rows worth a look: declared tools, tool calls or results, reasoning, think tags, preference sides."""
+    """Rows worth a look: declared tools, tool calls or results, reasoning, think tags, a possible placeholder,
+    preference sides."""
     mask = ~pc.is_null(whole(examples["tools"])).to_numpy(zero_copy_only=False)
     mask |= pc.equal(whole(examples["kind"]), "preference").to_numpy(zero_copy_only=False)
     mask |= pc.equal(whole(examples["kind"]), "kto").to_numpy(zero_copy_only=False)
@@ -72,7 +79,7 @@ def _candidates(examples: pa.Table) -> np.ndarray:
 
 
 def _worth_a_look(flat: pa.Array) -> np.ndarray:
-    """Messages with think tags, reasoning, tool calls, or a tool role."""
+    """Messages with think tags, reasoning, tool calls, a tool role, or what may be a placeholder."""
 
     def np_(arr: pa.Array) -> np.ndarray:
         return arr.to_numpy(zero_copy_only=False)
@@ -81,7 +88,7 @@ def _worth_a_look(flat: pa.Array) -> np.ndarray:
     hit |= ~np_(pc.is_null(pc.struct_field(flat, "reasoning")))
     hit |= np_(pc.fill_null(pc.greater(pc.list_value_length(pc.struct_field(flat, "tool_calls")), 0), False))
     hit |= np_(pc.fill_null(pc.equal(pc.struct_field(flat, "role"), "tool"), False))
-    return hit
+    return hit | messages_might_hold(flat)
 
 
 def _row(row: dict[str, Any], invalid_schemas: set[tuple[str, str]]) -> tuple[str, str, str] | None:
@@ -92,7 +99,9 @@ def _row(row: dict[str, Any], invalid_schemas: set[tuple[str, str]]) -> tuple[st
     for side, messages in sides:
         # A completion continues the prompt: its tool results may answer calls made in the prompt.
         history = (row["messages"] or []) if side != "messages" else []
-        found = _messages(side, messages, history, specs, row.get("tools"), invalid_schemas)
+        # The source field each prompt message's content came from (`conversations[1].value`, `output`).
+        origins = (row.get(ORIGIN) or []) if side == "messages" else []
+        found = _messages(side, messages, history, specs, row.get("tools"), invalid_schemas, origins)
         if found is not None:
             return found
     kind = row["kind"]
@@ -115,6 +124,7 @@ def _messages(
     specs: dict[str, Any] | None,
     tools_text: str | None,
     invalid_schemas: set[tuple[str, str]],
+    origins: Sequence[str] = (),
 ) -> tuple[str, str, str] | None:
     call_ids = {c["id"] for m in history for c in (m.get("tool_calls") or ()) if c.get("id")}
     open_calls = bool(history and history[-1]["role"] in ("assistant", "tool") and _called_since_user(history))
@@ -127,6 +137,11 @@ def _messages(
             problem = think_problem(text, inside_reasoning=name == "reasoning") if role == "assistant" else None
             if problem is not None:
                 return problem[0], f"{at}.{name}", problem[1]
+        for name, text in (("content", m.get("content")), ("reasoning", m.get("reasoning"))):
+            names = placeholders(text)
+            if names:
+                where = origins[i] if name == "content" and i < len(origins) else f"{at}.{name}"
+                return "unfilled_placeholder", where, _placeholder_message(names)
         if role == "user":
             open_calls = False
         for j, call in enumerate(m.get("tool_calls") or ()):
@@ -154,6 +169,14 @@ def _messages(
             if not open_calls:
                 return "orphan_tool_result", at, "a tool result with no tool call before it (since the last user turn)"
     return None
+
+
+def _placeholder_message(names: list[str]) -> str:
+    shown = ", ".join("{{" + n + "}}" for n in names)
+    fill = ", ".join(f"{n}: ..." for n in names)
+    if len(names) == 1:
+        return f"unfilled placeholder {shown}; fill it with `substitute: {{{fill}}}`"
+    return f"unfilled placeholders {shown}; fill them with `substitute: {{{fill}}}`"
 
 
 def _called_since_user(history: list[dict[str, Any]]) -> bool:

@@ -62,6 +62,7 @@ def mix(examples: pa.Table, sources: list[str], policy: Mix, seed: int, progress
     source_col = examples["source"].combine_chunks().to_numpy(zero_copy_only=False)
     available = {s: int((source_col == s).sum()) for s in sources}
     if policy.strategy == "natural":
+        progress(n, n, "")  # every row is kept
         return StageOutput(
             {"examples": examples, "rejects": concat_rejects([])},
             {"strategy": "natural", "available": available, "taken": available},

@@ -16,12 +16,15 @@ from ..errors import DataError
 from ..formats.base import FILE, ORDINAL
 from ..hub.lock import LockedSource, local_files
 from ..hub.uris import HubRef, parse_uri, raw_dir
-from ..readers import ReadResult, read_file, resolve_files, sample_records
+from ..readers import FileSet, ReadResult, column_names, files_problem, find_files, read_file, sample_records
+from ..readers_files import shown
 from ..recipe import Source
 from ..rejects import concat_rejects, with_source
 from .base import Progress, StageInput, StageOutput
 
-VERSION = 2  # 2: formats gained preference/KTO/pretrain columns; older cached reads lack them
+# 2: formats gained preference/KTO/pretrain columns; older cached reads lack them. 3: stats list the files a
+# folder's rule skipped (`skipped`); CSV/TSV, compressed, Arrow and column-oriented JSON files are read.
+VERSION = 3
 
 
 def source_files(source: Source, root: Path, locked: LockedSource | None = None) -> list[Path]:
@@ -33,13 +36,24 @@ def source_files(source: Source, root: Path, locked: LockedSource | None = None)
     ref = parse_uri(source.from_)
     if ref is not None:
         return hub_source_files(source, ref, root, locked)
-    files = resolve_files(source.from_, root)
-    if not files:
-        raise DataError(
-            f"source {source.name!r}: `from: {source.from_}` matches no .jsonl, .json or .parquet file under {root}",
-            hint="check the path; relative paths resolve against the recipe's `root`",
-        )
-    return files
+    return source_fileset(source, root).files
+
+
+def source_fileset(source: Source, root: Path) -> FileSet:
+    """What a local source's `from` names (files to read, files skipped); an error when a file found cannot be
+    read or nothing readable is found, saying what was looked for."""
+    found = find_files(source.from_, root)
+    problem = files_problem(found, source.from_, root, what=f"source {source.name!r}")
+    if problem is not None:
+        raise problem
+    return found
+
+
+def skipped_files(source: Source, root: Path) -> list[dict[str, str]]:
+    """The files a local source's folder or glob holds that are not data, each with why (none for hub sources)."""
+    if parse_uri(source.from_) is not None:
+        return []
+    return [{"file": shown(p, root), "why": why} for p, why in find_files(source.from_, root).skipped]
 
 
 def hub_source_files(source: Source, ref: HubRef, root: Path, locked: LockedSource | None) -> list[Path]:
@@ -69,21 +83,106 @@ def display_path(path: Path, root: Path) -> str:
 
 
 def resolve_format(source: Source, files: list[Path], root: Path) -> str:
-    """The source's format: as declared, or detected from the first records of its first file."""
-    if source.format:
-        return source.format
-    sample: list[dict[str, Any]] = []
-    for f in files:
-        sample = sample_records(f)
-        if sample:
-            break
+    """The source's format: as declared, or detected from the first records of each file.
+
+    A source reads one format. Each file is sampled: when files look like formats with different identifying
+    columns (Alpaca next to ShareGPT), or one looks like no known format, the error names each file and what
+    it looks like before any row is read. A declared `format:` is checked the same way: a file whose records
+    have none of the format's identifying columns but are clearly another format is an error too.
+    """
     inverse = {v: k for k, v in source.columns.items()}
-    renamed = [{inverse.get(k, k): v for k, v in r.items()} for r in sample]
-    return formats.detect(renamed, f"source {source.name!r} ({display_path(files[0], root)})").name
+
+    def sample(path: Path) -> list[dict[str, Any]]:
+        records = sample_records(path, display=display_path(path, root))
+        return [{inverse.get(k, k): v for k, v in r.items()} for r in records]
+
+    if source.format:
+        _check_declared(source, files, root, sample)
+        return source.format
+    looks = [(f, s, formats.candidates(s)) for f in files for s in [sample(f)] if s]
+    if len(looks) <= 1:  # one file (or none with records): detect as always, naming that file
+        f, s = (looks[0][0], looks[0][1]) if looks else (files[0], [])
+        return formats.detect(s, f"source {source.name!r} ({display_path(f, root)})").name
+    shared = frozenset.intersection(*(frozenset(c.signature for c in cands) for _, _, cands in looks))
+    if shared:
+        pooled = [r for _, s, _ in looks for r in s]
+        try:
+            chosen = formats.detect(pooled, f"source {source.name!r} (`from: {source.from_}`)")
+        except DataError:
+            chosen = None
+        if chosen is not None and chosen.signature in shared:
+            return chosen.name
+    raise _mixed_formats(source, looks, root)
 
 
-def read_source(source: Source, files: list[Path], root: Path, fmt: str, progress: Progress) -> StageOutput:
-    """Every record of every file of `source` (up to `max_rows`), in file order."""
+def _what_it_looks_like(sample: list[dict[str, Any]], cands: list[formats.Format]) -> str:
+    if len(cands) == 1:
+        return cands[0].name
+    if cands:
+        return " or ".join(c.name for c in cands)
+    return f"no known format (columns {sorted({k for r in sample for k in r})})"
+
+
+def _mixed_formats(source: Source, looks, root: Path, most: int = 6) -> DataError:
+    groups: dict[str, list[str]] = {}
+    for f, s, cands in looks:
+        groups.setdefault(_what_it_looks_like(s, cands), []).append(display_path(f, root))
+    parts = []
+    for what, names in groups.items():
+        more = f" and {len(names) - most} more" if len(names) > most else ""
+        parts.append(f"{what}: {', '.join(names[:most])}{more}")
+    return DataError(
+        f"source {source.name!r}: the files of `from: {source.from_}` are not all in one format; they look like "
+        + "; ".join(parts),
+        hint="a source reads one format: give each format its own source (`from:` one file, or a glob that "
+        "matches only that format's files), or set `format:` if detection chose wrongly",
+    )
+
+
+def _check_declared(source: Source, files: list[Path], root: Path, sample) -> None:
+    """A DataError when a file clearly holds another format than the declared one: its records have none of
+    the declared format's identifying columns, and they match exactly one other format, whose identifying
+    columns the declared format does not read."""
+    declared = formats.get(source.format)
+    modelled = set(declared.shape.arrow.names)
+    inverse = {v: k for k, v in source.columns.items()}
+    wrong: list[tuple[str, str]] = []
+    for f in files:
+        names = column_names(f)  # Parquet/Arrow: the schema alone settles most files
+        if names is not None and declared.signature & {inverse.get(n, n) for n in names}:
+            continue
+        records = sample(f)
+        if not records or any(k in r for r in records for k in declared.signature):
+            continue
+        cands = formats.candidates(records)
+        # Another format's columns that the declared one also models are its own too (trl reads `messages`,
+        # hermes reads `conversations`): only a format whose identifying columns it does not model is wrong.
+        if len(cands) == 1 and not cands[0].signature & modelled:
+            wrong.append((display_path(f, root), cands[0].name))
+    if not wrong:
+        return
+    columns = ", ".join(sorted(declared.signature))
+    listed = ", ".join(f"{f} looks like {name}" for f, name in wrong[:6])
+    more = f" (and {len(wrong) - 6} more)" if len(wrong) > 6 else ""
+    raise DataError(
+        f"source {source.name!r} declares `format: {declared.name}`, but {listed}{more}: "
+        f"{'its' if len(wrong) == 1 else 'their'} records have none of {declared.name}'s columns ({columns})",
+        hint="a source reads one format: give those files their own source, or correct `format:`",
+    )
+
+
+def read_source(
+    source: Source,
+    files: list[Path],
+    root: Path,
+    fmt: str,
+    progress: Progress,
+    skipped: list[dict[str, str]] | None = None,
+) -> StageOutput:
+    """Every record of every file of `source` (up to `max_rows`), in file order.
+
+    `skipped`: the files the folder rule passed over (`skipped_files`), recorded in the stats and shown as the
+    stage's last progress note, so that they are named wherever the read is reported."""
     shape = formats.get(fmt).shape
     tables: list[pa.Table] = []
     rejects: list[pa.Table] = []
@@ -114,12 +213,36 @@ def read_source(source: Source, files: list[Path], root: Path, fmt: str, progres
         tables.append(table)
         rejects.append(file_rejects)
         offset += result.records
-    progress(len(files), len(files), "")
+    skipped = skipped or []
+    progress(len(files), len(files), skipped_note(skipped))
     raw = pa.concat_tables(tables, promote_options="default") if tables else None
     return StageOutput(
         {"raw": raw, "rejects": concat_rejects(rejects)},
-        {"format": fmt, "records": offset, "files": per_file, "unmodelled_fields": dict(sorted(dropped.items()))},
+        {
+            "format": fmt,
+            "records": offset,
+            "files": per_file,
+            "skipped": skipped,
+            "unmodelled_fields": dict(sorted(dropped.items())),
+        },
     )
+
+
+def _short(why: str) -> str:
+    """The head of a skip reason (`dataset metadata`, `hidden file`), for one-line notes."""
+    for stop in (":", ";", " ("):
+        why = why.split(stop)[0]
+    return why
+
+
+def skipped_note(skipped: list[dict[str, str]], most: int = 4) -> str:
+    """`skipped 2 files that are not data: README.md (documentation), …`, or "" when none were."""
+    if not skipped:
+        return ""
+    listed = ", ".join(f"{s['file']} ({_short(s['why'])})" for s in skipped[:most])
+    more = f" and {len(skipped) - most} more" if len(skipped) > most else ""
+    noun = "file that is" if len(skipped) == 1 else "files that are"
+    return f"skipped {len(skipped)} {noun} not data: {listed}{more}"
 
 
 def make_read(
@@ -130,6 +253,6 @@ def make_read(
     def run(inputs: dict[str, StageInput], progress: Progress) -> StageOutput:
         chosen = files if files is not None else source_files(source, root)
         fmt = resolve_format(source, chosen, root)
-        return read_source(source, chosen, root, fmt, progress)
+        return read_source(source, chosen, root, fmt, progress, skipped_files(source, root))
 
     return run

@@ -96,7 +96,14 @@ def render_split(
             rendered.append(result.table)
             notes.update(result.notes)
     except SpanError as exc:
-        raise DataError(f"render target {target.name!r}: {exc.message}", hint="set `chat_template:`") from None
+        # Only a missing template is fixed by `chat_template:`; a template that fails on the conversation
+        # dataforge probes it with needs the template looked at, or replaced.
+        hint = (
+            "set the target's `chat_template:` to a .jinja file"
+            if exc.reason == "no_chat_template"
+            else "check the target's chat template (or set `chat_template:` to a .jinja file that renders it)"
+        )
+        raise DataError(f"render target {target.name!r}: {exc.message}", hint=hint) from None
     progress(total, total, what)
     table = pa.concat_tables(rendered) if rendered else render_rows([], target, options).table
     return table, dropped, notes

@@ -21,7 +21,7 @@ from ..tables import keep_rows
 from .base import Progress, StageInput, StageOutput
 from .lint import lint
 
-VERSION = 2
+VERSION = 3  # 3: the lint rejects unfilled template placeholders (`unfilled_placeholder`)
 _ROLES = pa.array(sorted(ROLES), pa.string())
 _KINDS = pa.array(sorted(KINDS), pa.string())
 

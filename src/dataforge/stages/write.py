@@ -180,6 +180,8 @@ def source_lock(loaded: LoadedRecipe, entries: dict[str, Entry]) -> list[dict[st
                 "name": src.name,
                 "format": entry["stats"]["format"],
                 "files": [{**f, "sha256": digests.get(f["file"])} for f in entry["stats"]["files"]],
+                # Files the folder rule passed over (README, dataset_info.json, …): named, so none is lost unseen.
+                **({"skipped": entry["stats"]["skipped"]} if entry["stats"].get("skipped") else {}),
                 **({"hub": {k: v for k, v in hub.items() if k != "files"}} if hub else {}),
             }
         )

@@ -6,6 +6,9 @@
   `no_trained_tokens`, or rendered with zero trained tokens);
 * the tokenizer must be the one the data was rendered with: the target's tokenizer and template digests against
   the manifest's (`check_target`), and the model's own tokenizer, when it ships one, against the target's;
+* a local model directory must hold a model: a config.json naming its model_type or architectures, and every
+  weight file (`*.safetensors`, `pytorch_model*.bin`, or the shards an index lists), none of them a Git LFS
+  pointer or a truncated safetensors file — checked from the files' names and headers, without loading them;
 * the model's embedding table must cover the tokenizer's ids;
 * for DPO and KTO, which trl tokenizes itself, trl's tokenization of a sample must equal the rendered ids.
 """
@@ -13,9 +16,12 @@
 from __future__ import annotations
 
 import json
+import struct
+from pathlib import Path
 from typing import Any
 
 from ..errors import DataError
+from ..recipe import Train
 from .build import KINDS, TrainingData
 
 # Rows whose trl tokenization is compared with the rendered ids (DPO/KTO): enough to catch a template or
@@ -101,6 +107,118 @@ def check_model_tokenizer(target: Any, data: TrainingData, model_tokenizer: Any 
             f"the model's tokenizer differs from render target {data.spec.name!r}'s ({target.source!r}): the "
             "token ids the data was rendered to would mean other tokens to this model",
             hint="render for the model's own tokenizer (a render target with tokenizer: <the model>)",
+        )
+
+
+WEIGHT_INDEXES = ("model.safetensors.index.json", "pytorch_model.bin.index.json")
+WEIGHT_PATTERNS = ("*.safetensors", "pytorch_model*.bin")
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json", "vocab.txt")
+_MODEL_HINT = (
+    "train.model is the model's own directory (config.json and weights, as save_pretrained writes them) or a "
+    "hub id; a tokenizer alone belongs in a render target's `tokenizer:`"
+)
+
+
+def check_model_dir(train: Train, root: Path) -> Path | None:
+    """Refuse a local `train.model` directory that no trainer could load; the directory, or None for a hub id
+    (`owner/name`, `ms://owner/name`: not checkable offline, so not checked).
+
+    Checked from names and headers only, so it holds for `--handoff-only` too, whose configs name this
+    directory for the trainer that loads it: a config.json with a `model_type` or `architectures`, and
+    weights that are all there (an index's shards exist; no Git LFS pointer; no truncated safetensors).
+    """
+    from .config import local_model_dir
+
+    folder = local_model_dir(train, root)
+    if folder is None:
+        return None
+    config = folder / "config.json"
+    if not config.is_file():
+        present = [name for name in TOKENIZER_FILES if (folder / name).is_file()]
+        if (folder / "adapter_config.json").is_file():
+            raise DataError(
+                f"train.model: {folder} is a LoRA adapter (adapter_config.json), not a model: it has no config.json",
+                hint=f"merge it first (`dataforge merge {folder} -o merged`) and train merged/, or name its base model",
+            )
+        what = f"only a tokenizer ({', '.join(present)})" if present else "no model"
+        raise DataError(f"train.model: {folder} holds {what}: it has no config.json", hint=_MODEL_HINT)
+    try:
+        parsed = json.loads(config.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise DataError(f"train.model: {config} is not valid JSON ({exc})", hint=_MODEL_HINT) from None
+    if not isinstance(parsed, dict) or not (parsed.get("model_type") or parsed.get("architectures")):
+        raise DataError(
+            f"train.model: {config} names no model_type or architectures, so it is not a model's config",
+            hint="use the config.json saved with the model (save_pretrained writes model_type and architectures)",
+        )
+    for weights in _weight_files(folder):
+        _check_weight_file(weights)
+    return folder
+
+
+def _weight_files(folder: Path) -> list[Path]:
+    """The weight files a loader would read: the shards of an index, else the files matching WEIGHT_PATTERNS."""
+    for name in WEIGHT_INDEXES:
+        index = folder / name
+        if not index.is_file():
+            continue
+        try:
+            shards = sorted(set(json.loads(index.read_text(encoding="utf-8"))["weight_map"].values()))
+        except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError, AttributeError):
+            raise DataError(
+                f"train.model: {index} is not a weight index (JSON with a `weight_map`)",
+                hint="download the model again",
+            ) from None
+        missing = [shard for shard in shards if not (folder / shard).is_file()]
+        if missing:
+            shown = ", ".join(missing[:3]) + (f" and {len(missing) - 3} more" if len(missing) > 3 else "")
+            raise DataError(
+                f"train.model: {folder} lacks {len(missing)} of the {len(shards)} weight files {name} lists: {shown}",
+                hint="the download is incomplete: fetch the missing files",
+            )
+        return [folder / shard for shard in shards]
+    found = sorted(
+        {p for pattern in WEIGHT_PATTERNS for p in folder.glob(pattern) if not p.name.startswith("adapter_model")}
+    )
+    if not found:
+        raise DataError(
+            f"train.model: {folder} has a config.json but no weights ({', '.join(WEIGHT_PATTERNS)} or an index)",
+            hint="save the model with save_pretrained, or download its weight files",
+        )
+    return found
+
+
+def _check_weight_file(path: Path) -> None:
+    """Refuse a Git LFS pointer in place of weights, and a safetensors file shorter than its own header says."""
+    size = path.stat().st_size
+    with path.open("rb") as f:
+        head = f.read(8)
+        if head.startswith(b"version "):
+            raise DataError(
+                f"train.model: {path} is a Git LFS pointer ({size} bytes), not the weights",
+                hint="fetch the weights (`git lfs pull` in the model's repository), or download the model again",
+            )
+        if path.suffix != ".safetensors":
+            return
+        need = None
+        if len(head) == 8:
+            (length,) = struct.unpack("<Q", head)
+            if length <= size - 8:
+                try:
+                    header = json.loads(f.read(length))
+                    need = (
+                        8
+                        + length
+                        + max((t["data_offsets"][1] for k, t in header.items() if k != "__metadata__"), default=0)
+                    )
+                except (ValueError, TypeError, KeyError, IndexError, AttributeError):
+                    need = None
+    if need is None:
+        raise DataError(f"train.model: {path} is not a safetensors file", hint="download the model again")
+    if need > size:
+        raise DataError(
+            f"train.model: {path} is truncated ({size:,} bytes; its header describes {need:,})",
+            hint="the download is incomplete: download the file again",
         )
 
 

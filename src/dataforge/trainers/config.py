@@ -71,22 +71,31 @@ def _number(field: dataclasses.Field, value: Any) -> Any:
     return value
 
 
+def local_model_dir(train: Train, root: Path) -> Path | None:
+    """`train.model` as a local directory (relative to root), or None for a hub id (`owner/name`,
+    `ms://owner/name`); a DataError when it names a directory that does not exist."""
+    if train.model.startswith("ms://"):
+        return None
+    path = Path(train.model)
+    candidate = path if path.is_absolute() else root / path
+    if candidate.is_dir():
+        return candidate.resolve()
+    if train.model.startswith((".", "/")) or train.model.count("/") != 1:
+        raise DataError(
+            f"train.model: the directory {candidate} does not exist",
+            hint="local models are directories relative to the recipe's root; hub ids look like owner/name",
+        )
+    return None
+
+
 def model_location(train: Train, root: Path) -> str:
     """Where the base model loads from: a local directory (relative to root), a ModelScope snapshot or a hub id."""
     if train.model.startswith("ms://"):
         from modelscope.hub.snapshot_download import snapshot_download
 
         return snapshot_download(train.model.removeprefix("ms://"), revision=train.revision or "master")
-    path = Path(train.model)
-    candidate = path if path.is_absolute() else root / path
-    if candidate.is_dir():
-        return str(candidate.resolve())
-    if train.model.startswith((".", "/")) or train.model.count("/") != 1:
-        raise DataError(
-            f"train.model: the directory {candidate} does not exist",
-            hint="local models are directories relative to the recipe's root; hub ids look like owner/name",
-        )
-    return train.model
+    local = local_model_dir(train, root)
+    return str(local) if local is not None else train.model
 
 
 def model_tokenizer(location: str, train: Train) -> Any | None:

@@ -1,10 +1,10 @@
 """`dataforge train`: the recipe's `train:` section run on its own build, with the checks first.
 
-Order: bring the build up to date → check its quality gates, the data kind, the untrained share and the
-render target's tokenizer and template → write the hand-off configs for other trainers → load the model,
-check its tokenizer and vocabulary against the target's → train with trl → save the adapter (or model), the
-tokenizer with its chat template, the training log and `training.json` (what was trained on: the build
-manifest's sha256 and the rendered files' digests).
+Order: check that a local model directory holds a model → bring the build up to date → check its quality
+gates, the data kind, the untrained share and the render target's tokenizer and template → write the hand-off
+configs for other trainers → load the model, check its tokenizer and vocabulary against the target's → train
+with trl → save the adapter (or model), the tokenizer with its chat template, the training log and
+`training.json` (what was trained on: the build manifest's sha256 and the rendered files' digests).
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from .build import KINDS, TrainingData, target_spec, training_data
 from .checks import (
     check_gates,
     check_kind,
+    check_model_dir,
     check_model_tokenizer,
     check_target,
     check_untrained,
@@ -74,6 +75,7 @@ def train(loaded: LoadedRecipe, *, handoff_only: bool = False, say: Say = lambda
     hand-off configs)."""
     spec_train = section(loaded)
     spec = target_spec(loaded, spec_train)
+    check_model_dir(spec_train, loaded.root)  # before the build: a folder no trainer can load is refused first
     say(f"build: bringing {loaded.build_dir} up to date")
     data = training_data(loaded, spec)
     check_gates(data)
