@@ -41,3 +41,35 @@ def test_lint_table_lists_every_reason():
 
 def test_exports_table_lists_every_trainer():
     assert table_names("## Exports\n")[:4] == list(TRAINERS)
+
+
+def test_the_bad_recipe_example_prints_what_the_readme_says(tmp_path):
+    """The README's malformed recipe, built, prints the error block the README quotes (exit 2)."""
+    import subprocess
+    import sys
+
+    section = README.split("A malformed recipe reports every problem at once", 1)[1]
+    recipe, printed = re.findall(r"```(?:yaml)?\n(.*?)```", section, flags=re.S)[:2]
+    (tmp_path / "bad.yaml").write_text(recipe, encoding="utf-8")
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "a.jsonl").write_text("", encoding="utf-8")
+    done = subprocess.run(
+        [sys.executable, "-m", "dataforge", "build", "bad.yaml"], cwd=tmp_path, capture_output=True, text=True
+    )
+    assert done.returncode == 2
+    assert done.stderr == printed
+
+
+def test_the_setup_commands_ci_runs_are_the_readmes():
+    """`.ci/run` takes its two commands from the README's Set up section; the section still has them."""
+    import subprocess
+    import sys
+
+    script = Path(__file__).resolve().parents[1] / ".ci" / "readme_command.py"
+    first = subprocess.run([sys.executable, str(script), "first"], capture_output=True, text=True, check=True)
+    tests = subprocess.run([sys.executable, str(script), "tests"], capture_output=True, text=True, check=True)
+    assert first.stdout.strip().endswith("pip install -e . && dataforge build pipelines/demo.yaml")
+    assert tests.stdout.strip().endswith('pip install -e ".[dev,train]" && python -m pytest -q')
+    assert f"```bash\n{first.stdout}```" in README
+    ci = (script.parent / "run").read_text(encoding="utf-8")
+    assert "readme_command.py first" in ci and "readme_command.py tests" in ci

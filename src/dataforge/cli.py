@@ -24,8 +24,10 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-out = Console()
-err = Console(stderr=True)
+# Data is printed as it is: no emoji codes (`:100:` in a `file:100:` location), no wrapping inside a line (rows
+# of `validate` stay one line each in logs and pipes). Markup is written by us only; data in it is escaped.
+out = Console(soft_wrap=True, emoji=False)
+err = Console(stderr=True, soft_wrap=True, emoji=False)
 
 RecipeArg = Annotated[Path, typer.Argument(help="The recipe (mix.yaml).", show_default=False)]
 
@@ -95,7 +97,8 @@ def build(
     ran = result.ran
     if not ran and is_current(loaded, key):
         out.print(
-            f"[green]Everything is cached[/]: {len(result.stages)} stages, outputs in {loaded.build_dir} are current."
+            f"[green]Everything is cached[/]: {len(result.stages)} stages, outputs in "
+            f"{escape(str(loaded.build_dir))} are current."
         )
         _exit_on_failed_gates(loaded.build_dir)
         return
@@ -247,7 +250,7 @@ ColumnOpt = Annotated[
 def _warn_unmodelled(found: dict[str, int], fmt: str) -> None:
     for path, n in found.items():
         err.print(
-            f"[yellow]not carried[/]: {path} ({n} value(s)) is not a field of the {fmt} format",
+            f"[yellow]not carried[/]: {escape(path)} ({n} value(s)) is not a field of the {fmt} format",
             highlight=False,
             soft_wrap=True,
         )
@@ -281,9 +284,11 @@ def validate(
         for r in shown:
             where = location(r)
             field = f" {r['field']}:" if r["field"] else ""
-            out.print(f"{where}:{field} {r['message']} [dim]({r['reason']})[/]", markup=True, highlight=False)
+            out.print(
+                f"{escape(where)}:{escape(field)} {escape(r['message'])} [dim]({r['reason']})[/]", highlight=False
+            )
         if bad > len(shown):
-            out.print(f"... and {bad - len(shown)} more bad rows in {pattern}")
+            out.print(f"... and {bad - len(shown)} more bad rows in {pattern}", markup=False)
         _warn_unmodelled(checked.unmodelled, checked.format)
         if checked.skipped:
             from .stages.read import skipped_note
@@ -292,7 +297,8 @@ def validate(
             err.print(note, markup=False, highlight=False, soft_wrap=True)
         verdict = "[green]all valid[/]" if not bad else f"[red]{bad} invalid[/]"
         out.print(
-            f"{pattern}: {checked.format}, {checked.records} records, {checked.examples.num_rows} valid, {verdict}"
+            f"{escape(pattern)}: {checked.format}, {checked.records} records, {checked.examples.num_rows} valid, "
+            f"{verdict}"
         )
     if any_bad:
         raise typer.Exit(1)
@@ -352,13 +358,14 @@ def convert(
     _warn_unmodelled(checked.unmodelled, checked.format)
     for what, n in sorted(written.losses.items()):
         if not is_unwritten(what):
-            err.print(f"[yellow]not carried[/] by {to}: {what}: {n} row(s)", highlight=False, soft_wrap=True)
+            err.print(f"[yellow]not carried[/] by {to}: {escape(what)}: {n} row(s)", highlight=False)
     _print_left_out(to, written.left_out)
     left = len(written.left_out)
     out.print(
         f"{checked.records} records ({checked.format}) → {len(written.records)} {to} records in {output}; "
         f"{checked.rejects.num_rows} rejected" + (f", {left} not written" if left else ""),
         highlight=False,
+        markup=False,
         soft_wrap=True,
     )
     _say_what_was_not_written(to, written.left_out, len(rows), len(written.records), str(output))
@@ -465,7 +472,7 @@ def _say_what_was_not_written(to: str, left_out: list[tuple[dict, str]], total: 
         )
         if ways:
             hint = f"  hint: {escape(_unwritten_what(w))} can be written {', or to '.join(ways)}"
-            err.print(hint, highlight=False, soft_wrap=True)
+            err.print(hint, highlight=False, markup=False)
 
 
 def _convert_for_trainer(checked, to: str, output: Path) -> None:
@@ -486,7 +493,7 @@ def _convert_for_trainer(checked, to: str, output: Path) -> None:
                 for what, n in counts.items():
                     if key == "losses" and is_unwritten(what):
                         continue  # named below with the rows
-                    err.print(f"[yellow]{label}[/] by {to} ({kind} rows): {what}: {n}", highlight=False, soft_wrap=True)
+                    err.print(f"[yellow]{label}[/] by {to} ({kind} rows): {escape(what)}: {n}", highlight=False)
     _print_left_out(to, exported.left_out)
     written = sum(exported.rows.values())
     files = ", ".join(f"{p} ({n})" for p, n in sorted(exported.rows.items())) or "no data files"
@@ -495,6 +502,7 @@ def _convert_for_trainer(checked, to: str, output: Path) -> None:
         f"{checked.records} records ({checked.format}) → {to} in {output}: {files}; "
         f"{checked.rejects.num_rows} rejected" + (f", {left} not written" if left else ""),
         highlight=False,
+        markup=False,
         soft_wrap=True,
     )
     _say_what_was_not_written(to, exported.left_out, len(rows), written, f"{output}/")
@@ -548,9 +556,9 @@ def render(
         write_parquet(table, output)
     for row in checked.rejects.to_pylist():
         where = f"{row['file']}:{row['line']}" if row["line"] is not None else f"{row['file']}#{row['row']}"
-        err.print(f"rejected {where}: {row['field'] or ''} {row['message']}", highlight=False, soft_wrap=True)
+        err.print(f"rejected {where}: {row['field'] or ''} {row['message']}", highlight=False, markup=False)
     for d in dropped:
-        err.print(f"not rendered {d['example_id']}: {d['reason']}: {d['message']}", highlight=False, soft_wrap=True)
+        err.print(f"not rendered {d['example_id']}: {d['reason']}: {d['message']}", highlight=False, markup=False)
     lengths = stats["lengths"]
     summary = Table(title=f"{table.num_rows} rows rendered for {template}")
     for col_name in ("tokens", "p50", "p90", "p99", "max"):
@@ -567,11 +575,12 @@ def render(
         f"generation markers: {checks['has_generation_markers']}; suggested max_length: "
         f"{stats['suggested_max_length']['tokens']}",
         highlight=False,
+        markup=False,  # end-of-turn tokens such as Mistral's `[/INST]` look like markup
     )
     for note, n in checks["row_notes"].items():
-        out.print(f"note: {note}: {n} row(s)", highlight=False)
+        out.print(f"note: {note}: {n} row(s)", highlight=False, markup=False)
     for row in table.slice(0, show).to_pylist():
-        out.print(f"[bold]{row['id']}[/] ({row['n_tokens']} tokens, {row['n_trained']} trained)")
+        out.print(f"[bold]{escape(row['id'])}[/] ({row['n_tokens']} tokens, {row['n_trained']} trained)")
         out.print(
             highlighted(target.tokenizer, row["input_ids"], row["labels"], colour=out.is_terminal),
             highlight=False,
@@ -624,11 +633,13 @@ def train(
     from .trainers.run import train as run_training
 
     loaded = load_recipe(recipe)
-    result = run_training(loaded, handoff_only=handoff_only, say=lambda line: err.print(line, highlight=False))
+    result = run_training(
+        loaded, handoff_only=handoff_only, say=lambda line: err.print(line, highlight=False, markup=False)
+    )
     for path in result.handoff:
-        out.print(f"hand-off: {_shown(path)}", highlight=False)
+        out.print(f"hand-off: {_shown(path)}", highlight=False, markup=False)
     for note in result.skipped_handoff:
-        err.print(f"[yellow]no hand-off[/] for {note}", highlight=False)
+        err.print(f"[yellow]no hand-off[/] for {escape(note)}", highlight=False)
     if handoff_only:
         return
     loss = result.training_loss
@@ -636,7 +647,7 @@ def train(
         raise DataError(f"training diverged: the training loss is {loss}", hint="lower train.args.learning_rate")
     out.print(
         f"[green]Trained[/] on {result.rows['train']:,} rows ({result.rows['val']:,} val): training loss "
-        f"{loss:.4f}. Saved to {_shown(result.output_dir)}",
+        f"{loss:.4f}. Saved to {escape(str(_shown(result.output_dir)))}",
         highlight=False,
     )
 
@@ -661,7 +672,7 @@ def merge(
     from .trainers.merge import merge as merge_adapter
 
     merge_adapter(adapter, output, base=base)
-    out.print(f"[green]Merged[/] {adapter} into its base model: {output}", highlight=False)
+    out.print(f"[green]Merged[/] {escape(str(adapter))} into its base model: {escape(str(output))}", highlight=False)
 
 
 @app.command()
@@ -699,7 +710,8 @@ def dedup(
     out.print(
         f"{result.records:,} records ({result.format}) → {result.kept:,} kept in {output}; removed "
         f"{result.exact:,} exact and {result.near:,} near duplicates ({result.clusters:,} clusters); "
-        f"{result.unreadable:,} unreadable or invalid. Removed rows: {result.rejects_path}"
+        f"{result.unreadable:,} unreadable or invalid. Removed rows: {result.rejects_path}",
+        markup=False,
     )
     if result.unreadable:
         raise typer.Exit(1)
@@ -728,7 +740,7 @@ def push(
         message=message,
         say=lambda line: err.print(line, highlight=False, markup=False, soft_wrap=True),
     )
-    out.print(f"[green]Pushed[/] {build_dir} to {destination}: {url}", highlight=False)
+    out.print(f"[green]Pushed[/] {escape(str(build_dir))} to {escape(destination)}: {escape(url)}", highlight=False)
 
 
 @app.command("formats")
@@ -756,7 +768,7 @@ def schema(
     from .schemas import write_schemas
 
     for path in write_schemas(output):
-        out.print(f"wrote {path}")
+        out.print(f"wrote {path}", markup=False)
 
 
 def main() -> None:
