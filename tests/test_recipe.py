@@ -132,3 +132,15 @@ def test_json_schema_accepts_good_and_rejects_unknown_keys():
 def test_shipped_schema_file_is_current():
     shipped = Path(__file__).resolve().parents[1] / "schemas" / "recipe.schema.json"
     assert json.loads(shipped.read_text()) == recipe_json_schema()
+
+
+def test_a_missing_recipe_names_the_recipe_beside_it_that_was_meant(tmp_path):
+    (tmp_path / "demo.yaml").write_text("name: demo\n", encoding="utf-8")
+    with pytest.raises(RecipeError) as raised:
+        load_recipe(tmp_path / "demo.yml")
+    assert raised.value.problems == [
+        f"the recipe file does not exist; did you mean {(tmp_path / 'demo.yaml').as_posix()}?"
+    ]
+    with pytest.raises(RecipeError) as raised:
+        load_recipe(tmp_path / "elsewhere" / "mix.yaml")
+    assert raised.value.problems == ["the recipe file does not exist"]

@@ -421,13 +421,26 @@ def recipe_json_schema() -> dict[str, Any]:
     }
 
 
+def _missing_recipe(path: Path) -> str:
+    """The message for a recipe path that does not exist, naming a recipe beside it with a close name."""
+    import difflib
+
+    folder = path.parent if path.parent.is_dir() else None
+    near = (
+        difflib.get_close_matches(path.name, sorted(p.name for p in folder.glob("*.y*ml")), n=1, cutoff=0.6)
+        if folder is not None
+        else []
+    )
+    return "the recipe file does not exist" + (f"; did you mean {(path.parent / near[0]).as_posix()}?" if near else "")
+
+
 def load_recipe(path: str | Path) -> LoadedRecipe:
     """The recipe at `path`, or a RecipeError listing every problem with its line and a hint."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise RecipeError(str(path), ["the recipe file does not exist"]) from None
+        raise RecipeError(str(path), [_missing_recipe(path)]) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise RecipeError(str(path), [f"cannot read the recipe: {exc}"]) from None
     return parse_recipe(text, path)

@@ -128,8 +128,11 @@ def test_without_configs_splits_come_from_file_and_folder_names():
 def test_files_globs_match_repository_paths():
     assert resolve(patterns=("zh/*.jsonl", "en/train-1.*")) == ["en/train-1.parquet", "zh/a.jsonl", "zh/b.jsonl"]
     assert resolve(patterns=("zh/",)) == ["zh/a.jsonl", "zh/b.jsonl", "zh/t.json"]
-    with pytest.raises(UsageError, match=r"`files: \['\*\.csv'\]` matches no \.jsonl, \.json or \.parquet file"):
+    with pytest.raises(UsageError, match=r"`files: \['\*\.csv'\]` matches no data file dataforge reads \(\.jsonl, "):
         resolve(patterns=("*.csv",))
+    # The folder rule of local sources holds on the hub too: metadata and hidden folders are not data.
+    listing = ["dataset_info.json", ".github/x.json", "data/a.jsonl.gz", "data/b.csv", "README.md"]
+    assert resolve(listing, card={}) == ["data/a.jsonl.gz", "data/b.csv"]
 
 
 def test_the_lock_is_deterministic_and_round_trips(tmp_path):

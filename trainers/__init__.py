@@ -1,1 +1,0 @@
-"""The bundled trl training stage (SFT, DPO, KTO); arrives with its own issue."""
