@@ -521,6 +521,14 @@ def render(
     train_on: Annotated[str, typer.Option(help="all | last: which assistant turns are trained.")] = "all",
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Write rendered rows to this .parquet.")] = None,
     show: Annotated[int, typer.Option(help="Print this many rows with trained tokens highlighted.")] = 0,
+    keep_unrendered: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--keep-unrendered",
+            help="tool_calls and/or reasoning: keep (train what the template renders) rows whose trained turn has "
+            "tool calls or reasoning the template drops; rejected otherwise (the recipe's `unrendered:`).",
+        ),
+    ] = None,
     format: FormatOpt = None,
     column: ColumnOpt = None,
 ) -> None:
@@ -536,8 +544,20 @@ def render(
     from .render.target import load_target
     from .stages.render import options_of, render_split, render_stats
 
+    kept = set(keep_unrendered or [])
+    if kept - {"tool_calls", "reasoning"}:
+        raise UsageError(
+            f"--keep-unrendered {sorted(kept - {'tool_calls', 'reasoning'})[0]!r}: expected tool_calls or reasoning"
+        )
     spec = RenderTarget.model_validate(
-        {"name": "cli", "tokenizer": template, "max_length": max_length, "overflow": overflow, "train_on": train_on}
+        {
+            "name": "cli",
+            "tokenizer": template,
+            "max_length": max_length,
+            "overflow": overflow,
+            "train_on": train_on,
+            "unrendered": {part: "keep" for part in kept},
+        }
     )
     checked = check_files(input, format, _parse_columns(column))
     target = load_target("cli", template, Path.cwd())

@@ -262,6 +262,23 @@ class Outputs(_Section):
         return value
 
 
+class Unrendered(_Section):
+    """What a render target does with a trained assistant turn whose tool calls or reasoning its chat template
+    does not render (Phi-3/4 and SmolLM2/3 drop tool calls; most templates drop reasoning, Qwen3 that of
+    earlier turns): `reject` the row (the trained reply would not be the one in the data), or `keep` it and
+    train what the template renders (counted per target as the row note `tool_calls_not_rendered` /
+    `reasoning_not_rendered`)."""
+
+    tool_calls: Literal["reject", "keep"] = Field(
+        default="reject", description="A trained turn whose tool calls the template drops: reject the row or keep it."
+    )
+    reasoning: Literal["reject", "keep"] = Field(
+        default="reject",
+        description="A trained turn whose reasoning the template drops: reject the row or keep it (or set "
+        "`reasoning: strip` to train the answers without their reasoning).",
+    )
+
+
 class RenderTarget(_Section):
     """A model to render for: its tokenizer and chat template, length limit and training policy."""
 
@@ -281,6 +298,10 @@ class RenderTarget(_Section):
     )
     chat_template_kwargs: dict[str, Any] = Field(
         default_factory=dict, description="Extra template variables, e.g. {enable_thinking: false}."
+    )
+    unrendered: Unrendered = Field(
+        default_factory=Unrendered,
+        description="Trained turns whose tool calls or reasoning the template does not render: reject or keep.",
     )
     trust_remote_code: bool = Field(default=False, description="Allow the tokenizer's own Python code to run.")
     workers: Annotated[int, Field(gt=0)] | None = Field(

@@ -20,7 +20,7 @@ import pytest
 
 from dataforge.record import Example, Kind, Message, Provenance, Role, ToolCall
 from dataforge.render.engine import IGNORE, Rendered, RenderOptions, chat_messages, render_rows
-from dataforge.render.spans import SpanError, derive, end_of_turn
+from dataforge.render.spans import derive, end_of_turn
 from dataforge.render.target import LoadedTarget, load_target
 
 # ── conversations ──────────────────────────────────────────────────────────────────────────────────────────
@@ -170,13 +170,13 @@ EXPECTED: dict[str, dict[str, Trained | Rejected]] = {
     },
     # GLM-4 closes a turn with the next role's token (<|user|> is one of its stop tokens) and puts nothing
     # after the last turn; the assistant text starts with the newline after <|assistant|>. It skips messages
-    # with empty content, so an assistant turn that only calls a tool vanishes and its prompt is not a prefix.
+    # with empty content, so an assistant turn that only calls a tool vanishes: kept, it trains nothing.
     "glm-4-9b-chat": {
         "single": trained("\nHello!", notes=("turn_without_end_token",)),
         "two_turns": trained("\n4.<|user|>", "\n6.", notes=("turn_without_end_token",)),
         "system_multi": trained("\n4.<|user|>", "\n6.", notes=("turn_without_end_token",)),
-        "tool": Rejected("prefix_unstable"),
-        "tool_last": Rejected("prefix_unstable"),
+        "tool": trained("\nIt is 22 C.", notes=("tool_calls_not_rendered", "turn_without_end_token")),
+        "tool_last": Rejected("no_trained_tokens"),
         "reasoning": trained("\n4.<|user|>", "\n6.", notes=("reasoning_not_rendered", "turn_without_end_token")),
     },
     # The classic [INST] template: user/assistant only, strictly alternating; </s> ends every assistant turn.
@@ -189,6 +189,22 @@ EXPECTED: dict[str, dict[str, Trained | Rejected]] = {
         "reasoning": trained("4.</s>", "6.</s>", notes=("reasoning_not_rendered",)),
     },
 }
+# EXPECTED is what each family renders with `unrendered: {tool_calls: keep, reasoning: keep}`: the turns as the
+# template renders them. By default (reject) a row with a trained turn whose tool calls or reasoning the template
+# drops is rejected with that reason instead: the trained reply would not be the one in the data.
+KEEP = {"unrendered_tool_calls": "keep", "unrendered_reasoning": "keep"}
+
+
+def by_default(expected: Trained | Rejected) -> Trained | Rejected:
+    if isinstance(expected, Trained):
+        for reason in ("tool_calls_not_rendered", "reasoning_not_rendered"):
+            if reason in expected.notes:
+                return Rejected(reason)
+    return expected
+
+
+DEFAULT_EXPECTED = {f: {n: by_default(e) for n, e in cases.items()} for f, cases in EXPECTED.items()}
+DEFAULT_EXPECTED["glm-4-9b-chat"]["tool_last"] = Rejected("tool_calls_not_rendered")
 FAMILIES = list(EXPECTED)
 CASES = [(family, name) for family, cases in EXPECTED.items() for name in cases]
 RENDERED_CASES = [(f, n) for f, n in CASES if isinstance(EXPECTED[f][n], Trained)]
@@ -260,7 +276,7 @@ def only_row(rendered: Rendered) -> dict[str, Any]:
 def test_input_ids_are_the_templates_own(templates, family, name):
     tgt = target(templates, family)
     row = CONVERSATIONS[name].to_row()
-    rendered = only_row(render(tgt, CONVERSATIONS[name]))
+    rendered = only_row(render(tgt, CONVERSATIONS[name], **KEEP))
     expected = tgt.tokenizer.apply_chat_template(
         chat_messages(row, "keep"), tools=tools_of(row), tokenize=True, return_dict=False
     )
@@ -271,7 +287,7 @@ def test_input_ids_are_the_templates_own(templates, family, name):
 def test_trained_tokens_are_the_assistant_turns(templates, family, name):
     tgt = target(templates, family)
     expected = EXPECTED[family][name]
-    rendered = render(tgt, CONVERSATIONS[name])
+    rendered = render(tgt, CONVERSATIONS[name], **KEEP)
     row = only_row(rendered)
     got = runs(tgt.tokenizer, row)
     assert got == expected.runs
@@ -281,9 +297,22 @@ def test_trained_tokens_are_the_assistant_turns(templates, family, name):
 
 @pytest.mark.parametrize(("family", "name"), REJECTED_CASES)
 def test_conversations_the_template_cannot_carry_are_problems(templates, family, name):
-    rendered = render(target(templates, family), CONVERSATIONS[name])
+    rendered = render(target(templates, family), CONVERSATIONS[name], **KEEP)
     assert rendered.table.num_rows == 0
     assert [(p["id"], p["reason"]) for p in rendered.problems] == [(name, EXPECTED[family][name].reason)]
+
+
+@pytest.mark.parametrize(("family", "name"), CASES)
+def test_by_default_a_turn_whose_tool_calls_or_reasoning_are_dropped_is_rejected(templates, family, name):
+    """The default `unrendered:` policy never trains a reply the model was not shown: the row is rejected with the
+    reason, where `keep` would train the bare end-of-turn token (Phi-3, SmolLM2) or the answer alone."""
+    tgt = target(templates, family)
+    expected = DEFAULT_EXPECTED[family][name]
+    rendered = render(tgt, CONVERSATIONS[name])
+    if isinstance(expected, Rejected):
+        assert [(p["id"], p["reason"]) for p in rendered.problems] == [(name, expected.reason)]
+    else:
+        assert runs(tgt.tokenizer, only_row(rendered)) == expected.runs
 
 
 @pytest.mark.parametrize("family", FAMILIES)
@@ -300,7 +329,7 @@ def test_tool_support_is_what_the_template_text_says(templates, family):
 def test_counts_agree_with_the_arrays(templates, family):
     tgt = target(templates, family)
     names = [n for f, n in RENDERED_CASES if f == family]
-    rendered = render(tgt, *(CONVERSATIONS[n] for n in names))
+    rendered = render(tgt, *(CONVERSATIONS[n] for n in names), **KEEP)
     assert rendered.problems == []
     rows = rendered.table.to_pylist()
     assert [r["id"] for r in rows] == names
@@ -394,7 +423,7 @@ def test_pretrain_rows_train_every_token_and_end_with_eos(templates, family):
 
 def test_qwen3_drops_earlier_reasoning_and_trains_the_last_think_block(templates):
     tgt = target(templates, "qwen3")
-    rendered = render(tgt, CONVERSATIONS["reasoning"])
+    rendered = render(tgt, CONVERSATIONS["reasoning"], **KEEP)
     row = only_row(rendered)
     text = tgt.tokenizer.decode(row["input_ids"])
     assert "Add two and two." not in text
@@ -409,9 +438,10 @@ def test_qwen3_tool_call_without_reasoning_gets_an_empty_think_block(templates):
     assert runs(tgt.tokenizer, only_row(rendered)) == (EMPTY_THINK + QWEN_CALL,)
 
 
-def test_qwen3_without_thinking_renders_single_turns_but_not_earlier_turns(templates):
+def test_qwen3_without_thinking_renders_every_turn(templates):
     """With enable_thinking=False the generation prompt ends in an empty think block that earlier turns do
-    not have, so only the last turn can be trained; the empty block is prompt, not trained."""
+    not have: those turns start where the part of the generation prompt they render ends. The last turn's
+    empty block is prompt, not trained (it is in the generation prompt)."""
     tgt = target(templates, "qwen3")
     off = {"chat_template_kwargs": {"enable_thinking": False}}
     single = CONVERSATIONS["single"]
@@ -424,17 +454,28 @@ def test_qwen3_without_thinking_renders_single_turns_but_not_earlier_turns(templ
     assert runs(tgt.tokenizer, row) == ("Hello!<|im_end|>",)
     assert rendered.notes == {}
 
-    every = render(tgt, CONVERSATIONS["two_turns"], **off)
-    assert [p["reason"] for p in every.problems] == ["prefix_unstable"]
+    for name in ("two_turns", "system_multi"):
+        every = render(tgt, CONVERSATIONS[name], **off)
+        row = only_row(every)
+        expected = tgt.tokenizer.apply_chat_template(
+            chat_messages(CONVERSATIONS[name].to_row(), "keep"), tokenize=True, return_dict=False, enable_thinking=False
+        )
+        assert row["input_ids"] == expected
+        assert runs(tgt.tokenizer, row) == ("4.<|im_end|>", "6.<|im_end|>")
+    tool = only_row(render(tgt, CONVERSATIONS["tool"], **off))
+    assert runs(tgt.tokenizer, tool) == (QWEN_CALL, "It is 22 C.<|im_end|>")
     last = only_row(render(tgt, CONVERSATIONS["two_turns"], train_on="last", **off))
     assert runs(tgt.tokenizer, last) == ("6.<|im_end|>",)
 
 
 @pytest.mark.parametrize(("family", "eot"), [("phi-3-mini-4k-instruct", "<|end|>"), ("smollm2-instruct", "<|im_end|>")])
-def test_templates_without_tool_calls_train_an_empty_turn_and_say_so(templates, family, eot):
+def test_templates_without_tool_calls_reject_the_turn_or_train_an_empty_one_when_kept(templates, family, eot):
     tgt = target(templates, family)
     assert "tool_calls" not in tgt.template
-    rendered = render(tgt, CONVERSATIONS["tool"])
+    refused = render(tgt, CONVERSATIONS["tool"])
+    assert [p["reason"] for p in refused.problems] == ["tool_calls_not_rendered"]
+    assert "unrendered: {tool_calls: keep}" in refused.problems[0]["message"]
+    rendered = render(tgt, CONVERSATIONS["tool"], unrendered_tool_calls="keep")
     row = only_row(rendered)
     assert rendered.notes["tool_calls_not_rendered"] == 1
     assert "get_weather" not in tgt.tokenizer.decode(row["input_ids"])
@@ -454,50 +495,210 @@ def test_glm4_trains_its_stop_token_between_turns_and_nothing_after_the_last(tem
     assert tok.convert_tokens_to_ids("<|user|>") in stops
 
 
-# ── template-only families: string-level checks ──────────────────────────────────────────────────────────
-
-
-def string_renderer(tok: Any):
-    def render_text(messages: list[dict[str, Any]], add_generation_prompt: bool) -> str:
-        return tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt)
-
-    return render_text
+# ── template-only families: through stand-in tokenizers (`standins.py`) ────────────────────────────────────
 
 
 @pytest.mark.parametrize(
     ("family", "eot", "spans"),
     [
-        ("gemma-3-it", "<end_of_turn>", ["4.<end_of_turn>", "6.<end_of_turn>"]),
-        ("phi-4-mini-instruct", "<|end|>", ["4.<|end|>", "6.<|end|>"]),
+        ("gemma-3-it", "<end_of_turn>", ("4.<end_of_turn>", "6.<end_of_turn>")),
+        ("phi-4-mini-instruct", "<|end|>", ("4.<|end|>", "6.<|end|>")),
     ],
 )
-def test_template_only_families_spans(templates, family, eot, spans):
-    tok = target(templates, family).tokenizer
-    render_text = string_renderer(tok)
-    assert end_of_turn(render_text, list(tok.get_added_vocab())) == eot
-    messages = chat_messages(CONVERSATIONS["system_multi"].to_row(), "keep")
-    derived = derive(render_text, messages, "all", eot)
-    assert [derived.text[a:b] for a, b in derived.trained] == spans
+def test_template_only_families_spans(fixture_path, family, eot, spans):
+    from standins import standin
+
+    tgt = standin(family, fixture_path)
+    rendered = render(tgt, CONVERSATIONS["system_multi"])
+    assert runs(tgt.tokenizer, only_row(rendered)) == spans
+    assert end_of_turn(string_renderer(tgt.tokenizer), list(tgt.tokenizer.get_added_vocab())) == eot
 
 
-def test_deepseek_r1_distill_generation_prompt_opens_a_think_block_the_history_lacks(templates):
-    """R1-distill's generation prompt ends in `<think>\\n` but a rendered answer has none: no span can be
-    derived by prefixes, so every conversation is rejected rather than trained on a guessed span."""
-    tok = target(templates, "deepseek-r1-distill-qwen").tokenizer
-    render_text = string_renderer(tok)
-    messages = chat_messages(CONVERSATIONS["single"].to_row(), "keep")
-    assert render_text(messages[:1], True).endswith("<｜Assistant｜><think>\n")
-    assert end_of_turn(render_text, list(tok.get_added_vocab())) == "<｜end▁of▁sentence｜>"
-    with pytest.raises(SpanError) as caught:
-        derive(render_text, messages, "all", "<｜end▁of▁sentence｜>")
-    assert caught.value.reason == "prefix_unstable"
+def string_renderer(tok: Any, **kwargs: Any):
+    def render_text(messages: list[dict[str, Any]], add_generation_prompt: bool) -> str:
+        return tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt, **kwargs)
+
+    return render_text
 
 
-def test_mistral_answer_merging_into_the_inst_token_loses_its_first_character(templates):
-    """`[/INST]` has no space after it, so an answer opening with punctuation merges into `](`; that token
-    starts in the prompt and so stays untrained: the answer's first character is never learned."""
+@pytest.mark.parametrize("name", ["single", "two_turns", "system_multi"])
+def test_deepseek_r1_distill_renders_although_its_generation_prompt_opens_a_think_block(fixture_path, name):
+    """R1-distill's generation prompt ends in `<think>\n` but a rendered answer has none: every row used to be
+    rejected `prefix_unstable`. The turn starts where the part of the generation prompt it renders ends."""
+    from standins import standin
+
+    tgt = standin("deepseek-r1-distill-qwen", fixture_path)
+    tok = tgt.tokenizer
+    row = CONVERSATIONS[name].to_row()
+    messages = chat_messages(row, "keep")
+    assert string_renderer(tok)(messages[:-1], True).endswith("<｜Assistant｜><think>\n")
+    rendered = only_row(render(tgt, CONVERSATIONS[name]))
+    assert rendered["input_ids"] == tok.apply_chat_template(messages, tokenize=True, return_dict=False)
+    eos = "<｜end▁of▁sentence｜>"
+    assert runs(tok, rendered) == tuple(r.replace("<|im_end|>", eos) for r in EXPECTED["qwen2.5-instruct"][name].runs)
+
+
+def test_deepseek_r1_distill_drops_reasoning_and_says_so(fixture_path):
+    """The template renders no reasoning at all (it cuts an inline `<think>` block off the content too): such
+    rows are rejected `reasoning_not_rendered`, the true reason (no `train_on` setting would help)."""
+    from standins import standin
+
+    tgt = standin("deepseek-r1-distill-qwen", fixture_path)
+    for conversation in (
+        CONVERSATIONS["reasoning"],
+        example("inline", user("Q?"), assistant("<think>\nHmm.\n</think>\n\nA.")),
+    ):
+        rendered = render(tgt, conversation)
+        assert [p["reason"] for p in rendered.problems] == ["reasoning_not_rendered"]
+        assert "train_on" not in rendered.problems[0]["message"]
+    kept = render(tgt, example("inline", user("Q?"), assistant("<think>\nHmm.\n</think>\n\nA.")), **KEEP)
+    assert runs(tgt.tokenizer, only_row(kept)) == ("\n\nA.<｜end▁of▁sentence｜>",)
+
+
+def test_mistral_v03_with_tools_and_several_user_turns_trains_every_turn(fixture_path):
+    """Mistral v0.3 writes `[AVAILABLE_TOOLS]` before the last user message, so no prompt before an earlier
+    turn is a prefix of the whole: the rows used to be rejected `prefix_unstable` under `train_on: all`."""
+    from standins import standin
+
+    tgt = standin("mistral-7b-instruct-v0.3", fixture_path)
+    conversation = example(
+        "tools_two_users", user("What is 2+2?"), assistant("4."), user("And 3+3?"), assistant("6."), tools=[WEATHER]
+    )
+    row = conversation.to_row()
+    rendered = only_row(render(tgt, conversation))
+    expected = tgt.tokenizer.apply_chat_template(
+        chat_messages(row, "keep"), tools=tools_of(row), tokenize=True, return_dict=False
+    )
+    assert rendered["input_ids"] == expected
+    assert "[AVAILABLE_TOOLS]" in tgt.tokenizer.decode(rendered["input_ids"])
+    # (this template writes a space either side of the content: `[/INST] 4. </s>`)
+    assert [r.replace(" ", "") for r in runs(tgt.tokenizer, rendered)] == ["4.</s>", "6.</s>"]
+
+
+def test_mistral_answer_merging_into_the_inst_token_trains_the_boundary_token(templates):
+    """`[/INST]` has no space after it, so an answer opening with punctuation merges into `](`. That token
+    starts in the prompt; it is trained (it is what writes the answer's first character, which used to be lost)
+    and the row is counted as `boundary_token_trained`."""
     tgt = target(templates, "mistral-7b-instruct-v0.2")
     tok = tgt.tokenizer
-    row = only_row(render(tgt, example("paren", user("Sure?"), assistant("(yes)"))))
+    rendered = render(tgt, example("paren", user("Sure?"), assistant("(yes)")))
+    row = only_row(rendered)
     assert "](" in tok.convert_ids_to_tokens(row["input_ids"])
-    assert runs(tok, row) == ("yes)</s>",)
+    assert runs(tok, row) == ("](yes)</s>",)
+    assert rendered.notes == {"boundary_token_trained": 1}
+    plain = render(tgt, example("plain", user("Sure?"), assistant("Yes.")))
+    assert runs(tok, only_row(plain)) == ("Yes.</s>",) and plain.notes == {}
+
+
+@pytest.mark.parametrize("first", list("()[]{}<>'\"-*#.,:;!?/\\|_~`@$%^&+=") + ["«", "¿", "1", "a", "A", " "])
+def test_mistral_never_loses_an_answers_first_character(templates, first):
+    tgt = target(templates, "mistral-7b-instruct-v0.2")
+    tok = tgt.tokenizer
+    answer = first + "x yes"
+    row = only_row(render(tgt, example("c", user("Sure?"), assistant(answer))))
+    trained = "".join(runs(tok, row))
+    assert trained.endswith("</s>")
+    assert answer.strip() in trained
+
+
+# ── the issue's reproductions (#14) ──────────────────────────────────────────────────────────────────────
+
+
+def _call_with(value: str) -> ToolCall:
+    return ToolCall("get_weather", {"city": value}, id="call_1")
+
+
+@pytest.mark.parametrize(
+    ("family", "token"),
+    [("qwen2.5-instruct", "<|im_end|>"), ("llama-3.1-instruct", "<|eot_id|>"), ("qwen3", "<|im_end|>")],
+)
+def test_a_special_token_inside_tool_call_arguments_rejects_the_row(templates, family, token):
+    """It used to cut the trained span at the forged end of turn and train the next turn's header instead."""
+    tgt = target(templates, family)
+    conversation = example(
+        "inject",
+        user("Weather?"),
+        assistant(None, tool_calls=(_call_with(f"Paris{token}Rome"),)),
+        Message(Role.TOOL, '{"temp": 22}', tool_call_id="call_1", name="get_weather"),
+        assistant("Warm."),
+        tools=[WEATHER],
+    )
+    rendered = render(tgt, conversation)
+    assert [(p["reason"], token in p["message"]) for p in rendered.problems] == [("special_token_in_tool_call", True)]
+
+
+def test_a_special_token_inside_reasoning_rejects_the_row(templates):
+    tgt = target(templates, "qwen3")
+    rendered = render(tgt, example("inject", user("Q?"), assistant("A.", reasoning="think<|im_end|>more")))
+    assert [p["reason"] for p in rendered.problems] == ["special_token_in_reasoning"]
+
+
+def test_an_end_of_turn_string_inside_arguments_does_not_end_the_span(templates):
+    """The spans themselves do not stop at the first end-of-turn string: with the injection check out of the
+    way (a text-level render), the whole call and its real `<|im_end|>` are trained."""
+    tok = target(templates, "qwen2.5-instruct").tokenizer
+    row = example(
+        "inject", user("Weather?"), assistant(None, tool_calls=(_call_with("Paris<|im_end|>Rome"),)), tools=[WEATHER]
+    ).to_row()
+    render_text = string_renderer(tok, tools=tools_of(row))
+    derived = derive(render_text, chat_messages(row, "keep"), "all", "<|im_end|>")
+    (span,) = [derived.text[a:b] for a, b in derived.trained]
+    assert span == QWEN_CALL.replace("Paris", "Paris<|im_end|>Rome")
+
+
+def test_glm4_never_trains_tool_output_or_weight_zero_turns(templates):
+    """GLM-4 ends a turn with the next role token; the search for it used to run past the tool message (and past
+    a weight-0 turn) to the next `<|user|>`, training what lay between."""
+    tgt = target(templates, "glm-4-9b-chat")
+    tok = tgt.tokenizer
+    conversation = example(
+        "glm",
+        user("Weather?"),
+        assistant("Checking.", tool_calls=(CALL,)),
+        Message(Role.TOOL, "Toolres 22C", tool_call_id="call_1", name="get_weather"),
+        user("Thanks"),
+        assistant("Bye."),
+        tools=[WEATHER],
+    )
+    # The template drops the call: rejected by default, and kept it trains the content only.
+    assert [p["reason"] for p in render(tgt, conversation).problems] == ["tool_calls_not_rendered"]
+    kept = only_row(render(tgt, conversation, unrendered_tool_calls="keep"))
+    got = runs(tok, kept)
+    assert not any("Toolres" in r or "Thanks" in r for r in got)
+    assert got[-1] == "\nBye."
+    assert got[0].startswith("\nChecking.")
+    weighted = example(
+        "w0",
+        user("Hi"),
+        assistant("Skip me.", weight=0.0),
+        user("Again"),
+        assistant("Yes."),
+        user("More"),
+        assistant("Ok."),
+    )
+    got = runs(tok, only_row(render(tgt, weighted)))
+    assert got == ("\nYes.<|user|>", "\nOk.")
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_train_on_last_with_a_weight_zero_last_turn_trains_nothing(templates, family):
+    """`train_on: last` means the last assistant turn; when its weight is 0 the row has nothing to train
+    (it used to train the turn before it)."""
+    tgt = target(templates, family)
+    conversation = example(
+        "w0_last", user("What is 2+2?"), assistant("4."), user("And 3+3?"), assistant("6.", weight=0.0)
+    )
+    rendered = render(tgt, conversation, train_on="last")
+    assert [(p["reason"], "weight 0" in p["message"]) for p in rendered.problems] == [("no_trained_tokens", True)]
+    every = render(tgt, conversation)  # `all` trains the turns with weight
+    assert runs(tgt.tokenizer, only_row(every)) == EXPECTED[family]["two_turns"].runs[:1]
+
+
+def test_a_header_token_that_swallows_the_answers_leading_whitespace_is_not_trained(templates):
+    """Phi-3's `<|assistant|>` strips the whitespace after it, so it reaches into an answer that opens with
+    spaces: a boundary token, but one of the template's own, so it stays prompt."""
+    tgt = target(templates, "phi-3-mini-4k-instruct")
+    rendered = render(tgt, example("ws", user("Hi"), assistant("  Indented answer.")))
+    got = runs(tgt.tokenizer, only_row(rendered))
+    assert got == ("Indented answer.<|end|>",)
+    assert "boundary_token_trained" not in rendered.notes

@@ -85,3 +85,14 @@ def test_a_tokenizer_without_a_chat_template_is_a_clear_error(tmp_path):
     with pytest.raises(SpanError) as err:
         render_rows([chat("s", 0, ("user", "Hi"), ("assistant", "Yo")).to_row()], target, RenderOptions())
     assert err.value.reason == "no_chat_template"
+
+
+def test_every_row_is_round_tripped_not_a_sample(tmp_path):
+    """The encode/decode check covers every row of a batch (it used to look at the first 8 only)."""
+    from tokenizers import normalizers
+
+    target = _target(tmp_path, MARKED)
+    target.tokenizer.backend_tokenizer.normalizer = normalizers.Lowercase()
+    rows = [chat(f"s{i}", i, ("user", "Hi"), ("assistant", f"Hello There {i}")).to_row() for i in range(20)]
+    result = render_rows(rows, target, RenderOptions())
+    assert result.notes["round_trip_failure"] == 20

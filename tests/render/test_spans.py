@@ -9,13 +9,16 @@ from typing import Any
 import pytest
 
 from dataforge.render.spans import (
+    KEEP_ALL,
     Render,
     SpanError,
     assistant_turns,
     derive,
     end_of_turn,
     history_stable,
+    prompt_tail,
     token_labels,
+    token_straddles,
 )
 from dataforge.render.target import load_target
 
@@ -80,10 +83,13 @@ def trained_text(spans) -> list[str]:
 # ── token_labels ─────────────────────────────────────────────────────────────────────────────────────────
 
 
-def test_a_token_is_trained_where_it_starts():
+def test_a_token_is_trained_when_it_overlaps_a_span():
     offsets = [(0, 2), (2, 5), (5, 8), (8, 12), (12, 14)]
-    # token 1 starts before the span and runs into it: prompt; token 3 starts inside and runs past: trained.
-    assert token_labels(offsets, [(3, 9)]) == [False, False, True, True, False]
+    # token 1 starts before the span and runs into it: a boundary token, trained (it is the token that writes
+    # the span's first characters); token 3 starts inside and runs past: trained.
+    assert token_labels(offsets, [(3, 9)]) == [False, True, True, True, False]
+    assert token_straddles(offsets, [(3, 9)]) == [False, True, False, False, False]
+    assert token_straddles(offsets, [(2, 9)]) == [False] * 5
 
 
 def test_several_spans_and_tokens_between_them():
@@ -188,9 +194,16 @@ def test_derive_notes_reasoning_and_tool_calls_the_template_drops(tok):
         ("assistant", "Done."),
         extra={1: {"tool_calls": [call]}, 3: {"reasoning_content": "Think first."}},
     )
-    spans = derive(renderer(tok, CHATML), messages, "all", "<|im_end|>")
+    spans = derive(renderer(tok, CHATML), messages, "all", "<|im_end|>", unrendered=KEEP_ALL)
     assert trained_text(spans) == ["<|im_end|>", "Done.<|im_end|>"]
     assert spans.notes == {"tool_calls_not_rendered", "reasoning_not_rendered"}
+    # By default such a turn is rejected: the trained reply would not be the one in the data.
+    with pytest.raises(SpanError) as caught:
+        derive(renderer(tok, CHATML), messages, "all", "<|im_end|>")
+    assert caught.value.reason == "tool_calls_not_rendered"
+    with pytest.raises(SpanError) as caught:
+        derive(renderer(tok, CHATML), messages, "all", "<|im_end|>", unrendered={"tool_calls": "keep"})
+    assert caught.value.reason == "reasoning_not_rendered"
 
 
 def test_derive_notes_history_rendered_unlike_the_latest_turn(tok):
@@ -215,11 +228,12 @@ def test_derive_takes_the_templates_history_answer_instead_of_rendering_the_row_
         calls.append(len(messages))
         return render(messages, add_generation_prompt)
 
-    per_row = derive(counted, TWO_TURNS, "all", "<|im_end|>")
-    assert (per_row.notes, len(calls)) == ({"prefix_unstable_history"}, 4)  # whole, 2 prompts, cut after turn 1
+    tail = prompt_tail(render)
+    per_row = derive(counted, TWO_TURNS, "all", "<|im_end|>", tail=tail)
+    assert (per_row.notes, len(calls)) == ({"prefix_unstable_history"}, 3)  # whole, sentinels, cut after turn 1
     calls.clear()
-    probed = derive(counted, TWO_TURNS, "all", "<|im_end|>", history_stable=False)
-    assert (probed.notes, len(calls)) == ({"prefix_unstable_history"}, 3)
+    probed = derive(counted, TWO_TURNS, "all", "<|im_end|>", history_stable=False, tail=tail)
+    assert (probed.notes, len(calls)) == ({"prefix_unstable_history"}, 2)
     assert probed.trained == per_row.trained
     assert derive(counted, TWO_TURNS, "all", "<|im_end|>", history_stable=True).notes == set()
 
@@ -227,7 +241,6 @@ def test_derive_takes_the_templates_history_answer_instead_of_rendering_the_row_
 @pytest.mark.parametrize(
     ("template", "messages", "reason"),
     [
-        (COUNTED, TWO_TURNS, "prefix_unstable"),
         (SHOUTING, TWO_TURNS, "content_not_rendered"),
         (NO_END, conversation(("user", "Hi"), ("assistant", "")), "empty_assistant_span"),
     ],
@@ -237,3 +250,12 @@ def test_derive_rejects_rows_it_cannot_span(tok, template, messages, reason):
         derive(renderer(tok, template), messages, "all", None if template is NO_END else "<|im_end|>")
     assert caught.value.reason == reason
     assert "assistant turn 1" in caught.value.message
+
+
+def test_a_template_whose_prompts_are_not_prefixes_still_trains_the_turns_it_renders(tok):
+    """The spans come from the whole rendering, not from prompt prefixes: a first line that counts the messages
+    changes every prefix, but the turns are where the whole rendering puts them."""
+    spans = derive(renderer(tok, COUNTED), TWO_TURNS, "all", "<|im_end|>")
+    assert spans.text.startswith("4\n")
+    assert trained_text(spans) == ["Hello!<|im_end|>", "Yes.<|im_end|>"]
+    assert spans.notes == {"prefix_unstable_history"}

@@ -1,9 +1,11 @@
 """render: canonical Examples → token ids and labels through a model's own chat template.
 
 Per row: the conversation is rendered with the template (`apply_chat_template(tokenize=False)`), the trained
-character spans are derived and checked (`spans.py`), and the whole batch is tokenized at once (`tokens.py`:
-tiktoken for byte-level BPE vocabularies once it has reproduced the tokenizer's ids, else the fast tokenizer
-with offsets); a token is trained when it starts inside a trained span. `input_ids` therefore
+character spans are located and checked (`spans.py`: a second render with sentinel values says where each
+message lies), and the whole batch is tokenized at once (`tokens.py`: tiktoken for byte-level BPE
+vocabularies once it has reproduced the tokenizer's ids, else the fast tokenizer with offsets); a token is
+trained when it overlaps a trained span (a boundary token reaching into the answer too, unless it is one of
+the template's own tokens), and every sequence is decoded back and compared with its text. `input_ids` therefore
 equal `apply_chat_template(..., tokenize=True)` for the same messages, and `labels` are -100 everywhere
 except the assistant content and its end-of-turn token.
 """
@@ -13,6 +15,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
+from itertools import chain
 from typing import Any, Literal
 
 import numpy as np
@@ -20,7 +23,7 @@ import pyarrow as pa
 
 from ..deps import as_missing_dependency
 from ..formats.tooling import openai_tools
-from .spans import SpanError, derive, end_of_turn, history_stable
+from .spans import SpanError, Tail, derive, end_of_turn, history_stable, prompt_tail
 from .target import LoadedTarget
 from .tokens import encoder_choice, tokenize
 
@@ -57,6 +60,14 @@ class RenderOptions:
     # "auto": tiktoken for byte-level BPE vocabularies once it has reproduced the tokenizer's ids, else the
     # tokenizer; "tokenizers": always the tokenizer's own encoder (same output, slower; for comparison).
     tokenizer_backend: Literal["auto", "tokenizers"] = "auto"
+    # A trained turn whose tool calls / reasoning the template does not render: reject the row (the trained
+    # reply would not be the one in the data) or keep it (train what is rendered; counted as a row note).
+    unrendered_tool_calls: Literal["reject", "keep"] = "reject"
+    unrendered_reasoning: Literal["reject", "keep"] = "reject"
+
+    @property
+    def unrendered(self) -> dict[str, str]:
+        return {"tool_calls": self.unrendered_tool_calls, "reasoning": self.unrendered_reasoning}
 
 
 @dataclass
@@ -108,7 +119,8 @@ def render_rows(rows: list[dict[str, Any]], target: LoadedTarget, options: Rende
         raise SpanError("no_chat_template", f"target {target.name!r}: the tokenizer has no chat template")
     eot = target_end_of_turn(target, options)
     history = target_history_stable(target, options)
-    injection = _special_token_pattern(tok)
+    tail = target_prompt_tail(target, options)
+    injection = target_special_tokens(target)
     texts: list[str] = []
     spans: list[list[tuple[int, int]]] = []
     kept: list[tuple[dict[str, Any], int]] = []  # (row, how many sequences it has in `texts`)
@@ -117,16 +129,17 @@ def render_rows(rows: list[dict[str, Any]], target: LoadedTarget, options: Rende
     for row in rows:
         found = _injected(row, injection)
         if found is not None:
+            where, token = found
             problems.append(
                 {
                     "id": row["id"],
-                    "reason": "special_token_in_content",
-                    "message": f"message content contains the template's special token {found!r}",
+                    "reason": f"special_token_in_{where}",
+                    "message": f"message {where.replace('_', ' ')} contains the template's special token {token!r}",
                 }
             )
             continue
         try:
-            sequences, row_notes = _row_sequences(row, tok, options, eot, history)
+            sequences, row_notes = _row_sequences(row, tok, options, eot, history, tail)
         except SpanError as exc:
             problems.append({"id": row["id"], "reason": exc.reason, "message": exc.message})
             continue
@@ -141,15 +154,32 @@ def render_rows(rows: list[dict[str, Any]], target: LoadedTarget, options: Rende
     if encoded.disagreed:
         notes["fast_tokenizer_disagreed"] = encoded.disagreed
     flat_ids, mask, starts = encoded.ids, encoded.mask, encoded.starts
+    if encoded.straddled is not None and encoded.straddled.any():
+        # A boundary token that is one of the template's own tokens is a header that swallowed the whitespace
+        # opening the answer (Phi-3's `<|assistant|>`, rstrip): prompt, not trained.
+        at = np.flatnonzero(encoded.straddled)
+        header = at[np.isin(flat_ids[at], target_added_ids(target))]
+        mask[header] = False
+        encoded.straddled[header] = False
     flat_labels = np.where(mask, flat_ids, np.int32(IGNORE))
+    # Every sequence is decoded back and compared with its text (not a sample).
+    lossless = _round_trip_all(tok, texts, flat_ids, starts, encoded.lossless)
+    straddled = (
+        np.add.reduceat(encoded.straddled.astype(np.int64), starts[:-1]) > 0
+        if encoded.straddled is not None and len(flat_ids)
+        else np.zeros(len(texts), bool)
+    )
+    straddled &= starts[1:] > starts[:-1]
     columns: dict[str, list[Any]] = {name: [] for name in RENDERED_SCHEMA.names}
     markers = target.has_generation_markers  # a property that scans the template: once per batch, not per row
     at = 0
     for row, count in kept:
         labelled = []
+        if straddled[at : at + count].any():
+            notes["boundary_token_trained"] = notes.get("boundary_token_trained", 0) + 1
         for i in range(at, at + count):
             lo, hi = int(starts[i]), int(starts[i + 1])
-            if i < ROUND_TRIP_SAMPLE and not _round_trips(tok, texts[i], flat_ids[lo:hi].tolist()):
+            if not lossless[i]:
                 notes["round_trip_failure"] = notes.get("round_trip_failure", 0) + 1
             if (
                 markers
@@ -207,6 +237,20 @@ def _fit(
     return None
 
 
+def target_added_ids(target: LoadedTarget) -> np.ndarray:
+    """Ids of the tokenizer's added tokens (specials and the template's control strings), once per target."""
+    if not hasattr(target, "_added_ids"):
+        target._added_ids = np.fromiter(target.tokenizer.added_tokens_decoder, np.int64)
+    return target._added_ids
+
+
+def target_special_tokens(target: LoadedTarget) -> re.Pattern[str] | None:
+    """`_special_token_pattern` of the target's tokenizer, built once and remembered on the target."""
+    if not hasattr(target, "_specials_pattern"):
+        target._specials_pattern = _special_token_pattern(target.tokenizer)
+    return target._specials_pattern
+
+
 def _special_token_pattern(tok: Any) -> re.Pattern[str] | None:
     """A regex matching the tokenizer's special (control) tokens: `<|im_start|>`, `<|eot_id|>` …
 
@@ -220,14 +264,21 @@ def _special_token_pattern(tok: Any) -> re.Pattern[str] | None:
     return re.compile("|".join(re.escape(t) for t in sorted(specials, key=len, reverse=True)))
 
 
-def _injected(row: dict[str, Any], pattern: re.Pattern[str] | None) -> str | None:
-    """The first special token written inside a message's content (it would forge a turn), or None."""
+def _injected(row: dict[str, Any], pattern: re.Pattern[str] | None) -> tuple[str, str] | None:
+    """(where, token): the first special token written inside a message's content, reasoning or tool call
+    (name or arguments), of any message of the row (preference completions too), or None. The tokenizer
+    reads such a string as the control token itself, so it would forge a turn or end one early."""
     if pattern is None:
         return None
-    for m in row["messages"] or ():
-        hit = pattern.search(m.get("content") or "")
-        if hit:
-            return hit.group(0)
+    for m in chain(row.get("messages") or (), row.get("chosen") or (), row.get("rejected") or ()):
+        for where, value in (("content", m.get("content")), ("reasoning", m.get("reasoning"))):
+            hit = pattern.search(value or "")
+            if hit:
+                return where, hit.group(0)
+        for call in m.get("tool_calls") or ():
+            hit = pattern.search(call.get("name") or "") or pattern.search(call.get("arguments") or "")
+            if hit:
+                return "tool_call", hit.group(0)
     return None
 
 
@@ -261,17 +312,34 @@ def template_checks(target: LoadedTarget, options: RenderOptions) -> dict[str, A
 
 
 _WHITESPACE = re.compile(r"\s+")
-ROUND_TRIP_SAMPLE = 8  # rows per batch whose text is decoded back and compared
 
 
-def _round_trips(tok: Any, text: str, ids: list[int]) -> bool:
-    """Whether decoding the ids gives back the rendered text, whitespace aside.
+def _round_trip_all(
+    tok: Any, texts: list[str], flat_ids: np.ndarray, starts: np.ndarray, known: list[bool | None] | None = None
+) -> list[bool]:
+    """`_round_trips_text` for every sequence of the batch: where the encoder already knows (tiktoken: the tokens'
+    bytes are exactly the text's), that; the others decoded by the tokenizer in one call."""
+    out: list[bool | None] = list(known) if known is not None else [None] * len(texts)
+    todo = [i for i, ok in enumerate(out) if ok is not True]
+    if todo:
+        decoded = tok.batch_decode(
+            [flat_ids[int(starts[i]) : int(starts[i + 1])].tolist() for i in todo],
+            skip_special_tokens=False,
+            clean_up_tokenization_spaces=False,
+        )
+        for i, text in zip(todo, decoded, strict=True):
+            out[i] = _round_trips_text(text, texts[i])
+    return [bool(x) for x in out]
+
+
+def _round_trips_text(decoded: str, text: str) -> bool:
+    """Whether the decoded ids give back the rendered text, whitespace aside.
 
     This catches tokenizers that lose information (lower-casing or Unicode normalisers, unknown tokens).
     Whitespace is left out of the comparison: SentencePiece decoders add a space after `<s>` and Phi-3's
     special tokens swallow the newline after them, which is how those models were trained, not a loss.
     """
-    return _WHITESPACE.sub("", tok.decode(ids)) == _WHITESPACE.sub("", text)
+    return decoded == text or _WHITESPACE.sub("", decoded) == _WHITESPACE.sub("", text)
 
 
 def target_end_of_turn(target: LoadedTarget, options: RenderOptions) -> str | None:
@@ -281,6 +349,17 @@ def target_end_of_turn(target: LoadedTarget, options: RenderOptions) -> str | No
         specials = list(tok.get_added_vocab()) + [t for t in tok.all_special_tokens if t]
         target._eot = end_of_turn(_renderer(tok, None, options), specials)
     return target._eot
+
+
+def target_prompt_tail(target: LoadedTarget, options: RenderOptions) -> Tail | None:
+    """The template's prompt tail (`spans.prompt_tail`), probed once per target and template arguments."""
+    key = json.dumps(options.chat_template_kwargs, sort_keys=True, default=str)
+    probed = target.__dict__.setdefault("_prompt_tail", {})
+    if key not in probed:
+        tok = target.tokenizer
+        specials = list(tok.get_added_vocab()) + [t for t in tok.all_special_tokens if t]
+        probed[key] = prompt_tail(_renderer(tok, None, options), specials)
+    return probed[key]
 
 
 def target_history_stable(target: LoadedTarget, options: RenderOptions) -> bool | None:
@@ -312,7 +391,12 @@ def _renderer(tok: Any, tools: list[dict[str, Any]] | None, options: RenderOptio
 
 
 def _row_sequences(
-    row: dict[str, Any], tok: Any, options: RenderOptions, eot: str | None, history: bool | None
+    row: dict[str, Any],
+    tok: Any,
+    options: RenderOptions,
+    eot: str | None,
+    history: bool | None,
+    tail: Tail | None = None,
 ) -> tuple[list[tuple[str, list[tuple[int, int]]]], set[str]]:
     """The row's sequences as (text, trained character spans), and notes: one sequence, or two for a
     preference pair (prompt + chosen, prompt + rejected)."""
@@ -337,12 +421,23 @@ def _row_sequences(
                 first=len(messages),
                 history_stable=history,
                 untrained=_untrained([*(row["messages"] or ()), *(row[side] or ())]),
+                tail=tail,
+                unrendered=options.unrendered,
             )
             sequences.append((spans.text, spans.trained))
             notes |= spans.notes
         return sequences, notes
     train_on = "last" if kind == "kto" else options.train_on  # kto: the completion is the last turn
-    spans = derive(render, messages, train_on, eot, history_stable=history, untrained=_untrained(row["messages"] or ()))
+    spans = derive(
+        render,
+        messages,
+        train_on,
+        eot,
+        history_stable=history,
+        untrained=_untrained(row["messages"] or ()),
+        tail=tail,
+        unrendered=options.unrendered,
+    )
     return [(spans.text, spans.trained)], spans.notes
 
 

@@ -1,17 +1,32 @@
-"""Which characters of a rendered conversation are trained: the assistant turns, derived and checked.
+"""Which characters of a rendered conversation are trained: the assistant turns, located and checked.
 
-Templates without `{% generation %}` markers do not say where assistant text is, so it is derived by
-rendering prefixes: for assistant turn k, the conversation before k with the generation prompt must be a
-prefix of the whole rendered conversation (else the row is rejected: `prefix_unstable`); the trained span
-starts where that prompt ends and runs through the template's end-of-turn token (found once per template
-by rendering a probe conversation). The message's content must lie inside the span. What templates do to
-history — Qwen3 dropping earlier reasoning, Phi-3 appending an end-of-text token, an empty `<think></think>`
+Templates without `{% generation %}` markers do not say where assistant text is, so it is located by a second
+render: the conversation with every message's content, reasoning and tool-call names replaced by unique
+sentinel strings. Walking the two renders side by side maps each sentinel back to the characters the real
+value occupies in the real rendering (`locate`), so each message's rendered region is known, whatever the
+values contain (an end-of-turn string inside tool-call arguments cannot end a turn early).
+
+For a trained assistant turn k:
+- its span starts after the template's prompt tail (the end of a user turn plus the generation prompt, probed
+  once per template: `prompt_tail`), found between the end of the messages before k and k's first rendered
+  element; a generation prompt that history turns render only in part (DeepSeek-R1's `<think>\n`, Qwen3's
+  empty think block with thinking off) matches as far as it goes. When no tail is there (a turn after
+  Mistral's `[TOOL_RESULTS]`), the rendering of the conversation before k with the generation prompt must be a
+  prefix of the whole; else the row is rejected `prefix_unstable`.
+- it ends with the first end-of-turn token after k's own rendered elements (content, reasoning, tool calls)
+  and before the next message's first element; a template that puts none there (GLM-4's last turn) ends the
+  span with the turn's last element (`turn_without_end_token`).
+- content the template does not render rejects the row (`content_not_rendered`); tool calls or reasoning it
+  does not render reject it too (`tool_calls_not_rendered`, `reasoning_not_rendered`) unless the target's
+  `unrendered:` policy keeps such turns, which are then trained as rendered and counted as a note.
+What else templates do — Qwen3 rendering history unlike the latest turn, an empty `<think></think>`
 injected — is recorded per row as a note, so the report can say so.
 """
 
 from __future__ import annotations
 
-import os
+import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from itertools import chain
@@ -22,6 +37,8 @@ import numpy as np
 Render = Callable[[list[dict[str, Any]], bool], str]  # (messages, add_generation_prompt) -> text
 
 _PROBE = ("dfprobequestion", "dfprobeanswer", "dfprobefollowup")
+KEEP_ALL = {"tool_calls": "keep", "reasoning": "keep"}
+REJECT_ALL = {"tool_calls": "reject", "reasoning": "reject"}
 
 
 class SpanError(Exception):
@@ -42,6 +59,16 @@ class Spans:
     notes: set[str] = field(default_factory=set)  # template checks that fired for this row
 
 
+@dataclass(frozen=True)
+class Tail:
+    """What a template renders between the end of a user message's content and an assistant reply: the user
+    turn's close then the generation prompt. A history turn must show at least `least` characters of it."""
+
+    text: str
+    least: int
+    cuts: tuple[int, ...] = ()  # where a partial match may end: after a special token or a newline (else anywhere)
+
+
 def end_of_turn(render: Render, special_tokens: list[str]) -> str | None:
     """The token a template puts right after an assistant turn's content (`<|im_end|>`, `<|eot_id|>`,
     `<end_of_turn>`, `</s>` …), or None when it puts none there."""
@@ -57,18 +84,190 @@ def end_of_turn(render: Render, special_tokens: list[str]) -> str | None:
     at = text.find(answer)
     if at < 0:
         return None
-    rest = text[at + len(answer) :]
+    rest = text[at + len(answer) :].lstrip(" ")  # Mistral v0.3's jinja file writes `6. </s>`
     matches = [t for t in special_tokens if t and rest.startswith(t)]
     return max(matches, key=len) if matches else None
+
+
+def prompt_tail(render: Render, special_tokens: list[str] = ()) -> Tail | None:
+    """The template's prompt tail (see `Tail`), probed on a one-message conversation; None when the template
+    refuses it or does not render the message."""
+    question = _PROBE[0]
+    try:
+        closed = render([{"role": "user", "content": question}], False)
+        opened = render([{"role": "user", "content": question}], True)
+    except SpanError:
+        return None
+    at = opened.rfind(question)
+    if at < 0:
+        return None
+    tail = opened[at + len(question) :]
+    generation = opened[len(closed) :] if opened.startswith(closed) else ""
+    close = len(tail) - len(generation)
+    if not generation:
+        return Tail(tail, len(tail), (len(tail),))
+    # A history turn may show the generation prompt only in part, cut where a token must end: after a special
+    # token or a newline (never inside `<tool_call>`), and at least its first piece.
+    cuts = []
+    at = 0
+    while at < len(generation):
+        lead = [t for t in special_tokens if t and generation.startswith(t, at)]
+        if lead:
+            at += len(max(lead, key=len))
+        else:
+            newline = generation.find("\n", at)
+            at = len(generation) if newline < 0 else newline + 1
+            while at < len(generation) and generation[at] == "\n":
+                at += 1
+        cuts.append(at)
+    # Not inside a block the prompt opens and closes (`<think>\n\n</think>`): a turn that renders the block
+    # with its own reasoning must start before its opening tag, which is its own text then.
+    blocks = [
+        (m.end(), close_at)
+        for m in re.finditer(r"<([A-Za-z_]+)>", generation)
+        if (close_at := generation.find(f"</{m.group(1)}>", m.end())) >= 0
+    ]
+    cuts = [c for c in cuts if not any(a <= c <= b for a, b in blocks)]
+    cuts = [close + c for c in cuts]
+    return Tail(tail, cuts[0], tuple(cuts))
 
 
 def assistant_turns(
     messages: list[dict[str, Any]], train_on: str, first: int = 0, untrained: frozenset[int] = frozenset()
 ) -> list[int]:
-    """Indices of the assistant messages to train (from index `first` on, leaving out `untrained`, the turns
-    whose loss weight is 0): all of them, or the last only."""
-    turns = [i for i, m in enumerate(messages) if m["role"] == "assistant" and i >= first and i not in untrained]
-    return turns[-1:] if train_on == "last" else turns
+    """Indices of the assistant messages to train (from index `first` on): all of them but the `untrained`
+    ones (loss weight 0), or the last one, unless it is untrained (then none: `train_on: last` never moves
+    to an earlier turn)."""
+    turns = [i for i, m in enumerate(messages) if m["role"] == "assistant" and i >= first]
+    if train_on == "last":
+        turns = turns[-1:]
+    return [i for i in turns if i not in untrained]
+
+
+# ── locating each message's rendered elements ────────────────────────────────────────────────────────────
+
+
+_SENTINEL_PREFIXES = ("zqdfsent", "zqdfmark", "zqdfslot")
+
+
+def _substituted(messages: list[dict[str, Any]], prefix: str):
+    """The messages with every non-empty content, reasoning and tool-call name replaced by a sentinel, and the
+    values: (message index, element, raw value)."""
+    values: list[tuple[int, str, Any]] = []
+    out = []
+
+    def sentinel(index: int, element: str, raw: Any) -> str:
+        values.append((index, element, raw))
+        return f"{prefix}{len(values) - 1}x"
+
+    for i, m in enumerate(messages):
+        msg = dict(m)
+        content = m.get("content")
+        inline = _INLINE_THINK.match(content) if isinstance(content, str) and m["role"] == "assistant" else None
+        if inline:
+            # Reasoning written inline (`<think>…</think>answer`): templates take it apart (Qwen3 renders it as
+            # the reasoning, DeepSeek-R1 drops it), so each part gets its own sentinel, the tags kept.
+            head, reasoning, mid, answer, end = inline.groups()
+            msg["content"] = (
+                head
+                + (sentinel(i, "reasoning", reasoning) if reasoning else "")
+                + mid
+                + (sentinel(i, "content", answer) if answer else "")
+                + end
+            )
+        elif isinstance(content, str) and content:
+            msg["content"] = sentinel(i, "content", content)
+        if m.get("reasoning_content"):
+            msg["reasoning_content"] = sentinel(i, "reasoning", m["reasoning_content"])
+        if m.get("tool_calls"):
+            calls = []
+            for j, call in enumerate(m["tool_calls"]):
+                fn = dict(call["function"])
+                fn["name"] = sentinel(i, f"call{j}", (fn["name"], fn.get("arguments")))
+                calls.append({**call, "function": fn})
+            msg["tool_calls"] = calls
+        out.append(msg)
+    return out, values
+
+
+_INLINE_THINK = re.compile(r"(\s*<think>\s*)(.*?)(\s*</think>\s*)(.*?)(\s*)\Z", re.S)
+
+
+def _candidates(raw: str):
+    """How a template may write a value, most likely first: as it is, trimmed, or JSON-escaped (Llama 3.1's
+    tool results); generated lazily, since the first one nearly always fits."""
+    yield raw
+    seen = {raw}
+    for c in (raw.strip(), raw.strip("\n"), raw.lstrip(), raw.rstrip()):
+        if c not in seen:
+            seen.add(c)
+            yield c
+    for c in (json.dumps(raw, ensure_ascii=False)[1:-1], json.dumps(raw.strip(), ensure_ascii=False)[1:-1]):
+        if c not in seen:
+            seen.add(c)
+            yield c
+
+
+def locate(text: str, sentinel_text: str, prefix: str, values: list[tuple[int, str, Any]]):
+    """Where each sentinel's real value lies in `text`: ({value index: [(start, end), …]} (a template may write a
+    value more than once), the indices of values written changed (not as they are, trimmed or JSON-escaped:
+    upper-cased, cut)), or None when the two renderings do not line up outside the sentinels."""
+    changed: set[int] = set()
+    found = list(re.finditer(re.escape(prefix) + r"(\d+)x", sentinel_text, re.I))  # `| upper` too
+    where: dict[int, list[tuple[int, int]]] = {}
+    at = 0  # position in `text`
+    last = 0  # position in `sentinel_text`
+    for n, hit in enumerate(found):
+        literal = sentinel_text[last : hit.start()]
+        if not text.startswith(literal, at):
+            return None
+        at += len(literal)
+        index = int(hit.group(1))
+        if index >= len(values):
+            return None
+        after = sentinel_text[hit.end() : found[n + 1].start() if n + 1 < len(found) else len(sentinel_text)]
+        raw = values[index][2]
+        raw = raw[0] if isinstance(raw, tuple) else raw
+        end = None
+        for c in _candidates(raw):
+            if text.startswith(c, at) and (
+                text.startswith(after, at + len(c)) if n + 1 < len(found) else text[at + len(c) :] == after
+            ):
+                end = at + len(c)
+                break
+        if end is None:
+            if not after:
+                return None
+            q = text.find(after, at) if n + 1 < len(found) else (len(text) - len(after))
+            if q < at:
+                return None
+            if raw.strip() not in text[at:q]:
+                changed.add(index)
+            end = q
+        where.setdefault(index, []).append((at, end))
+        at = end
+        last = hit.end()
+    if text[at:] != sentinel_text[last:]:
+        return None
+    return where, changed
+
+
+def _arguments_end(text: str, at: int, arguments: Any) -> int | None:
+    """End of a tool call's arguments written as JSON shortly after `at` (the end of its name), or None."""
+    if arguments is None:
+        return None
+    want = json.loads(arguments) if isinstance(arguments, str) else arguments
+    decoder = json.JSONDecoder()
+    window = text[at : at + 64]
+    for offset, ch in enumerate(window):
+        if ch == "{" or (ch == "[" and isinstance(want, list)):
+            try:
+                value, end = decoder.raw_decode(text, at + offset)
+            except ValueError:
+                continue
+            if value == want:
+                return end
+    return None
 
 
 def derive(
@@ -80,60 +279,158 @@ def derive(
     *,
     history_stable: bool | None = None,
     untrained: frozenset[int] = frozenset(),
+    tail: Tail | None = None,
+    unrendered: dict[str, str] | None = None,
 ) -> Spans:
     """The rendered text and trained character spans for `messages`, or SpanError saying why not.
 
     Only assistant turns at index `first` or later are trained (a preference completion after its prompt).
-    `history_stable` is the template's answer to "does a conversation cut after an assistant turn render as a
-    prefix of the whole?", probed once per template (`history_stable`): a row with more than one trained turn
-    gets the `prefix_unstable_history` note when it is False. None probes this row instead (one more render).
+    `tail` is the template's prompt tail (`prompt_tail`; None probes it here: two more renders). `unrendered`
+    says what to do with a trained turn whose tool calls or reasoning the template does not render: "reject"
+    (the default) or "keep" (train what is rendered, with a note). `history_stable` is the template's answer to
+    "does a conversation cut after an assistant turn render as a prefix of the whole?", probed once per
+    template (`history_stable`): a row with more than one trained turn gets the `prefix_unstable_history` note
+    when it is False. None probes this row instead (more renders).
     """
+    policy = {**REJECT_ALL, **(unrendered or {})}
     text = render(messages, False)
     turns = assistant_turns(messages, train_on, first, untrained)
-    starts = []
-    for k in turns:
-        prompt = render(messages[:k], True)
-        if not text.startswith(prompt):
+    if not turns:
+        last_untrained = train_on == "last" and any(
+            m["role"] == "assistant" and i >= first for i, m in enumerate(messages)
+        )
+        if last_untrained:
+            raise SpanError("no_trained_tokens", "train_on: last and the last assistant turn has loss weight 0")
+        return Spans(text, [], set())
+    if tail is None:
+        tail = prompt_tail(render)
+    lowered = text.lower()
+    prefix = next((p for p in _SENTINEL_PREFIXES if p not in lowered), None)
+    if prefix is None:
+        raise SpanError("template_error", "the conversation contains every sentinel string dataforge could use")
+    substituted, values = _substituted(messages, prefix)
+    located = locate(text, render(substituted, False), prefix, values)
+    if located is None:
+        raise SpanError(
+            "content_dependent_template",
+            "the template renders the conversation differently when message contents change, so the assistant "
+            "turns cannot be located",
+        )
+    where, changed = located
+    # Each message's rendered elements: (start, end) in `text`, by element ("content", "reasoning", "call0" …).
+    elements: dict[int, dict[str, tuple[int, int]]] = {}
+    regions_of: dict[int, list[tuple[int, int]]] = {}  # every place each message is written (some twice)
+    for index, regions in where.items():
+        msg, element, raw = values[index]
+        if index in changed and messages[msg]["role"] == "assistant" and msg >= first:
+            what = "tool call" if element.startswith("call") else element
+            reason = {"content": "content_not_rendered", "reasoning": "reasoning_not_rendered"}
             raise SpanError(
-                "prefix_unstable",
-                f"the prompt before assistant turn {k} is not a prefix of the rendered conversation "
-                "(a template that rewrites history, e.g. Qwen3 dropping earlier reasoning, needs `train_on: last`)",
+                reason.get(element, "tool_calls_not_rendered"),
+                f"the template renders the {what} of assistant turn {msg} changed, not as written",
             )
-        starts.append(len(prompt))
+        lo, hi = min(a for a, _ in regions), max(b for _, b in regions)
+        if element.startswith("call"):
+            end = _arguments_end(text, hi, raw[1])
+            hi = end if end is not None else hi
+        elements.setdefault(msg, {})[element] = (lo, hi)
+        regions_of.setdefault(msg, []).extend([*regions[:-1], (regions[-1][0], max(hi, regions[-1][1]))])
+    expected: dict[int, set[str]] = {}
+    for msg, element, _ in values:
+        expected.setdefault(msg, set()).add(element)
     notes: set[str] = set()
     spans = []
-    for n, (k, start) in enumerate(zip(turns, starts, strict=True)):
-        limit = starts[n + 1] if n + 1 < len(starts) else len(text)
-        end = _turn_end(text, start, limit, eot)
-        if end is None:
-            # No end-of-turn token where the template should put one: the turn ends where the conversation cut
-            # after it stops agreeing with the whole. (Not at `limit`, the start of the next trained turn's
-            # content: that would train the user and tool turns in between.)
-            end = _agreed_end(render(messages[: k + 1], False), text, limit)
-            notes.add("turn_without_end_token")
-        body = text[start:end]
-        message = messages[k]
-        content = (message.get("content") or "").strip()
-        if content and content not in body:
-            raise SpanError(
-                "content_not_rendered", f"the content of assistant turn {k} is not where the template puts it"
-            )
-        reasoning = (message.get("reasoning_content") or "").strip()
-        if reasoning and reasoning not in body:
-            notes.add("reasoning_not_rendered")
-        calls = message.get("tool_calls") or ()
-        if any(c["function"]["name"] not in body for c in calls):
-            notes.add("tool_calls_not_rendered")
-        if not reasoning and "<think>" in body and "<think>" not in content:
-            notes.add("empty_think_injected")
-        if end <= start:
-            raise SpanError("empty_assistant_span", f"assistant turn {k} renders to no text")
-        spans.append((start, end))
-    if len(turns) > 1:
+    for k in turns:
+        start, end = _turn_span(
+            render, messages, text, k, elements, regions_of, expected.get(k, set()), eot, tail, policy, notes
+        )
+        if start is not None:
+            spans.append((start, end))
+    if len(spans) > 1:
         stable = _closed_prefix_stable(render, messages, text, turns) if history_stable is None else history_stable
         if not stable:
             notes.add("prefix_unstable_history")
     return Spans(text, spans, notes)
+
+
+def _turn_span(
+    render, messages, text, k, elements, regions_of, expected, eot, tail, policy, notes
+) -> tuple[int | None, int]:
+    message = messages[k]
+    own = elements.get(k, {})
+    content = message.get("content") or ""
+    if "content" in expected and "content" not in own and content.strip():
+        raise SpanError("content_not_rendered", f"the content of assistant turn {k} is not rendered by the template")
+    if any(e.startswith("call") and e not in own for e in expected):
+        if policy["tool_calls"] != "keep":
+            raise SpanError(
+                "tool_calls_not_rendered",
+                f"the template does not render the tool calls of assistant turn {k}: the trained reply would not "
+                "be the one in the data (set the target's `unrendered: {tool_calls: keep}` to train it anyway)",
+            )
+        notes.add("tool_calls_not_rendered")
+    if "reasoning" in expected and "reasoning" not in own:
+        if policy["reasoning"] != "keep":
+            raise SpanError(
+                "reasoning_not_rendered",
+                f"the template does not render the reasoning of assistant turn {k} (set the target's "
+                "`reasoning: strip` to train the answers without it, or `unrendered: {reasoning: keep}`)",
+            )
+        notes.add("reasoning_not_rendered")
+    others = [r for i, found in regions_of.items() if i != k for r in found]
+    if own:
+        head = min(a for a, _ in own.values())
+        last = max(b for _, b in own.values())
+        # Templates may move a message (Mistral v0.3 writes the system prompt into the last user turn): what
+        # bounds the turn is what is rendered next to it, and nothing of another message may lie inside it.
+        low = max((b for a, b in others if a < head), default=0)
+        limit = min((a for a, _ in others if a >= last), default=len(text))
+        if any(a < last and b > head for a, b in others):
+            raise SpanError("prefix_unstable", f"the template renders another message inside assistant turn {k}")
+    else:
+        head = last = None
+        before = [b for i in range(k) for _, b in regions_of.get(i, ())]
+        low = max(before, default=0)
+        limit = min((a for a, _ in others if a >= low), default=len(text))
+    # A turn with nothing of its own rendered (tool calls dropped, no content) starts at the first prompt tail
+    # after the messages before it; the last one before `limit` may be a later turn's.
+    start = _turn_start(render, messages, text, k, tail, low, limit if head is None else head, head is not None)
+    if start is None:
+        if head is None:  # nothing of the turn is rendered (GLM-4 drops a turn without content)
+            return None, 0
+        raise SpanError(
+            "prefix_unstable",
+            f"the start of assistant turn {k} cannot be found: neither the template's generation prompt nor the "
+            "rendering of the conversation before it is there",
+        )
+    last = start if last is None else last
+    at = text.find(eot, last, limit) if eot is not None else -1
+    if at >= 0:
+        end = at + len(eot)
+    else:
+        end = last
+        notes.add("turn_without_end_token")
+    if end <= start:
+        raise SpanError("empty_assistant_span", f"assistant turn {k} renders to no text")
+    if "reasoning" not in expected and "<think>" in text[start:end] and "<think>" not in content:
+        notes.add("empty_think_injected")
+    return start, end
+
+
+def _turn_start(render, messages, text, k, tail: Tail | None, low: int, high: int, last: bool = True) -> int | None:
+    """Where assistant turn k's trained span starts: after the prompt tail between `low` (the end of the messages
+    before it) and `high` (its first rendered element; the last tail there, or the first when `last` is False),
+    else after the rendered prompt if that is a prefix of the whole."""
+    if tail is not None and tail.text:
+        cuts = tail.cuts or range(len(tail.text), max(tail.least, 1) - 1, -1)
+        for n in sorted((c for c in cuts if c >= max(tail.least, 1)), reverse=True):
+            at = text.rfind(tail.text[:n], low, high) if last else text.find(tail.text[:n], low, high)
+            if at >= 0:
+                return at + n
+    prompt = render(messages[:k], True)
+    if text.startswith(prompt) and low <= len(prompt) <= high:
+        return len(prompt)
+    return None
 
 
 def history_stable(render: Render) -> bool | None:
@@ -153,21 +450,6 @@ def history_stable(render: Render) -> bool | None:
         return None
 
 
-def _turn_end(text: str, start: int, limit: int, eot: str | None) -> int | None:
-    """End of the first end-of-turn token after `start` and before `limit` (None when there is none)."""
-    if eot is None:
-        return None
-    at = text.find(eot, start, limit)
-    return None if at < 0 else at + len(eot)
-
-
-def _agreed_end(closed: str, text: str, limit: int) -> int:
-    """End of the text that `closed` (a conversation cut after one turn) shares with `text`, before `limit`,
-    less trailing whitespace."""
-    shared = os.path.commonprefix([closed, text[:limit]])
-    return len(shared.rstrip())
-
-
 def _closed_prefix_stable(render: Render, messages: list[dict[str, Any]], text: str, turns: list[int]) -> bool:
     """Whether each conversation cut after a trained assistant turn renders as a prefix of the whole.
 
@@ -181,25 +463,46 @@ def _closed_prefix_stable(render: Render, messages: list[dict[str, Any]], text: 
 
 
 def token_labels(offsets: list[tuple[int, int]], spans: list[tuple[int, int]]) -> list[bool]:
-    """For each token (by character offsets), whether it starts inside a trained span.
+    """For each token (by character offsets), whether it overlaps a trained span (and is not empty).
 
-    A token belongs to where it starts: special tokens that absorb the whitespace after them (Phi-3's
-    `<|end|>` covers `<|end|>\n`) still count as the turn's end, while a token that began in the prompt is
-    never trained.
+    A token that starts inside a span is trained even when it runs past it (Phi-3's `<|end|>` covers
+    `<|end|>\n`). A token that starts before a span and runs into it is trained too: it is the token the model
+    must emit to produce the span's first characters (Mistral's `[/INST]` merging with an answer's opening
+    `(` into `](`), so leaving it out would lose them; it then also carries prompt text (`]`), which is
+    counted per row as `boundary_token_trained`.
     """
     trained = []
     j = 0
     for start, end in offsets:
         while j < len(spans) and spans[j][1] <= start:
             j += 1
-        trained.append(j < len(spans) and spans[j][0] <= start and end > start)
+        trained.append(j < len(spans) and end > start and (spans[j][0] <= start or _solid(spans[j]) < end))
     return trained
+
+
+def _solid(span: tuple[int, ...]) -> int:
+    """Where a boundary token must reach to be trained: a span's optional third field (its first character
+    that is not whitespace, so a header token that swallows the whitespace opening an answer — Phi-3's
+    `<|assistant|>` — stays untrained), else its start."""
+    return span[2] if len(span) > 2 else span[0]
+
+
+def token_straddles(offsets: list[tuple[int, int]], spans: list[tuple[int, int]]) -> list[bool]:
+    """For each token, whether it is trained (`token_labels`) but starts before its span: a boundary token."""
+    out = []
+    j = 0
+    for start, end in offsets:
+        while j < len(spans) and spans[j][1] <= start:
+            j += 1
+        out.append(j < len(spans) and start < spans[j][0] < end and _solid(spans[j]) < end)
+    return out
 
 
 def token_labels_batch(
     offsets: list[list[tuple[int, int]]], spans: list[list[tuple[int, int]]], sizes: list[int]
-) -> tuple[np.ndarray, np.ndarray]:
-    """`token_labels` for a whole tokenized batch at once: (flat trained mask, where each sequence starts in it).
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """`token_labels` for a whole tokenized batch at once: (flat trained mask, where each sequence starts in it,
+    flat boundary-token mask).
 
     `offsets` are each sequence's (start, end) per token and `sizes` the sequences' lengths, in characters.
     """
@@ -215,15 +518,16 @@ def token_labels_flat(
     lengths: np.ndarray,
     spans: list[list[tuple[int, int]]],
     sizes: list[int],
-) -> tuple[np.ndarray, np.ndarray]:
-    """`token_labels` for a batch given as flat arrays: (flat trained mask, where each sequence starts in it).
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """`token_labels` for a batch given as flat arrays: (flat trained mask, where each sequence starts in it,
+    flat mask of the trained tokens that start before their span: `token_straddles`).
 
     `token_start`/`token_end` hold every token's position within its own sequence, sequence after sequence,
     `lengths` the number of tokens of each; positions, `spans` and `sizes` (the sequences' lengths) share one
     unit per sequence, characters or UTF-8 bytes. The sequences are laid end to end on one axis, so a single
     `searchsorted` finds, for every token of the batch, the first span ending after the token's start, and a
     running maximum makes that index only move forward, as `token_labels`' loop does: a token is trained when
-    that span is its own sequence's, starts at or before the token, and the token is not empty. The few
+    that span is its own sequence's, starts before the token ends, and the token is not empty. The few
     sequences that do not fit this (spans not ending in increasing order, offsets past the text) go through
     `token_labels` itself, so the result is the same, token for token.
     """
@@ -239,31 +543,39 @@ def token_labels_flat(
     outside[row[(token_start >= size[row]) | (token_end >= size[row]) | (token_start < 0)]] = True
     span_start: list[int] = []
     span_end: list[int] = []
+    span_solid: list[int] = []
     before = np.zeros(n + 1, np.int64)  # spans of the sequences before each one
     odd: list[int] = []
     for r, row_spans in enumerate(spans):
-        ends = [e for _, e in row_spans]
+        ends = [span[1] for span in row_spans]
         limit = int(size[r])
         unordered = any(a > b for a, b in zip(ends, ends[1:], strict=False))
         if outside[r] or unordered or any(not 0 <= e < limit for e in ends):
             odd.append(r)
         else:
             at = int(base[r])
-            for s, e in row_spans:
-                span_start.append(at + s)
-                span_end.append(at + e)
+            for span in row_spans:
+                span_start.append(at + span[0])
+                span_end.append(at + span[1])
+                span_solid.append(at + _solid(span))
         before[r + 1] = len(span_start)
     mask = np.zeros(total, dtype=bool)
+    straddled = np.zeros(total, dtype=bool)
     if span_start:
         at = token_start + base[:-1][row]
         for r in odd:  # their tokens sit at their sequence's first position, before any later span ends
             at[starts[r] : starts[r + 1]] = base[r]
+        at_end = at + (token_end - token_start)
         j = np.maximum.accumulate(np.searchsorted(np.array(span_end, np.int64), at, side="right"))
         inside = j < before[1:][row]
         j = np.minimum(j, len(span_start) - 1)
-        mask = inside & (np.array(span_start, np.int64)[j] <= at) & (token_end > token_start)
+        first = np.array(span_start, np.int64)[j]
+        solid = np.array(span_solid, np.int64)[j]
+        mask = inside & ((first <= at) | (solid < at_end)) & (token_end > token_start)
+        straddled = mask & (first > at)
     for r in odd:
         lo, hi = starts[r], starts[r + 1]
         offsets = list(zip(token_start[lo:hi].tolist(), token_end[lo:hi].tolist(), strict=True))
         mask[lo:hi] = token_labels(offsets, spans[r])
-    return mask, starts
+        straddled[lo:hi] = token_straddles(offsets, spans[r])
+    return mask, starts, straddled

@@ -4,7 +4,7 @@ Two encoders give the same result: the tokenizer's own (`tokenizers`, with chara
 byte-level BPE vocabularies, a tiktoken encoder (`fastbpe.py`, with byte offsets summed from token lengths).
 The encoder is chosen once per tokenizer and process: tiktoken when it was built and reproduced the
 tokenizer's ids on probe texts and on the first batch it sees, the tokenizer otherwise; which one and why is
-`encoder_choice`. A token is trained by one rule in both (`spans.token_labels_flat`): it starts inside a
+`encoder_choice`. A token is trained by one rule in both (`spans.token_labels_flat`): it overlaps a
 trained span and is not empty. A token that starts inside a multi-byte character counts from that
 character's start, which is where the tokenizer's character offsets put it, so both masks agree.
 """
@@ -24,7 +24,7 @@ from .spans import token_labels_batch, token_labels_flat
 
 log = logging.getLogger(__name__)
 
-Span = tuple[int, int]
+Span = tuple[int, ...]  # (start, end) or (start, end, first non-whitespace character): `spans.token_labels`
 
 
 @dataclass
@@ -34,7 +34,13 @@ class Tokenized:
     ids: np.ndarray  # int32
     mask: np.ndarray  # bool
     starts: np.ndarray  # int64
-    disagreed: int = 0  # texts on which tiktoken was checked and found wrong (it is then not used again)
+    straddled: np.ndarray | None = None  # bool, per token: trained though it starts before its span
+    disagreed: int = 0
+    # Per sequence, whether its ids decode back to exactly its text, where the encoder could say cheaply
+    # (tiktoken: the tokens' bytes); None where the caller must decode.
+    lossless: list[bool | None] | None = (
+        None  # texts on which tiktoken was checked and found wrong (it is then not used again)
+    )
 
 
 @dataclass
@@ -79,7 +85,7 @@ def tokenize(tok: Any, key: str, texts: Sequence[str], spans: Sequence[list[Span
     `key` identifies the tokenizer (its digest); `fast=False` forces the tokenizer's own encoder.
     """
     if not texts:
-        return Tokenized(np.zeros(0, np.int32), np.zeros(0, bool), np.zeros(1, np.int64))
+        return Tokenized(np.zeros(0, np.int32), np.zeros(0, bool), np.zeros(1, np.int64), np.zeros(0, bool))
     choice = _choice(tok, key) if fast else None
     disagreed = 0
     if choice is not None and choice.fast is not None and not choice.checked_on_data:
@@ -107,9 +113,9 @@ def tokenize(tok: Any, key: str, texts: Sequence[str], spans: Sequence[list[Span
 def _with_tokenizer(tok: Any, texts: Sequence[str], spans: Sequence[list[Span]]) -> Tokenized:
     # No attention mask: it would be built only to be thrown away (a tenth of the encode call's time).
     encoded = tok(list(texts), add_special_tokens=False, return_offsets_mapping=True, return_attention_mask=False)
-    mask, starts = token_labels_batch(encoded["offset_mapping"], list(spans), [len(t) for t in texts])
+    mask, starts, straddled = token_labels_batch(encoded["offset_mapping"], list(spans), [len(t) for t in texts])
     ids = np.fromiter(chain.from_iterable(encoded["input_ids"]), np.int32, int(starts[-1]))
-    return Tokenized(ids, mask, starts)
+    return Tokenized(ids, mask, starts, straddled)
 
 
 def _with_tiktoken(fast: FastBPE, tok: Any, texts: Sequence[str], spans: Sequence[list[Span]]) -> Tokenized | None:
@@ -156,9 +162,13 @@ def _with_tiktoken(fast: FastBPE, tok: Any, texts: Sequence[str], spans: Sequenc
             units.append(spans[i])
             sizes.append(len(text))
         else:
-            units.append([(len(text[:s].encode()), len(text[:e].encode())) for s, e in spans[i]])
+            units.append([tuple(len(text[:x].encode()) for x in span) for span in spans[i]])
             sizes.append(len(text.encode()))
         if i not in offsets and written[i] != sizes[i]:
             return None
-    mask, starts = token_labels_flat(token_start, token_end, lengths, units, sizes)
-    return Tokenized(ids, mask, starts)
+    mask, starts, straddled = token_labels_flat(token_start, token_end, lengths, units, sizes)
+    lossless: list[bool | None] = [
+        None if i in offsets else fast.encoding.decode_bytes(arrays[i].tolist()) == text.encode()
+        for i, text in enumerate(texts)
+    ]
+    return Tokenized(ids, mask, starts, straddled, lossless=lossless)

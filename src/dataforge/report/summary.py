@@ -254,7 +254,7 @@ def render_section(name: str, stats: dict[str, Any]) -> list[str]:
         + ("; **ignores the system prompt**" if checks["ignores_system_prompt"] else "; honours the system prompt")
         + ("; has generation markers" if checks["has_generation_markers"] else "; no generation markers")
         + (
-            f"; **{checks['row_notes']['round_trip_failure']} sampled rows do not decode back to their text**"
+            f"; **{checks['row_notes']['round_trip_failure']} rows do not decode back to their text**"
             if checks["row_notes"].get("round_trip_failure")
             else "; rendered text round-trips through encode/decode"
         ),

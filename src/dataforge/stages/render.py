@@ -1,6 +1,7 @@
 """render:<target>: train/val Examples → input_ids and labels through one model's chat template.
 
-Rows that cannot be rendered (template errors, unstable prefixes, special tokens in content, overflow when
+Rows that cannot be rendered (template errors, turns that cannot be located, special tokens in content,
+reasoning or tool calls, tool calls or reasoning the template drops under `unrendered: reject`, overflow when
 the policy drops them, nothing to train) leave the rendered set with a reason; they stay in train/val.parquet,
 so the target has its own small ledger: rows in = rendered + dropped.
 """
@@ -26,7 +27,7 @@ from ..render.target import LoadedTarget
 from ..report.lengths import length_stats, suggested_max_length
 from .base import Progress, StageInput, StageOutput
 
-VERSION = 3
+VERSION = 4  # 4: spans located by sentinel renders, boundary tokens, unrendered policy, every row round-tripped
 BATCH = 512
 # Starting a worker (spawn, import, unpickle the tokenizer) costs ~1.5 s: below this many rows one process wins.
 PARALLEL_MIN_ROWS = 20_000
@@ -40,6 +41,8 @@ def options_of(spec: RenderTarget) -> RenderOptions:
         train_on=spec.train_on,
         reasoning=spec.reasoning,
         chat_template_kwargs=dict(spec.chat_template_kwargs),
+        unrendered_tool_calls=spec.unrendered.tool_calls,
+        unrendered_reasoning=spec.unrendered.reasoning,
     )
 
 
