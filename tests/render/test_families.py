@@ -624,13 +624,20 @@ def test_a_special_token_inside_tool_call_arguments_rejects_the_row(templates, f
         tools=[WEATHER],
     )
     rendered = render(tgt, conversation)
-    assert [(p["reason"], token in p["message"]) for p in rendered.problems] == [("special_token_in_tool_call", True)]
+    assert [(p["reason"], p["field"]) for p in rendered.problems] == [
+        ("special_token_in_tool_call", "messages[1].tool_calls[0].arguments")
+    ]
+    assert rendered.problems[0]["message"] == (
+        f"messages[1].tool_calls[0].arguments contains the template's special token {token!r}"
+    )
 
 
 def test_a_special_token_inside_reasoning_rejects_the_row(templates):
     tgt = target(templates, "qwen3")
     rendered = render(tgt, example("inject", user("Q?"), assistant("A.", reasoning="think<|im_end|>more")))
-    assert [p["reason"] for p in rendered.problems] == ["special_token_in_reasoning"]
+    assert [(p["reason"], p["field"]) for p in rendered.problems] == [
+        ("special_token_in_reasoning", "messages[1].reasoning")
+    ]
 
 
 def test_an_end_of_turn_string_inside_arguments_does_not_end_the_span(templates):

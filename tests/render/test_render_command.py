@@ -6,8 +6,6 @@ import json
 import subprocess
 import sys
 
-from conftest import fixture_path
-
 CALL = {
     "messages": [
         {"role": "user", "content": "Weather in Paris?"},
@@ -23,7 +21,7 @@ CALL = {
 }
 
 
-def render(tmp_path, *extra: str) -> subprocess.CompletedProcess[str]:
+def render(tmp_path, fixture_path, *extra: str) -> subprocess.CompletedProcess[str]:
     (tmp_path / "calls.jsonl").write_text(json.dumps(CALL) + "\n", encoding="utf-8")
     template = str(fixture_path("templates/phi-3-mini-4k-instruct"))
     return subprocess.run(
@@ -35,18 +33,18 @@ def render(tmp_path, *extra: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_a_dropped_tool_call_rejects_the_row_unless_kept(tmp_path):
+def test_a_dropped_tool_call_rejects_the_row_unless_kept(tmp_path, fixture_path):
     # Phi-3's template renders no tool calls: training turn 1 would train a bare <|end|> as the reply.
-    rejected = render(tmp_path)
+    rejected = render(tmp_path, fixture_path)
     assert rejected.returncode == 1
     assert rejected.stderr.startswith("not rendered input:0: tool_calls_not_rendered: the template does not render")
     assert rejected.stdout.splitlines()[0].endswith(
         "0 rows rendered for " + str(fixture_path("templates/phi-3-mini-4k-instruct"))
     )
-    kept = render(tmp_path, "--keep-unrendered", "tool_calls")
+    kept = render(tmp_path, fixture_path, "--keep-unrendered", "tool_calls")
     assert kept.returncode == 0, kept.stderr
     assert "note: tool_calls_not_rendered: 1 row(s)" in kept.stdout.splitlines()
-    wrong = render(tmp_path, "--keep-unrendered", "tools")
+    wrong = render(tmp_path, fixture_path, "--keep-unrendered", "tools")
     assert (wrong.returncode, wrong.stderr.strip()) == (
         2,
         "error: --keep-unrendered 'tools': expected tool_calls or reasoning",

@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
-from itertools import chain
 from typing import Any, Literal
 
 import numpy as np
@@ -129,12 +128,13 @@ def render_rows(rows: list[dict[str, Any]], target: LoadedTarget, options: Rende
     for row in rows:
         found = _injected(row, injection)
         if found is not None:
-            where, token = found
+            where, path, token = found
             problems.append(
                 {
                     "id": row["id"],
                     "reason": f"special_token_in_{where}",
-                    "message": f"message {where.replace('_', ' ')} contains the template's special token {token!r}",
+                    "field": path,
+                    "message": f"{path} contains the template's special token {token!r}",
                 }
             )
             continue
@@ -264,21 +264,24 @@ def _special_token_pattern(tok: Any) -> re.Pattern[str] | None:
     return re.compile("|".join(re.escape(t) for t in sorted(specials, key=len, reverse=True)))
 
 
-def _injected(row: dict[str, Any], pattern: re.Pattern[str] | None) -> tuple[str, str] | None:
-    """(where, token): the first special token written inside a message's content, reasoning or tool call
-    (name or arguments), of any message of the row (preference completions too), or None. The tokenizer
-    reads such a string as the control token itself, so it would forge a turn or end one early."""
+def _injected(row: dict[str, Any], pattern: re.Pattern[str] | None) -> tuple[str, str, str] | None:
+    """(kind, field, token): the first special token written inside a message's content, reasoning or tool call
+    (name or arguments), of any message of the row (preference completions too), or None; `field` is the
+    canonical path (`messages[1].tool_calls[0].arguments`). The tokenizer reads such a string as the control
+    token itself, so it would forge a turn or end one early."""
     if pattern is None:
         return None
-    for m in chain(row.get("messages") or (), row.get("chosen") or (), row.get("rejected") or ()):
-        for where, value in (("content", m.get("content")), ("reasoning", m.get("reasoning"))):
-            hit = pattern.search(value or "")
-            if hit:
-                return where, hit.group(0)
-        for call in m.get("tool_calls") or ():
-            hit = pattern.search(call.get("name") or "") or pattern.search(call.get("arguments") or "")
-            if hit:
-                return "tool_call", hit.group(0)
+    for side in ("messages", "chosen", "rejected"):
+        for i, m in enumerate(row.get(side) or ()):
+            for kind in ("content", "reasoning"):
+                hit = pattern.search(m.get(kind) or "")
+                if hit:
+                    return kind, f"{side}[{i}].{kind}", hit.group(0)
+            for j, call in enumerate(m.get("tool_calls") or ()):
+                for part in ("name", "arguments"):
+                    hit = pattern.search(call.get(part) or "")
+                    if hit:
+                        return "tool_call", f"{side}[{i}].tool_calls[{j}].{part}", hit.group(0)
     return None
 
 

@@ -27,7 +27,9 @@ from ..render.target import LoadedTarget
 from ..report.lengths import length_stats, suggested_max_length
 from .base import Progress, StageInput, StageOutput
 
-VERSION = 4  # 4: spans located by sentinel renders, boundary tokens, unrendered policy, every row round-tripped
+# 4: spans located by sentinel renders, boundary tokens, unrendered policy, every row round-tripped;
+# 5: special-token rejects name their field (`messages[1].tool_calls[0].arguments`)
+VERSION = 5
 BATCH = 512
 # Starting a worker (spawn, import, unpickle the tokenizer) costs ~1.5 s: below this many rows one process wins.
 PARALLEL_MIN_ROWS = 20_000
@@ -124,7 +126,7 @@ def _dropped(row: dict[str, Any], problem: dict[str, Any], target: str) -> dict[
         "stage": f"render:{target}",
         "outcome": Outcome.REJECTED.value,
         "reason": problem["reason"],
-        "field": None,
+        "field": problem.get("field"),
         "message": problem["message"],
     }
 
