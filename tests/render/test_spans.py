@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from dataforge.render.labels import token_labels, token_straddles
 from dataforge.render.spans import (
     KEEP_ALL,
     Render,
@@ -17,8 +18,6 @@ from dataforge.render.spans import (
     end_of_turn,
     history_stable,
     prompt_tail,
-    token_labels,
-    token_straddles,
 )
 from dataforge.render.target import load_target
 

@@ -25,14 +25,12 @@ injected — is recorded per row as a note, so the report can say so.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from itertools import chain
 from typing import Any
 
-import numpy as np
+from .locate import SENTINEL_PREFIXES, arguments_end, locate, substituted
 
 Render = Callable[[list[dict[str, Any]], bool], str]  # (messages, add_generation_prompt) -> text
 
@@ -147,129 +145,6 @@ def assistant_turns(
 # ── locating each message's rendered elements ────────────────────────────────────────────────────────────
 
 
-_SENTINEL_PREFIXES = ("zqdfsent", "zqdfmark", "zqdfslot")
-
-
-def _substituted(messages: list[dict[str, Any]], prefix: str):
-    """The messages with every non-empty content, reasoning and tool-call name replaced by a sentinel, and the
-    values: (message index, element, raw value)."""
-    values: list[tuple[int, str, Any]] = []
-    out = []
-
-    def sentinel(index: int, element: str, raw: Any) -> str:
-        values.append((index, element, raw))
-        return f"{prefix}{len(values) - 1}x"
-
-    for i, m in enumerate(messages):
-        msg = dict(m)
-        content = m.get("content")
-        inline = _INLINE_THINK.match(content) if isinstance(content, str) and m["role"] == "assistant" else None
-        if inline:
-            # Reasoning written inline (`<think>…</think>answer`): templates take it apart (Qwen3 renders it as
-            # the reasoning, DeepSeek-R1 drops it), so each part gets its own sentinel, the tags kept.
-            head, reasoning, mid, answer, end = inline.groups()
-            msg["content"] = (
-                head
-                + (sentinel(i, "reasoning", reasoning) if reasoning else "")
-                + mid
-                + (sentinel(i, "content", answer) if answer else "")
-                + end
-            )
-        elif isinstance(content, str) and content:
-            msg["content"] = sentinel(i, "content", content)
-        if m.get("reasoning_content"):
-            msg["reasoning_content"] = sentinel(i, "reasoning", m["reasoning_content"])
-        if m.get("tool_calls"):
-            calls = []
-            for j, call in enumerate(m["tool_calls"]):
-                fn = dict(call["function"])
-                fn["name"] = sentinel(i, f"call{j}", (fn["name"], fn.get("arguments")))
-                calls.append({**call, "function": fn})
-            msg["tool_calls"] = calls
-        out.append(msg)
-    return out, values
-
-
-_INLINE_THINK = re.compile(r"(\s*<think>\s*)(.*?)(\s*</think>\s*)(.*?)(\s*)\Z", re.S)
-
-
-def _candidates(raw: str):
-    """How a template may write a value, most likely first: as it is, trimmed, or JSON-escaped (Llama 3.1's
-    tool results); generated lazily, since the first one nearly always fits."""
-    yield raw
-    seen = {raw}
-    for c in (raw.strip(), raw.strip("\n"), raw.lstrip(), raw.rstrip()):
-        if c not in seen:
-            seen.add(c)
-            yield c
-    for c in (json.dumps(raw, ensure_ascii=False)[1:-1], json.dumps(raw.strip(), ensure_ascii=False)[1:-1]):
-        if c not in seen:
-            seen.add(c)
-            yield c
-
-
-def locate(text: str, sentinel_text: str, prefix: str, values: list[tuple[int, str, Any]]):
-    """Where each sentinel's real value lies in `text`: ({value index: [(start, end), …]} (a template may write a
-    value more than once), the indices of values written changed (not as they are, trimmed or JSON-escaped:
-    upper-cased, cut)), or None when the two renderings do not line up outside the sentinels."""
-    changed: set[int] = set()
-    found = list(re.finditer(re.escape(prefix) + r"(\d+)x", sentinel_text, re.I))  # `| upper` too
-    where: dict[int, list[tuple[int, int]]] = {}
-    at = 0  # position in `text`
-    last = 0  # position in `sentinel_text`
-    for n, hit in enumerate(found):
-        literal = sentinel_text[last : hit.start()]
-        if not text.startswith(literal, at):
-            return None
-        at += len(literal)
-        index = int(hit.group(1))
-        if index >= len(values):
-            return None
-        after = sentinel_text[hit.end() : found[n + 1].start() if n + 1 < len(found) else len(sentinel_text)]
-        raw = values[index][2]
-        raw = raw[0] if isinstance(raw, tuple) else raw
-        end = None
-        for c in _candidates(raw):
-            if text.startswith(c, at) and (
-                text.startswith(after, at + len(c)) if n + 1 < len(found) else text[at + len(c) :] == after
-            ):
-                end = at + len(c)
-                break
-        if end is None:
-            if not after:
-                return None
-            q = text.find(after, at) if n + 1 < len(found) else (len(text) - len(after))
-            if q < at:
-                return None
-            if raw.strip() not in text[at:q]:
-                changed.add(index)
-            end = q
-        where.setdefault(index, []).append((at, end))
-        at = end
-        last = hit.end()
-    if text[at:] != sentinel_text[last:]:
-        return None
-    return where, changed
-
-
-def _arguments_end(text: str, at: int, arguments: Any) -> int | None:
-    """End of a tool call's arguments written as JSON shortly after `at` (the end of its name), or None."""
-    if arguments is None:
-        return None
-    want = json.loads(arguments) if isinstance(arguments, str) else arguments
-    decoder = json.JSONDecoder()
-    window = text[at : at + 64]
-    for offset, ch in enumerate(window):
-        if ch == "{" or (ch == "[" and isinstance(want, list)):
-            try:
-                value, end = decoder.raw_decode(text, at + offset)
-            except ValueError:
-                continue
-            if value == want:
-                return end
-    return None
-
-
 def derive(
     render: Render,
     messages: list[dict[str, Any]],
@@ -305,11 +180,11 @@ def derive(
     if tail is None:
         tail = prompt_tail(render)
     lowered = text.lower()
-    prefix = next((p for p in _SENTINEL_PREFIXES if p not in lowered), None)
+    prefix = next((p for p in SENTINEL_PREFIXES if p not in lowered), None)
     if prefix is None:
         raise SpanError("template_error", "the conversation contains every sentinel string dataforge could use")
-    substituted, values = _substituted(messages, prefix)
-    located = locate(text, render(substituted, False), prefix, values)
+    swapped, values = substituted(messages, prefix)
+    located = locate(text, render(swapped, False), prefix, values)
     if located is None:
         raise SpanError(
             "content_dependent_template",
@@ -331,7 +206,7 @@ def derive(
             )
         lo, hi = min(a for a, _ in regions), max(b for _, b in regions)
         if element.startswith("call"):
-            end = _arguments_end(text, hi, raw[1])
+            end = arguments_end(text, hi, raw[1])
             hi = end if end is not None else hi
         elements.setdefault(msg, {})[element] = (lo, hi)
         regions_of.setdefault(msg, []).extend([*regions[:-1], (regions[-1][0], max(hi, regions[-1][1]))])
@@ -460,122 +335,3 @@ def _closed_prefix_stable(render: Render, messages: list[dict[str, Any]], text: 
         if not text.startswith(render(messages[: k + 1], False).rstrip()):
             return False
     return True
-
-
-def token_labels(offsets: list[tuple[int, int]], spans: list[tuple[int, int]]) -> list[bool]:
-    """For each token (by character offsets), whether it overlaps a trained span (and is not empty).
-
-    A token that starts inside a span is trained even when it runs past it (Phi-3's `<|end|>` covers
-    `<|end|>\n`). A token that starts before a span and runs into it is trained too: it is the token the model
-    must emit to produce the span's first characters (Mistral's `[/INST]` merging with an answer's opening
-    `(` into `](`), so leaving it out would lose them; it then also carries prompt text (`]`), which is
-    counted per row as `boundary_token_trained`.
-    """
-    trained = []
-    j = 0
-    for start, end in offsets:
-        while j < len(spans) and spans[j][1] <= start:
-            j += 1
-        trained.append(j < len(spans) and end > start and (spans[j][0] <= start or _solid(spans[j]) < end))
-    return trained
-
-
-def _solid(span: tuple[int, ...]) -> int:
-    """Where a boundary token must reach to be trained: a span's optional third field (its first character
-    that is not whitespace, so a header token that swallows the whitespace opening an answer — Phi-3's
-    `<|assistant|>` — stays untrained), else its start."""
-    return span[2] if len(span) > 2 else span[0]
-
-
-def token_straddles(offsets: list[tuple[int, int]], spans: list[tuple[int, int]]) -> list[bool]:
-    """For each token, whether it is trained (`token_labels`) but starts before its span: a boundary token."""
-    out = []
-    j = 0
-    for start, end in offsets:
-        while j < len(spans) and spans[j][1] <= start:
-            j += 1
-        out.append(j < len(spans) and start < spans[j][0] < end and _solid(spans[j]) < end)
-    return out
-
-
-def token_labels_batch(
-    offsets: list[list[tuple[int, int]]], spans: list[list[tuple[int, int]]], sizes: list[int]
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """`token_labels` for a whole tokenized batch at once: (flat trained mask, where each sequence starts in it,
-    flat boundary-token mask).
-
-    `offsets` are each sequence's (start, end) per token and `sizes` the sequences' lengths, in characters.
-    """
-    lengths = np.fromiter(map(len, offsets), np.int64, len(offsets))
-    total = int(lengths.sum())
-    flat = np.fromiter(chain.from_iterable(chain.from_iterable(offsets)), np.int64, 2 * total)
-    return token_labels_flat(flat[0::2], flat[1::2], lengths, spans, sizes)
-
-
-def token_labels_flat(
-    token_start: np.ndarray,
-    token_end: np.ndarray,
-    lengths: np.ndarray,
-    spans: list[list[tuple[int, int]]],
-    sizes: list[int],
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """`token_labels` for a batch given as flat arrays: (flat trained mask, where each sequence starts in it,
-    flat mask of the trained tokens that start before their span: `token_straddles`).
-
-    `token_start`/`token_end` hold every token's position within its own sequence, sequence after sequence,
-    `lengths` the number of tokens of each; positions, `spans` and `sizes` (the sequences' lengths) share one
-    unit per sequence, characters or UTF-8 bytes. The sequences are laid end to end on one axis, so a single
-    `searchsorted` finds, for every token of the batch, the first span ending after the token's start, and a
-    running maximum makes that index only move forward, as `token_labels`' loop does: a token is trained when
-    that span is its own sequence's, starts before the token ends, and the token is not empty. The few
-    sequences that do not fit this (spans not ending in increasing order, offsets past the text) go through
-    `token_labels` itself, so the result is the same, token for token.
-    """
-    n = len(lengths)
-    starts = np.zeros(n + 1, np.int64)
-    np.cumsum(lengths, out=starts[1:])
-    total = int(starts[-1])
-    size = np.fromiter(sizes, np.int64, n) + 1
-    base = np.zeros(n + 1, np.int64)  # where each sequence begins on the shared axis
-    np.cumsum(size, out=base[1:])
-    row = np.repeat(np.arange(n), lengths)
-    outside = np.zeros(n, dtype=bool)
-    outside[row[(token_start >= size[row]) | (token_end >= size[row]) | (token_start < 0)]] = True
-    span_start: list[int] = []
-    span_end: list[int] = []
-    span_solid: list[int] = []
-    before = np.zeros(n + 1, np.int64)  # spans of the sequences before each one
-    odd: list[int] = []
-    for r, row_spans in enumerate(spans):
-        ends = [span[1] for span in row_spans]
-        limit = int(size[r])
-        unordered = any(a > b for a, b in zip(ends, ends[1:], strict=False))
-        if outside[r] or unordered or any(not 0 <= e < limit for e in ends):
-            odd.append(r)
-        else:
-            at = int(base[r])
-            for span in row_spans:
-                span_start.append(at + span[0])
-                span_end.append(at + span[1])
-                span_solid.append(at + _solid(span))
-        before[r + 1] = len(span_start)
-    mask = np.zeros(total, dtype=bool)
-    straddled = np.zeros(total, dtype=bool)
-    if span_start:
-        at = token_start + base[:-1][row]
-        for r in odd:  # their tokens sit at their sequence's first position, before any later span ends
-            at[starts[r] : starts[r + 1]] = base[r]
-        at_end = at + (token_end - token_start)
-        j = np.maximum.accumulate(np.searchsorted(np.array(span_end, np.int64), at, side="right"))
-        inside = j < before[1:][row]
-        j = np.minimum(j, len(span_start) - 1)
-        first = np.array(span_start, np.int64)[j]
-        solid = np.array(span_solid, np.int64)[j]
-        mask = inside & ((first <= at) | (solid < at_end)) & (token_end > token_start)
-        straddled = mask & (first > at)
-    for r in odd:
-        lo, hi = starts[r], starts[r + 1]
-        offsets = list(zip(token_start[lo:hi].tolist(), token_end[lo:hi].tolist(), strict=True))
-        mask[lo:hi] = token_labels(offsets, spans[r])
-        straddled[lo:hi] = token_straddles(offsets, spans[r])
-    return mask, starts, straddled

@@ -4,7 +4,7 @@ Two encoders give the same result: the tokenizer's own (`tokenizers`, with chara
 byte-level BPE vocabularies, a tiktoken encoder (`fastbpe.py`, with byte offsets summed from token lengths).
 The encoder is chosen once per tokenizer and process: tiktoken when it was built and reproduced the
 tokenizer's ids on probe texts and on the first batch it sees, the tokenizer otherwise; which one and why is
-`encoder_choice`. A token is trained by one rule in both (`spans.token_labels_flat`): it overlaps a
+`encoder_choice`. A token is trained by one rule in both (`labels.token_labels_flat`): it overlaps a
 trained span and is not empty. A token that starts inside a multi-byte character counts from that
 character's start, which is where the tokenizer's character offsets put it, so both masks agree.
 """
@@ -20,11 +20,11 @@ from typing import Any
 import numpy as np
 
 from .fastbpe import FastBPE, build
-from .spans import token_labels_batch, token_labels_flat
+from .labels import token_labels_batch, token_labels_flat
 
 log = logging.getLogger(__name__)
 
-Span = tuple[int, ...]  # (start, end) or (start, end, first non-whitespace character): `spans.token_labels`
+Span = tuple[int, ...]  # (start, end) or (start, end, first non-whitespace character): `labels.token_labels`
 
 
 @dataclass
