@@ -574,8 +574,9 @@ def _check(ok: bool, message: str) -> None:
 
 
 def default_tokenizer() -> Path:
+    """The Qwen2.5 tokenizer: vendored in tests/fixtures, else from the shared fixtures."""
     fixtures = os.environ.get("DATAFORGE_FIXTURES")
-    candidates = [Path(fixtures)] if fixtures else []
+    candidates = [ROOT / "tests" / "fixtures"] + ([Path(fixtures)] if fixtures else [])
     candidates += [ROOT.parent / "shared" / "fixtures", Path("/work/shared/fixtures")]
     for base in candidates:
         path = base / "templates" / "qwen2.5-instruct"
