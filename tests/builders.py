@@ -23,6 +23,19 @@ def qa(source: str, row: int, question: str, answer: str) -> Example:
     return chat(source, row, ("user", question), ("assistant", answer))
 
 
+def example(row: int, *messages: Message, kind=Kind.SFT, chosen=(), rejected=(), text=None) -> Example:
+    """An example of source `s` (file `s.jsonl`, line row + 1) with these messages and, for pairs, completions."""
+    return Example(
+        id=f"s:{row}",
+        kind=kind,
+        provenance=Provenance("s", "s.jsonl", row, row + 1),
+        messages=tuple(messages),
+        chosen=tuple(chosen),
+        rejected=tuple(rejected),
+        text=text,
+    )
+
+
 def table(*examples: Example) -> pa.Table:
     return examples_to_table(list(examples))
 

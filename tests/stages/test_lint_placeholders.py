@@ -8,24 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from builders import quiet, table
+from builders import example, quiet, table
 from dataforge.checking import check_files
-from dataforge.record import Example, Kind, Message, Provenance, Role
+from dataforge.record import Example, Kind, Message, Role
 from dataforge.stages.substitute import placeholders
 from dataforge.stages.validate import validate_examples
 
 PEERS = "peers/llamafactory"
-
-
-def example(row: int, *messages: Message, kind=Kind.SFT, chosen=(), rejected=()) -> Example:
-    return Example(
-        id=f"s:{row}",
-        kind=kind,
-        provenance=Provenance("s", "s.jsonl", row, row + 1),
-        messages=tuple(messages),
-        chosen=tuple(chosen),
-        rejected=tuple(rejected),
-    )
 
 
 def qa(row: int, question: str, answer: str, system: str | None = None, reasoning: str | None = None) -> Example:

@@ -11,12 +11,13 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
+from builders import example as ex
 from builders import quiet, table
 from dataforge.engine.graph import build_graph
 from dataforge.engine.runner import plan, run
 from dataforge.errors import RecipeError
 from dataforge.recipe import Source, load_recipe, parse_recipe
-from dataforge.record import Example, Kind, Message, Provenance, Role, table_to_examples
+from dataforge.record import Kind, Message, Role, table_to_examples
 from dataforge.stages.convert import convert_raw
 from dataforge.stages.read import read_source, resolve_format, source_files
 from dataforge.stages.substitute import fill, substitute
@@ -24,18 +25,6 @@ from dataforge.stages.validate import validate_examples
 from dataforge.stages.write import write_build
 
 PEERS = "peers/llamafactory"
-
-
-def ex(row: int, *messages: Message, kind=Kind.SFT, chosen=(), rejected=(), text=None) -> Example:
-    return Example(
-        id=f"s:{row}",
-        kind=kind,
-        provenance=Provenance("s", "s.jsonl", row, row + 1),
-        messages=tuple(messages),
-        chosen=tuple(chosen),
-        rejected=tuple(rejected),
-        text=text,
-    )
 
 
 def user(text: str) -> Message:
