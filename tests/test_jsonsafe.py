@@ -28,7 +28,7 @@ def reference_depth(value: object) -> int:
 
 @settings(max_examples=300, deadline=None)
 @given(VALUES, st.sampled_from([1, 2, 3, 5, 64, 1 << 24]))
-def test_depth_is_exact_on_any_json_and_any_chunking(value, chunk, monkeypatch_chunk=None):
+def test_depth_is_exact_on_any_json_and_any_chunking(value, chunk):
     text = json.dumps(value, ensure_ascii=False)
     old = jsonsafe._CHUNK
     jsonsafe._CHUNK = chunk
