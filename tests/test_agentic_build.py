@@ -21,9 +21,11 @@ seed: 3
 sources:
   - name: alpaca
     from: {alpaca}
+    allow_outside_root: true     # the fixture lies outside this test's folder
     max_rows: 40
   - name: tools
     from: {tools}
+    allow_outside_root: true
     max_rows: 40
   - name: reasoning
     from: data/reasoning.jsonl

@@ -121,8 +121,11 @@ def test_convert_round_trip_and_reports_what_cannot_be_carried(tmp_path):
     code, out, _ = dataforge("convert", src, "--to", "openai", "-o", tmp_path / "o.jsonl", cwd=tmp_path)
     assert code == 0, out
     record = json.loads((tmp_path / "o.jsonl").read_text())
-    assert record["messages"][1]["tool_calls"][0]["function"] == {"name": "w", "arguments": '{"city": "Oslo"}'}
-    assert record["messages"][2] == {"role": "tool", "content": '{"t": 3}'}
+    call = record["messages"][1]["tool_calls"][0]
+    assert call["function"] == {"name": "w", "arguments": '{"city": "Oslo"}'}
+    # The source has no ids: a stable one is made, and the tool's result names it.
+    assert call["id"].startswith("call_") and len(call["id"]) == len("call_") + 8
+    assert record["messages"][2] == {"role": "tool", "content": '{"t": 3}', "tool_call_id": call["id"]}
     code, out, _ = dataforge(
         "convert", tmp_path / "o.jsonl", "--to", "sharegpt", "-o", tmp_path / "back.json", cwd=tmp_path
     )

@@ -354,18 +354,33 @@ def test_json_file_holding_json_lines_reads_every_object(write):
     assert result.records == 3
 
 
-@pytest.mark.parametrize(("text", "found"), [('"just text"', "'\"just text\"'"), ("", "''"), ("42", "'42'")])
-def test_json_file_that_is_not_an_array_or_object_is_a_data_error(write, text, found):
-    with pytest.raises(DataError) as err:
-        read(write("scalar.json", text))
-    assert err.value.message == f"scalar.json:1: expected a JSON array of records (or an object), found {found}"
-    assert err.value.hint == "JSON files hold one array of objects; use .jsonl for one object per line"
+@pytest.mark.parametrize(
+    ("text", "why"),
+    [
+        ('"just text"', "the top level is not an array of records (or an object): it starts with '\"just text\"'"),
+        ("", "empty file"),
+        (" \n\t\n", "empty file (only whitespace)"),
+        ("42", "the top level is not an array of records (or an object): it starts with '42'"),
+    ],
+)
+def test_json_file_that_is_not_an_array_or_object_is_one_unreadable_file_reject(write, text, why):
+    # Was a DataError that failed the whole source (and build) for one bad file.
+    result = read(write("scalar.json", text))
+    assert result.records == 1 and result.table.num_rows == 0
+    assert rejected(result) == [(None, None, "unreadable_file", None, f"the file cannot be read: {why}")]
 
 
-def test_json_file_with_invalid_utf8_is_a_data_error_naming_the_line(write):
-    with pytest.raises(DataError) as err:
-        read(write("latin1.json", b'[\n  {"instruction": "caf\xe9", "output": "1"}\n]\n'))
-    assert err.value.message == "latin1.json:2: invalid UTF-8 at byte 24; a JSON array file must be valid UTF-8"
+def test_json_file_with_invalid_utf8_is_one_unreadable_file_reject_naming_the_byte(write):
+    result = read(write("latin1.json", b'[\n  {"instruction": "caf\xe9", "output": "1"}\n]\n'))
+    assert rejected(result) == [
+        (
+            None,
+            None,
+            "unreadable_file",
+            None,
+            "the file cannot be read: not UTF-8 at byte 24 (line 2); a JSON array file must be valid UTF-8",
+        )
+    ]
 
 
 def test_json_empty_array_holds_no_records(write):
@@ -416,10 +431,10 @@ def test_parquet_column_of_the_wrong_type_rejects_each_row(write):
     ]
 
 
-def test_unreadable_parquet_is_a_data_error(write):
-    with pytest.raises(DataError) as err:
-        read(write("junk.parquet", b"PAR1 not really"))
-    assert err.value.message.startswith("junk.parquet: not a readable Parquet file (")
+def test_unreadable_parquet_is_one_unreadable_file_reject(write):
+    (reject,) = rejected(read(write("junk.parquet", b"PAR1 not really")))
+    assert reject[:4] == (None, None, "unreadable_file", None)
+    assert reject[4] == "the file cannot be read: Parquet footer missing or cut (file ends at byte 15)"
 
 
 # --- column maps and extras -----------------------------------------------------------------------
@@ -640,10 +655,9 @@ def test_a_compressed_json_array_and_a_broken_stream(tmp_path, write):
     path = compressed(tmp_path / "a.json.gz", json.dumps(rows, indent=2).encode(), "gzip")
     assert [(r, line, v) for r, line, v in kept(read(path))] == [(0, 2, "q0"), (1, 6, "q1"), (2, 10, "q2")]
     cut = write("cut.jsonl.gz", path.read_bytes()[:25])
-    with pytest.raises(DataError) as err:
-        read(cut)
-    assert err.value.message.startswith("cut.jsonl.gz: not readable as gzip-compressed data (")
-    assert err.value.hint == "check that the file is complete and really gzip (its name says so)"
+    (reject,) = rejected(read(cut))  # one reject for the file, not an error for the whole source
+    assert reject[:4] == (None, None, "unreadable_file", None)
+    assert reject[4].startswith("the file cannot be read: not readable as gzip-compressed data (")
 
 
 def test_a_compressed_file_named_as_plain_text_is_named_not_read_as_garbage(write):
@@ -730,10 +744,21 @@ def test_csv_values_the_format_types_as_lists_or_booleans_are_json_text(write):
     assert sample_records(write("s2.csv", text))[0]["conversations"] == json.loads(turns)
 
 
-def test_a_csv_header_naming_a_column_twice_is_an_error(write):
-    with pytest.raises(DataError) as err:
-        read(write("d.csv", "instruction,output,output\nq,a,b\n"))
-    assert err.value.message == "d.csv:1: the header names the column 'output' twice"
+@pytest.mark.parametrize(
+    ("data", "why"),
+    [
+        (
+            b"instruction,output,output\nq,a,b\n",
+            "d.csv:1: the header names the column 'output' twice; a CSV file's "
+            "first row names each column once, so rename one of them",
+        ),
+        (b"instr\x80uction,output\nq,a\n", "d.csv:1: the header row is not valid UTF-8; re-encode the file as UTF-8"),
+    ],
+)
+def test_a_csv_whose_header_is_unusable_is_one_unreadable_file_reject(write, data, why):
+    result = read(write("d.csv", data))
+    assert result.records == 1 and result.table.num_rows == 0
+    assert rejected(result) == [(None, None, "unreadable_file", None, f"the file cannot be read: {why}")]
 
 
 def test_an_empty_csv_has_no_records(write):
@@ -767,8 +792,9 @@ def test_arrow_ipc_files_and_feather(tmp_path):
     for name in ("f.arrow", "f.feather"):
         assert kept(read(tmp_path / name, "text"), "text") == [(0, None, "one"), (1, None, "two")]
     (tmp_path / "bad.arrow").write_text("not arrow")
-    with pytest.raises(DataError, match=r"^bad\.arrow: not a readable Arrow IPC \(stream or file\) or Feather file"):
-        read(tmp_path / "bad.arrow", "text")
+    (reject,) = rejected(read(tmp_path / "bad.arrow", "text"))
+    assert reject[2] == "unreadable_file"
+    assert reject[4].startswith("the file cannot be read: not a readable Arrow IPC (stream or file) or Feather file")
 
 
 # --- column-oriented JSON ---------------------------------------------------------------------------

@@ -144,3 +144,63 @@ def test_a_missing_recipe_names_the_recipe_beside_it_that_was_meant(tmp_path):
     with pytest.raises(RecipeError) as raised:
         load_recipe(tmp_path / "elsewhere" / "mix.yaml")
     assert raised.value.problems == ["the recipe file does not exist"]
+
+
+# --- bounds on the YAML itself (issue 15): checked on the event stream, before anything is expanded ----------
+
+
+def _alias_bomb(levels: int = 9) -> str:
+    """The "billion laughs": ~0.5 KB whose aliases expand to 9**levels strings."""
+    lines = [
+        "name: x",
+        "sources: [{name: a, from: a.jsonl}]",
+        'l1: &l1 ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]',
+    ]
+    for i in range(2, levels + 1):
+        lines.append(f"l{i}: &l{i} [{', '.join([f'*l{i - 1}'] * 9)}]")
+    return "\n".join(lines) + "\n"
+
+
+def test_an_alias_bomb_is_refused_before_it_expands():
+    bomb = _alias_bomb()
+    assert len(bomb) < 1000 and bomb.count("*") == 72  # few aliases: the expansion is what is bounded
+    assert _problems(bomb) == [
+        "line 8: aliases expand the recipe to more than 100,000 values (an alias bomb?); write the values out, "
+        "or nest fewer aliases"
+    ]
+
+
+def test_many_aliases_and_recursive_aliases_are_refused():
+    many = "name: x\nsources: [{name: a, from: a.jsonl}]\nv: &v 1\nw: [" + ", ".join(["*v"] * 101) + "]\n"
+    assert _problems(many) == ["line 4: more than 100 aliases (`*name`); a recipe needs a few"]
+    assert _problems("name: x\nsources: &s [*s]\n") == [
+        "line 2: alias *s is used inside the node it names (a recursive alias)"
+    ]
+
+
+def test_a_few_aliases_and_merge_keys_still_work():
+    text = (
+        "name: x\nsources:\n  - &a {name: a, from: a.jsonl, format: alpaca}\n  - <<: *a\n    name: b\n"
+        "mix: {strategy: ratio, ratios: {a: 1, b: 1}}\n"
+    )
+    recipe = parse_recipe(text, Path("/tmp/pipelines/mix.yaml")).recipe
+    assert [(s.name, s.from_, s.format) for s in recipe.sources] == [
+        ("a", "a.jsonl", "alpaca"),
+        ("b", "a.jsonl", "alpaca"),
+    ]
+
+
+def test_deep_nesting_is_a_recipe_error_not_a_recursion_error():
+    flow = "name: x\nsources: " + "[" * 50_000 + "]" * 50_000 + "\n"
+    assert _problems(flow) == ["line 2: nested more than 64 levels deep (mappings and lists); a recipe needs few"]
+    block = "name: x\nk:\n" + "".join(" " * (i + 1) + "-\n" for i in range(100))
+    assert _problems(block) == ["line 66: nested more than 64 levels deep (mappings and lists); a recipe needs few"]
+
+
+def test_an_oversized_recipe_is_refused_unread(tmp_path):
+    path = tmp_path / "mix.yaml"
+    path.write_text("name: x\n" + "#" * 1_000_000 + "\n")
+    with pytest.raises(RecipeError) as err:
+        load_recipe(path)
+    assert err.value.problems == ["the recipe is 1,000,009 bytes; a recipe may be at most 1,000,000 bytes"]
+    assert _problems("#" * 1_000_001) == ["the recipe is 1,000,001 bytes; a recipe may be at most 1,000,000 bytes"]

@@ -46,8 +46,11 @@ def check_files(
     root = root or Path.cwd()
     if fmt is not None and fmt not in formats.names():
         raise UsageError(formats.unknown(fmt), hint=f"known formats: {', '.join(formats.names())}")
-    source = Source.model_validate({"name": name, "from": pattern, "format": fmt, "columns": columns or {}})
-    found = find_files(pattern, root)  # as a source's files, with errors that name the argument, not `from:`
+    # A path typed on the command line is the person's own choice: it may lead outside the working folder.
+    source = Source.model_validate(
+        {"name": name, "from": pattern, "format": fmt, "columns": columns or {}, "allow_outside_root": True}
+    )
+    found = find_files(pattern, root, allow_outside_root=True)  # errors name the argument, not `from:`
     problem = files_problem(found, pattern, root, key=None)
     if problem is not None:
         raise problem
@@ -80,9 +83,12 @@ def write_records(records: list[dict[str, Any]], output: Path) -> None:
     output.parent.mkdir(parents=True, exist_ok=True)
     suffix = output.suffix.lower()
     if suffix == ".jsonl":
-        output.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
+        # allow_nan=False: never `NaN` in a JSON file (the writers leave such rows out first: `write_each`)
+        output.write_text(
+            "".join(json.dumps(r, ensure_ascii=False, allow_nan=False) + "\n" for r in records), encoding="utf-8"
+        )
     elif suffix == ".json":
-        output.write_text(json.dumps(records, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+        output.write_text(json.dumps(records, ensure_ascii=False, indent=2, allow_nan=False) + "\n", encoding="utf-8")
     else:
         import pyarrow.parquet as pq
 

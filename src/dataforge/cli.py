@@ -6,12 +6,13 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from .deps import as_missing_dependency
 from .errors import DataforgeError, UsageError
@@ -44,25 +45,48 @@ def build(
         bool,
         typer.Option("--update-lock", help="Accept hub sources that moved since the lock file; rewrite it."),
     ] = False,
+    force: Annotated[
+        bool,
+        typer.Option("--force", help="Build into an existing folder dataforge did not create (adopt it)."),
+    ] = False,
+    wait: Annotated[
+        bool,
+        typer.Option("--wait", help="When another build holds the build directory, wait for it instead of failing."),
+    ] = False,
 ) -> None:
     """Build a recipe: run every stage that is not cached, write train/val/rejects, report and manifest.
 
-    Outputs go to data/processed/<name>/ under the recipe's root (or `outputs.dir`). Hub sources (hf://,
+    Outputs go to data/processed/<name>/ under the recipe's root (or `outputs.dir`): a folder dataforge
+    created, a new or empty one, or any other with --force. One build at a time holds it. Hub sources (hf://,
     ms://) are fetched into data/raw/<source>/ first and checked against <recipe>.lock. Exit 0 when the build
-    is written, 1 on unusable data or a hub source that moved, 2 on a bad recipe.
+    is written, 1 on unusable data (no training rows, a failed gate), a hub source that moved or a build
+    directory another build holds, 2 on a bad recipe or a folder that is not a build directory.
     """
+    from .engine.builddir import build_dir_lock
+    from .recipe import load_recipe
+
+    if offline:
+        from .hub.sync import go_offline
+
+        go_offline()
+    if quiet:
+        from .hub.sync import quiet_progress
+
+        quiet_progress()
+    loaded = load_recipe(recipe)
+    # Held for the whole build, write stage included: a second build into this folder fails at once (or waits).
+    with build_dir_lock(loaded, force=force, wait=wait):
+        _build_locked(loaded, quiet=quiet, offline=offline, update_lock=update_lock)
+
+
+def _build_locked(loaded, *, quiet: bool, offline: bool, update_lock: bool) -> None:
+    """The build itself, with the build directory held."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from .engine.runner import run
-    from .hub.sync import go_offline, quiet_progress, sync_sources
-    from .recipe import load_recipe
+    from .hub.sync import sync_sources
     from .stages.write import is_current, write_build, write_key
 
-    if offline:
-        go_offline()
-    if quiet:
-        quiet_progress()
-    loaded = load_recipe(recipe)
     sync_sources(
         loaded,
         offline=offline,
@@ -83,16 +107,21 @@ def build(
 
         def on_stage(stage, status):
             if status.state == "cached":
-                bars.add_task(stage.name, total=1, completed=1, note="[dim]cached[/]")
+                bars.add_task(escape(stage.name), total=1, completed=1, note="[dim]cached[/]")
                 return lambda done, total, what: None
-            task = bars.add_task(stage.name, total=None, note=f"[yellow]{status.state}[/]: {status.reason}")
+            # Progress columns read markup: stage names carry source names, notes carry file names.
+            task = bars.add_task(
+                escape(stage.name), total=None, note=f"[yellow]{status.state}[/]: {escape(status.reason)}"
+            )
 
             def progress(done: int, total: int, what: str) -> None:
-                bars.update(task, completed=done, total=max(total, 1), note=what)
+                bars.update(task, completed=done, total=max(total, 1), note=escape(what))
 
             return progress
 
         result = run(loaded, on_stage)
+    for warning in result.warnings:
+        err.print(f"warning: {warning}", highlight=False, markup=False, soft_wrap=True)
     key = write_key(loaded, result.entries)
     ran = result.ran
     if not ran and is_current(loaded, key):
@@ -100,7 +129,7 @@ def build(
             f"[green]Everything is cached[/]: {len(result.stages)} stages, outputs in "
             f"{escape(str(loaded.build_dir))} are current."
         )
-        _exit_on_failed_gates(loaded.build_dir)
+        _exit_on_unusable_build(loaded.build_dir)
         return
     manifest = write_build(loaded, result.stages, result.entries)
     total = manifest["ledger"]["total"]
@@ -113,7 +142,19 @@ def build(
     report = loaded.build_dir / "report"
     out.print(f"Re-ran {len(ran)} of {len(result.stages)} stages. Outputs: {loaded.build_dir}", markup=False)
     out.print(f"Report: {report / 'report.html'} (summary: {report / 'report.md'})", markup=False, soft_wrap=True)
-    _exit_on_failed_gates(loaded.build_dir)
+    _exit_on_unusable_build(loaded.build_dir)
+
+
+def _exit_on_unusable_build(build_dir: Path) -> None:
+    """Exit 1 when the build kept no training rows (saying why in one line) or a gate failed."""
+    from .stages.write import no_rows_problem
+
+    problem = no_rows_problem(build_dir)
+    if problem is not None:
+        err.print(f"[red]error:[/] {escape(problem)}", highlight=False, soft_wrap=True)
+    _exit_on_failed_gates(build_dir)
+    if problem is not None:
+        raise typer.Exit(1)
 
 
 def _exit_on_failed_gates(build_dir: Path) -> None:
@@ -160,12 +201,12 @@ def check(
     if not gates["results"]:
         out.print("No gates are set: add a `checks:` section to the recipe.")
     else:
-        table = Table(title=f"{report['name']}: {len(gates['results'])} gate result(s)")
+        table = Table(title=Text(f"{report['name']}: {len(gates['results'])} gate result(s)"))
         for column in ("result", "gate", "scope", "measured"):
             table.add_column(column)
         for r in gates["results"]:
             verdict = "[green]passed[/]" if r["passed"] else "[red]FAILED[/]"
-            table.add_row(verdict, r["gate"], r["scope"], escape(r["message"]))
+            table.add_row(verdict, Text(r["gate"]), Text(r["scope"]), Text(r["message"]))
         out.print(table)
     n_failed = sum(not r["passed"] for r in gates["results"])
     out.print("[green]All gates pass.[/]" if not n_failed else f"[red]{n_failed} gate(s) failed.[/]")
@@ -196,11 +237,14 @@ def diff(
     if markdown:
         print(to_markdown(rows, str(old), str(new), all_values=all_values), end="")
         return
-    table = Table(title=f"{old} → {new}: {len(changed(rows))} of {len(rows)} values changed")
+    # The paths on a line of their own, not in a table title that would break them mid-word.
+    out.print(f"{old} → {new}: {len(changed(rows))} of {len(rows)} values changed", markup=False, highlight=False)
+    table = Table()
     for column in ("section", "value", "old", "new", "change"):
         table.add_column(column, justify="right" if column in ("old", "new", "change") else "left")
     for r in shown:
-        table.add_row(r["section"], r["what"], fmt(r["old"], r["kind"]), fmt(r["new"], r["kind"]), fmt_change(r))
+        cells = (r["section"], r["what"], fmt(r["old"], r["kind"]), fmt(r["new"], r["kind"]), fmt_change(r))
+        table.add_row(*map(Text, cells))
     out.print(table)
 
 
@@ -214,14 +258,16 @@ def plan(recipe: RecipeArg) -> None:
     loaded = load_recipe(recipe)
     stages = build_graph(loaded)
     statuses = make_plan(loaded, stages)
-    table = Table(title=f"{loaded.recipe.name}: {len(stages)} stages")
+    table = Table(title=Text(f"{loaded.recipe.name}: {len(stages)} stages"))
     table.add_column("stage")
     table.add_column("after")
     table.add_column("state")
     table.add_column("why")
     colours = {"cached": "green", "stale": "yellow", "new": "cyan"}
     for s in statuses:
-        table.add_row(s.name, ", ".join(s.inputs) or "-", f"[{colours[s.state]}]{s.state}[/]", s.reason)
+        table.add_row(
+            Text(s.name), Text(", ".join(s.inputs) or "-"), Text(s.state, style=colours[s.state]), Text(s.reason)
+        )
     out.print(table)
     todo = sum(s.state != "cached" for s in statuses)
     out.print(f"{todo} stage(s) to run, {len(statuses) - todo} cached.")
@@ -273,22 +319,13 @@ def validate(
     Exit 0 when every record is valid, 1 when any is not.
     """
     from .checking import check_files
-    from .rejects import location
 
     any_bad = False
     for pattern in files:
         checked = check_files(pattern, format, _parse_columns(column))
         bad = checked.rejects.num_rows
         any_bad |= bad > 0
-        shown = checked.rejects.to_pylist() if not limit else checked.rejects.slice(0, limit).to_pylist()
-        for r in shown:
-            where = location(r)
-            field = f" {r['field']}:" if r["field"] else ""
-            out.print(
-                f"{escape(where)}:{escape(field)} {escape(r['message'])} [dim]({r['reason']})[/]", highlight=False
-            )
-        if bad > len(shown):
-            out.print(f"... and {bad - len(shown)} more bad rows in {pattern}", markup=False)
+        _print_reject_lines(checked.rejects.to_pylist(), limit=limit, what=f"bad rows in {pattern}")
         _warn_unmodelled(checked.unmodelled, checked.format)
         if checked.skipped:
             from .stages.read import skipped_note
@@ -368,8 +405,8 @@ def convert(
         markup=False,
         soft_wrap=True,
     )
-    _say_what_was_not_written(to, written.left_out, len(rows), len(written.records), str(output))
-    if checked.rejects.num_rows or left:
+    _say_what_was_not_written(to, written.left_out, len(rows), len(written.records), str(output), checked.records)
+    if checked.rejects.num_rows or left or not written.records:  # an output that holds nothing is no success
         raise typer.Exit(1)
 
 
@@ -445,15 +482,18 @@ def _either(names: list[str]) -> str:
     return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " or " + names[-1]
 
 
-def _say_what_was_not_written(to: str, left_out: list[tuple[dict, str]], total: int, written: int, output: str) -> None:
+def _say_what_was_not_written(
+    to: str, left_out: list[tuple[dict, str]], total: int, written: int, output: str, records: int
+) -> None:
     """An error line when rows were not written (why, for how many) with the targets that carry them, and one
-    when the output holds nothing at all."""
+    when the output holds nothing at all (`records`: how many the input held)."""
 
     groups = _by_reason(left_out)
     empty = f"{escape(output)} holds no records" if not written else ""
     if not left_out:
         if empty:
-            err.print(f"[red]error:[/] {empty}: every row was rejected", highlight=False, soft_wrap=True)
+            why = "every row was rejected" if records else "the input holds no records"
+            err.print(f"[red]error:[/] {empty}: {why}", highlight=False, soft_wrap=True)
         return
     many = len(groups) > 1
     why = "; ".join(
@@ -471,7 +511,7 @@ def _say_what_was_not_written(to: str, left_out: list[tuple[dict, str]], total: 
             [f"a trainer's folder with --to {_either(trainers)}"] if trainers else []
         )
         if ways:
-            hint = f"  hint: {escape(_unwritten_what(w))} can be written {', or to '.join(ways)}"
+            hint = f"  hint: {_unwritten_what(w)} can be written {', or to '.join(ways)}"
             err.print(hint, highlight=False, markup=False)
 
 
@@ -505,8 +545,8 @@ def _convert_for_trainer(checked, to: str, output: Path) -> None:
         markup=False,
         soft_wrap=True,
     )
-    _say_what_was_not_written(to, exported.left_out, len(rows), written, f"{output}/")
-    if checked.rejects.num_rows or left:
+    _say_what_was_not_written(to, exported.left_out, len(rows), written, f"{output}/", checked.records)
+    if checked.rejects.num_rows or left or not written:  # an output that holds nothing is no success
         raise typer.Exit(1)
 
 
@@ -541,6 +581,8 @@ def render(
     from .checking import check_files
     from .engine.cache import write_parquet
     from .recipe import RenderTarget
+
+    _filter_transformers_logs()
     from .render.target import load_target
     from .stages.render import options_of, render_split, render_stats
 
@@ -580,7 +622,9 @@ def render(
     for d in dropped:
         err.print(f"not rendered {d['example_id']}: {d['reason']}: {d['message']}", highlight=False, markup=False)
     lengths = stats["lengths"]
-    summary = Table(title=f"{table.num_rows} rows rendered for {template}")
+    # The template (often a path) on its own line: a table title would break it mid-word.
+    out.print(f"{table.num_rows} rows rendered for {template}", markup=False, highlight=False)
+    summary = Table()
     for col_name in ("tokens", "p50", "p90", "p99", "max"):
         summary.add_column(col_name, justify="right" if col_name != "tokens" else "left")
     for part in ("total", "prompt", "trained"):
@@ -606,6 +650,10 @@ def render(
             highlight=False,
             markup=False,
         )
+    if not table.num_rows:
+        why = "every row was rejected or dropped" if checked.records else "the input holds no records"
+        err.print(f"[red]error:[/] no rows rendered: {why}", highlight=False, soft_wrap=True)
+        raise typer.Exit(1)
     if checked.rejects.num_rows or dropped:
         raise typer.Exit(1)
 
@@ -652,6 +700,7 @@ def train(
     from .recipe import load_recipe
     from .trainers.run import train as run_training
 
+    _filter_transformers_logs()
     loaded = load_recipe(recipe)
     result = run_training(
         loaded, handoff_only=handoff_only, say=lambda line: err.print(line, highlight=False, markup=False)
@@ -727,6 +776,7 @@ def dedup(
         problems = "; ".join(f"--{'-'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
         raise UsageError(problems.replace("_", "-")) from None
     result = dedup_files(files, output, settings if near else None, exact=True, keep=keep, to=to, seed=seed)
+    _print_reject_lines(result.problems, limit=50, what="unreadable or invalid rows")
     out.print(
         f"{result.records:,} records ({result.format}) → {result.kept:,} kept in {output}; removed "
         f"{result.exact:,} exact and {result.near:,} near duplicates ({result.clusters:,} clusters); "
@@ -735,6 +785,21 @@ def dedup(
     )
     if result.unreadable:
         raise typer.Exit(1)
+
+
+def _print_reject_lines(rows: list[dict[str, Any]], *, limit: int, what: str) -> None:
+    """Each reject as `FILE:LINE: FIELD: message (reason)`, at most `limit` of them (0: all), then how many more."""
+    from .rejects import location
+
+    shown = rows if not limit else rows[:limit]
+    for r in shown:
+        field = f" {r['field']}:" if r["field"] else ""
+        out.print(
+            f"{escape(location(r))}:{escape(field)} {escape(r['message'] or '')} [dim]({escape(r['reason'])})[/]",
+            highlight=False,
+        )
+    if len(rows) > len(shown):
+        out.print(f"... and {len(rows) - len(shown)} more {what}", markup=False)
 
 
 @app.command()
@@ -791,11 +856,107 @@ def schema(
         out.print(f"wrote {path}", markup=False)
 
 
-def main() -> None:
-    """Entry point: run the app; errors about data or recipes are printed without a traceback."""
+# Libraries that start native (C++) threads; with one of them imported the process ends with `os._exit` once
+# everything is flushed: a thread pool still alive while C++ runs its static destructors at exit aborts the
+# process ("terminate called without an active exception", SIGABRT) after the command has done its work.
+NATIVE_THREADED = ("torch", "trl", "peft", "accelerate", "bitsandbytes", "datasets")
+# Messages of transformers (and the libraries it uses) that say nothing to a dataforge user; silenced in the
+# CLI only (the library, used from Python, keeps them).
+HARMLESS_WARNINGS = (
+    r".*`torch_dtype` is deprecated.*",  # trl/transformers' own argument renames
+    r".*padding_side.*",  # trl pads itself
+    r"None of PyTorch, TensorFlow .* have been found.*",  # data commands never need torch
+    r".*You are using the default legacy behaviour.*",  # sentencepiece tokenizers we do not re-save
+    r".*Special tokens have been added in the vocabulary.*",  # the tokenizer's own added tokens, as shipped
+    r".*generation flags are not valid.*",  # a model's generation_config, irrelevant to training data
+)
+
+
+def _quiet_known_warnings() -> None:
+    """Silence transformers' advisory and info output and the known-harmless warnings (HARMLESS_WARNINGS):
+    what dataforge checks itself it reports itself, in its own words."""
+    import warnings
+
     # transformers advises at import that torch is missing; data commands never need it, and the train
     # command says so itself when it does.
     os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+    for pattern in HARMLESS_WARNINGS:
+        warnings.filterwarnings("ignore", message=pattern)
+
+
+def _filter_transformers_logs() -> None:
+    """The same messages (HARMLESS_WARNINGS) dropped from transformers' log output, for the commands that load
+    tokenizers and models (importing transformers costs a second, so only those)."""
+    import logging
+    import re
+
+    try:
+        from transformers.utils import logging as hf_logging
+    except ImportError:  # rendering says so itself when it needs transformers
+        return
+    harmless = [re.compile(p) for p in HARMLESS_WARNINGS]
+
+    class Harmless(logging.Filter):
+        def filter(self, record: logging.LogRecord) -> bool:
+            return not any(p.match(record.getMessage()) for p in harmless)
+
+    hf_logging.get_logger()  # creates transformers' own handler, which every transformers.* logger reaches
+    for handler in logging.getLogger("transformers").handlers:
+        handler.addFilter(Harmless())
+
+
+def _flag_help_without_bool() -> None:
+    """Flags show no `<bool>` in `--help` (typer prints every option's type, as if a flag took a value)."""
+    from typer.core import TyperOption
+
+    shown = getattr(TyperOption, "display_type_rich", None)
+    if shown is None:  # typer releases before the typed help (our lower bound, 0.16) print no `<bool>`
+        return
+
+    def display_type_rich(self, ctx):
+        return None if self.is_flag and not self.count else shown(self, ctx)
+
+    TyperOption.display_type_rich = display_type_rich
+
+
+_flag_help_without_bool()  # at import: `--help` run through typer's test runner shows the same
+
+
+def main() -> None:
+    """Entry point: run the app; errors about data or recipes are printed without a traceback. The exit is an
+    exit status, never a signal (see NATIVE_THREADED)."""
+    _quiet_known_warnings()
+    try:
+        _main()
+        code = 0
+    except SystemExit as exc:
+        code = exc.code
+    _exit(code)
+
+
+def _exit(code: int | str | None) -> None:
+    """Exit with `code` (SystemExit's meaning: None is 0, text is printed and is 1); with a native-threaded
+    library loaded, flush, run the atexit handlers, and leave with `os._exit` before C++ teardown can abort."""
+    if isinstance(code, str):
+        err.print(code, markup=False, highlight=False)
+        code = 1
+    code = 0 if code is None else int(code)
+    if not any(name in sys.modules for name in NATIVE_THREADED):
+        sys.exit(code)
+    import atexit
+    import logging
+
+    atexit._run_exitfuncs()
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed pipe: nothing more can be said
+            pass
+    os._exit(code)
+
+
+def _main() -> None:
     try:
         try:
             app()  # standalone: usage errors print click's message and exit 2

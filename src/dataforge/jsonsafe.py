@@ -5,13 +5,15 @@ reader segfaults past ~10,000. Both are reached by one crafted line, so every pa
 nesting depth of the bytes first. The check is a byte count when the text holds fewer brackets than the limit (the
 common case, a C-speed `bytes.count`) and an exact, vectorised scan of brackets outside strings otherwise.
 
-`NaN`, `Infinity` and `-Infinity` are accepted by Python's parser but are not JSON (RFC 8259): a row holding one
-would be written back as invalid JSON, so they are refused here with the path of the field that holds them.
+`NaN`, `Infinity` and `-Infinity` are accepted by Python's parser but are not JSON (RFC 8259), and a number such
+as `1e999` overflows to infinity: a row holding one would be written back as invalid JSON, so they are refused here
+with the path of the field that holds them.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 import numpy as np
@@ -75,8 +77,10 @@ def could_exceed(text: str | bytes | bytearray | memoryview, limit: int = MAX_DE
     """False when `text` cannot nest deeper than `limit` (it holds too few brackets); True means scan it."""
     if isinstance(text, str):
         return text.count("[") + text.count("{") > limit
-    data = bytes(text) if isinstance(text, memoryview) else text
-    return data.count(b"[") + data.count(b"{") > limit
+    if isinstance(text, memoryview):  # counted in place: a file's buffer is not copied to be checked
+        data = np.frombuffer(text, dtype=np.uint8)
+        return int(np.count_nonzero(data == _OPEN[0])) + int(np.count_nonzero(data == _OPEN[1])) > limit
+    return text.count(b"[") + text.count(b"{") > limit
 
 
 def depth(text: str | bytes | bytearray | memoryview) -> int:
@@ -123,7 +127,9 @@ def depth(text: str | bytes | bytearray | memoryview) -> int:
     return deepest
 
 
-def check_depth(text: str | bytes | bytearray | memoryview, limit: int = MAX_DEPTH, *, field: str | None = None) -> None:
+def check_depth(
+    text: str | bytes | bytearray | memoryview, limit: int = MAX_DEPTH, *, field: str | None = None
+) -> None:
     """Raise TooDeep when `text` nests deeper than `limit`; cheap for the common shallow text."""
     if could_exceed(text, limit):
         found = depth(text)
@@ -142,6 +148,19 @@ def _refuse(literal: str) -> Any:
     raise NonFinite(literal, None)
 
 
+def _finite_float(literal: str) -> float:
+    # `1e999` is valid JSON text but overflows to infinity, which no JSON writer can write back.
+    value = float(literal)
+    if math.isinf(value):
+        raise NonFinite(literal, None)
+    return value
+
+
+def _marked_float(literal: str) -> float | _Constant:
+    value = float(literal)
+    return _Constant(literal) if math.isinf(value) else value
+
+
 def loads(text: str | bytes | bytearray, *, field: str | None = None, limit: int = MAX_DEPTH) -> Any:
     """`json.loads`, with nesting bounded first and NaN/Infinity refused (naming the field that holds one).
 
@@ -151,9 +170,9 @@ def loads(text: str | bytes | bytearray, *, field: str | None = None, limit: int
     """
     check_depth(text, limit, field=field)
     try:
-        return json.loads(text, parse_constant=_refuse)
+        return json.loads(text, parse_constant=_refuse, parse_float=_finite_float)
     except NonFinite:
-        found = _find_constant(json.loads(text, parse_constant=_Constant), ())
+        found = _find_constant(json.loads(text, parse_constant=_Constant, parse_float=_marked_float), ())
         assert found is not None  # the first parse refused a constant, so the second one holds it
         path, literal = found
         inner = ".".join(str(p) for p in path)

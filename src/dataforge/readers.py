@@ -9,12 +9,20 @@ thing not counted, because they hold no record.
 Compressed text files (`.jsonl.gz`, `.json.zst`, `.csv.bz2`, …) are decompressed in memory first, so lines
 are lines of the decompressed text. Which files a path, folder or glob names is `readers_files`; CSV and TSV
 are `readers_csv`.
+
+Hardening: every file is read into memory once (never memory-mapped: a file cut while mapped kills the process
+with SIGBUS) and the sha256 of those bytes is returned, so the read stage can tell a file that changed after the
+build hashed it. JSON nesting is bounded before any parser sees it (`jsonsafe`; Arrow's reader segfaults past
+~10,000 levels), NaN/Infinity are rejected, and a file that cannot be read at all (not UTF-8, empty, a cut
+Parquet footer, a broken gzip stream) is one `unreadable_file` reject instead of an error for the whole source.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
-import mmap
+import math
+import re
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -23,13 +31,23 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.json as pajson
 import pyarrow.parquet as pq
 
-from . import unmodelled
+from . import jsonsafe, unmodelled
 from .errors import DataError
 from .readers_files import COMPRESSION, SUFFIXES, FileSet, FileType, file_kind, file_type, files_problem, find_files
-from .readers_json import Record, _Broken, _json_array_records, _json_text_records, _jsonl_records
+from .readers_json import (
+    Record,
+    UnreadableFile,
+    _Broken,
+    _json_array_records,
+    _json_text_records,
+    _jsonl_records,
+    excerpt,
+    strip_boms,
+)
 from .rejects import Outcome, empty_rejects, rejects_from_rows
 
 __all__ = [
@@ -78,6 +96,7 @@ class ReadResult:
     records: int  # records found in the file: rows kept + rows rejected
     # Nested fields the format does not model, by path (e.g. `messages[].weight`): values dropped, counted.
     unmodelled: dict[str, int] = field(default_factory=dict)
+    sha256: str | None = None  # of the file's bytes as read (compressed files: before decompression)
 
 
 def resolve_files(pattern: str, root: Path) -> list[Path]:
@@ -86,7 +105,7 @@ def resolve_files(pattern: str, root: Path) -> list[Path]:
     [] when nothing matches; a DataError naming them when some matched files cannot be read.
     """
     found = find_files(pattern, root)
-    if found.unreadable:
+    if found.unreadable or found.outside:
         problem = files_problem(found, pattern, root, key=None)
         assert problem is not None
         raise problem
@@ -100,28 +119,58 @@ def read_file(path: Path, display: str, shape: RowShape, column_map: dict[str, s
     recorded in provenance (relative to the recipe root, so builds are reproducible across checkouts).
     """
     ftype = file_type(path)
-    kind = ftype.kind
     file_shape = _renamed(shape, column_map or {})
-    if kind == "parquet":
-        result = _read_parquet(path, display, file_shape)
-    elif kind == "arrow":
-        result = _read_table(_arrow_table(path, display), display, file_shape)
-    elif kind in ("csv", "tsv"):
-        from .readers_csv import read_csv
-
-        result = read_csv(_file_bytes(path, ftype, display), display, file_shape, "\t" if kind == "tsv" else ",")
-    else:
-        data = _file_bytes(path, ftype, display)
-        fast = kind == "jsonl" and not file_shape.json_columns
-        result = _read_jsonl_fast(data, file_shape) if fast else None
-        if result is None:
-            raw = bytes(data)
-            records = _jsonl_records(raw) if kind == "jsonl" else _json_array_records(raw, display)
-            result = _from_records(records, display, file_shape)
+    raw = _read_bytes(path, display)
+    digest = hashlib.sha256(raw).hexdigest()
+    try:
+        result = _read_buffer(raw, ftype, display, file_shape)
+    except UnreadableFile as exc:
+        result = _unreadable_result(display, file_shape, exc.message)
+    result.sha256 = digest
     if column_map:
         inverse = {v: k for k, v in column_map.items()}
         result.table = result.table.rename_columns([inverse.get(c, c) for c in result.table.column_names])
     return result
+
+
+def _read_buffer(raw: pa.Buffer, ftype: FileType, display: str, shape: RowShape) -> ReadResult:
+    """The records of one file's bytes, by its type."""
+    kind = ftype.kind
+    if kind == "parquet":
+        return _read_table(_parquet_table(raw, display), display, shape)
+    if kind == "arrow":
+        return _read_table(_arrow_table(raw, display, ftype), display, shape)
+    data = _decompressed(raw, ftype, display)
+    if kind in ("csv", "tsv"):
+        from .readers_csv import read_csv
+
+        return read_csv(data, display, shape, "\t" if kind == "tsv" else ",")
+    data = strip_boms(data)
+    fast = kind == "jsonl" and not shape.json_columns
+    result = _read_jsonl_fast(data, shape) if fast else None
+    if result is None:
+        text = bytes(data)
+        records = _jsonl_records(text) if kind == "jsonl" else _json_array_records(text, display)
+        result = _from_records(records, display, shape)
+    return result
+
+
+def _unreadable_result(display: str, shape: RowShape, message: str) -> ReadResult:
+    """One `unreadable_file` reject for a whole file (counted as one record, so the ledger still balances)."""
+    prefix = f"{display}: "
+    why = message[len(prefix) :] if message.startswith(prefix) else message
+    reject = {
+        "file": display,
+        "row": None,
+        "line": None,
+        "stage": "read",
+        "outcome": Outcome.REJECTED.value,
+        "reason": "unreadable_file",
+        "field": None,
+        "message": f"the file cannot be read: {why}",
+        "raw": None,
+    }
+    return ReadResult(_with_provenance(shape.arrow.empty_table(), [], []), rejects_from_rows([reject]), 1)
 
 
 def _renamed(shape: RowShape, column_map: dict[str, str]) -> RowShape:
@@ -156,16 +205,21 @@ def sample_records(path: Path, n: int = 20, display: str | None = None) -> list[
     display = display or str(path)
     ftype = file_type(path)
     kind = ftype.kind
-    if kind == "parquet":
-        pf = pq.ParquetFile(path)
-        if pf.metadata.num_rows == 0:
+    if kind in ("parquet", "arrow"):
+        # A file that cannot be read gives no sample: reading it later makes it one `unreadable_file` reject.
+        try:
+            raw = _read_bytes(path, display)
+            table = _parquet_table(raw, display) if kind == "parquet" else _arrow_table(raw, display, ftype)
+        except DataError:
             return []
-        return next(pf.iter_batches(batch_size=n)).to_pylist()
-    if kind == "arrow":
-        return _arrow_table(path, display).slice(0, n).to_pylist()
+        return _drop_pandas_index(table).slice(0, n).to_pylist()
     size = _HEAD
     while True:
-        head, whole = _head_bytes(path, display, ftype, size)
+        try:
+            head, whole = _head_bytes(path, display, ftype, size)
+        except UnreadableFile:
+            return []
+        head = strip_boms(head)
         if ftype.compression is None:
             _check_not_compressed(head[:8], display, ftype)
         if kind in ("csv", "tsv"):
@@ -177,8 +231,8 @@ def sample_records(path: Path, n: int = 20, display: str | None = None) -> list[
             out = []
             for raw in lines:
                 try:
-                    obj = json.loads(raw)
-                except ValueError:
+                    obj = jsonsafe.loads(raw)  # depth bounded first: a deep line raised RecursionError here
+                except (ValueError, UnicodeDecodeError):
                     continue
                 if isinstance(obj, dict):
                     out.append(obj)
@@ -187,11 +241,14 @@ def sample_records(path: Path, n: int = 20, display: str | None = None) -> list[
         else:
             text = head.decode("utf-8-sig", errors="replace")
             out = []
-            for _, _, value in _json_text_records(text, display):
-                if isinstance(value, dict):
-                    out.append(value)
-                if len(out) >= n:
-                    break
+            try:
+                for _, _, value in _json_text_records(text, display):
+                    if isinstance(value, dict):
+                        out.append(value)
+                    if len(out) >= n:
+                        break
+            except UnreadableFile:
+                return out
         if whole or len(out) >= n:
             return out[:n]
         size *= 8
@@ -204,12 +261,14 @@ def column_names(path: Path) -> list[str] | None:
         if kind == "parquet":
             return pq.read_schema(path).names
         if kind == "arrow" and path.suffix.lower() == ".arrow":
-            source = pa.memory_map(str(path))
+            # Read, not memory-mapped: a mapped file cut meanwhile kills the process (SIGBUS).
+            source = pa.BufferReader(_read_bytes(path, str(path)))
             try:
                 return pa.ipc.open_stream(source).schema.names
             except pa.ArrowInvalid:
+                source.seek(0)
                 return pa.ipc.open_file(source).schema.names
-    except (pa.ArrowInvalid, OSError):
+    except (pa.ArrowInvalid, OSError, DataError):
         return None
     return None
 
@@ -225,23 +284,37 @@ def _head_bytes(path: Path, display: str, ftype: FileType, size: int) -> tuple[b
     return head, whole
 
 
-def _file_bytes(path: Path, ftype: FileType, display: str) -> memoryview:
-    """The whole file (decompressed when compressed), without a copy when it is not."""
-    if ftype.compression is None:
-        data = _mapped(path)
-        _check_not_compressed(data[:8], display, ftype)
-        return data
+def _read_bytes(path: Path, display: str) -> pa.Buffer:
+    """The file's bytes, read once into memory.
+
+    Not memory-mapped (it was, to save a copy): a mapped file that is truncated while it is read kills the
+    process with SIGBUS; a read returns the bytes there were, which the caller hashes.
+    """
     try:
-        with pa.input_stream(str(path), compression=ftype.compression) as stream:
+        with pa.OSFile(str(path), "r") as fh:
+            return fh.read_buffer()
+    except (OSError, pa.ArrowInvalid) as exc:
+        raise DataError(
+            f"{display}: cannot be read ({exc})", hint="check that the file exists and may be read"
+        ) from None
+
+
+def _decompressed(raw: pa.Buffer, ftype: FileType, display: str) -> memoryview:
+    """A text file's bytes, decompressed when its name says it is compressed."""
+    if ftype.compression is None:
+        _check_not_compressed(raw[:8].to_pybytes(), display, ftype)
+        return memoryview(raw)
+    try:
+        with pa.input_stream(raw, compression=ftype.compression) as stream:
             return memoryview(stream.read_buffer())
     except (OSError, pa.ArrowInvalid) as exc:
-        raise _unreadable_compressed(path, display, ftype, exc) from None
+        raise _unreadable_compressed(Path(display), display, ftype, exc) from None
 
 
 def _unreadable_compressed(path: Path, display: str, ftype: FileType, exc: Exception) -> DataError:
     if ftype.compression is None:
         return DataError(f"{display}: cannot be read ({exc})", hint="check that the file exists and may be read")
-    return DataError(
+    return UnreadableFile(
         f"{display}: not readable as {ftype.compression}-compressed data ({exc})",
         hint=f"check that the file is complete and really {ftype.compression} (its name says so)",
     )
@@ -268,18 +341,6 @@ def _check_not_compressed(head: bytes | memoryview, display: str, ftype: FileTyp
 # --- fast paths ---------------------------------------------------------------------------------
 
 
-def _mapped(path: Path) -> memoryview:
-    """The file's bytes, memory-mapped: read from the page cache without a copy.
-
-    Reading a large file into a fresh `bytes` costs a copy and, on VMs, the kernel's zeroing of every new
-    page, which measured as much as the JSON parse itself.
-    """
-    with path.open("rb") as fh:
-        if fh.seek(0, 2) == 0:
-            return memoryview(b"")
-        return memoryview(mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ))
-
-
 def _read_jsonl_fast(data: bytes | memoryview, shape: RowShape) -> ReadResult | None:
     """The whole file through Arrow's JSON reader, or None when Arrow refuses it."""
     if data[:3] == b"\xef\xbb\xbf":
@@ -290,6 +351,10 @@ def _read_jsonl_fast(data: bytes | memoryview, shape: RowShape) -> ReadResult | 
     # Only files whose every record opens an object go to Arrow: a `null` first line crashes pyarrow's
     # reader (segfault, pyarrow 26), and a later `null` line becomes an all-null row instead of a reject.
     if not (first == ord("{")).all():
+        return None
+    # Arrow's reader segfaults on JSON nested ~10,000 deep: a file with a line nested deeper than the limit goes
+    # record by record, where that line becomes a `too_deep` reject.
+    if _too_deep_lines(data, lines):
         return None
     try:
         table = pajson.read_json(
@@ -309,6 +374,9 @@ def _read_jsonl_fast(data: bytes | memoryview, shape: RowShape) -> ReadResult | 
     # (ISO dates become timestamps, objects gain the keys of other rows as nulls) read them carefully.
     if not all(_json_faithful(f.type) for f in extras):
         return None
+    # Arrow reads `NaN`/`Infinity` as floats; they are not JSON: record by record they become rejects.
+    if _has_non_finite(table):
+        return None
     missing = [f.name for f in shape.arrow if f.name not in table.column_names]
     for name in missing:
         table = table.append_column(name, pa.nulls(table.num_rows, shape.arrow.field(name).type))
@@ -318,6 +386,44 @@ def _read_jsonl_fast(data: bytes | memoryview, shape: RowShape) -> ReadResult | 
         table.num_rows,
         dict(unmodelled.in_arrays(table, shape.arrow)),
     )
+
+
+def _too_deep_lines(data: bytes | memoryview, lines: np.ndarray) -> bool:
+    """Whether some line of a JSON Lines buffer nests deeper than `jsonsafe.MAX_DEPTH`.
+
+    Cheap: a line with fewer opening brackets than the limit cannot be too deep (brackets are found with one
+    vectorised pass per bracket); only lines holding more are scanned exactly (`jsonsafe.depth`).
+    """
+    buf = np.frombuffer(data, dtype=np.uint8)
+    opens = np.concatenate((_newlines(buf, ord("[")), _newlines(buf, ord("{"))))
+    if len(opens) <= jsonsafe.MAX_DEPTH:
+        return False
+    newlines = _newlines(buf)
+    per_line = np.bincount(np.searchsorted(newlines, opens), minlength=len(newlines) + 1)
+    starts = np.concatenate(([0], newlines + 1))
+    ends = np.concatenate((newlines, [len(buf)]))
+    for i in np.flatnonzero(per_line > jsonsafe.MAX_DEPTH):
+        if jsonsafe.depth(data[starts[i] : ends[i]]) > jsonsafe.MAX_DEPTH:
+            return True
+    return False
+
+
+def _has_non_finite(table: pa.Table) -> bool:
+    """Whether any floating-point value anywhere in the table (nested too) is NaN or ±Infinity."""
+    return any(_array_non_finite(col) for col in table.columns)
+
+
+def _array_non_finite(arr: pa.Array | pa.ChunkedArray) -> bool:
+    typ = arr.type
+    if pa.types.is_floating(typ):
+        return pc.any(pc.invert(pc.is_finite(arr))).as_py() or False
+    if isinstance(arr, pa.ChunkedArray):
+        return any(_array_non_finite(chunk) for chunk in arr.chunks)
+    if pa.types.is_list(typ) or pa.types.is_large_list(typ):
+        return _array_non_finite(arr.flatten())
+    if pa.types.is_struct(typ):
+        return any(_array_non_finite(arr.field(i)) for i in range(typ.num_fields))
+    return False
 
 
 def _json_faithful(typ: pa.DataType) -> bool:
@@ -378,31 +484,58 @@ def _newlines(buf: np.ndarray, byte: int = 0x0A) -> np.ndarray:
     return np.concatenate(found)
 
 
-def _read_parquet(path: Path, display: str, shape: RowShape) -> ReadResult:
+def _parquet_table(raw: pa.Buffer, display: str) -> pa.Table:
+    """A Parquet file's table from its bytes; an UnreadableFile saying what is wrong otherwise."""
     try:
-        table = pq.read_table(path)
-    except (pa.ArrowInvalid, OSError) as exc:
-        raise DataError(f"{display}: not a readable Parquet file ({exc})") from None
-    return _read_table(table, display, shape)
+        return _drop_pandas_index(pq.read_table(pa.BufferReader(raw)))
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OSError) as exc:
+        if raw.size < 12 or raw[raw.size - 4 :].to_pybytes() != b"PAR1":
+            why = f"Parquet footer missing or cut (file ends at byte {raw.size})"
+        else:
+            why = f"not a readable Parquet file ({exc})"
+        raise UnreadableFile(f"{display}: {why}", hint="write the file again, completely") from None
 
 
-def _arrow_table(path: Path, display: str) -> pa.Table:
+_PANDAS_INDEX = re.compile(r"__index_level_\d+__")
+
+
+def _drop_pandas_index(table: pa.Table) -> pa.Table:
+    """The table without the index columns pandas writes (`__index_level_0__`, or an unnamed index it lists in
+    its `pandas` schema metadata): they are row numbers, not data, and leaked into converted output."""
+    drop = {name for name in table.column_names if _PANDAS_INDEX.fullmatch(name)}
+    meta = (table.schema.metadata or {}).get(b"pandas")
+    if meta:
+        try:
+            info = json.loads(meta)
+            named = {c.get("field_name"): c.get("name") for c in info.get("columns", []) if isinstance(c, dict)}
+            for col in info.get("index_columns", []):
+                # An index with a name (`df.set_index("id")`) is real data; an unnamed one is row numbers.
+                if isinstance(col, str) and named.get(col) is None:
+                    drop.add(col)
+        except (ValueError, AttributeError):
+            pass  # metadata that is not pandas': nothing to drop by it
+    drop &= set(table.column_names)
+    return table.drop_columns(sorted(drop)) if drop else table
+
+
+def _arrow_table(raw: pa.Buffer, display: str, ftype: FileType | None = None) -> pa.Table:
     """An Arrow IPC stream (`datasets` writes these: data-00000-of-00001.arrow), IPC file or Feather file."""
     try:
-        if path.suffix.lower() == ".feather":
-            import pyarrow.feather as feather
-
-            return feather.read_table(path, memory_map=True)
-        source = pa.memory_map(str(path))
         try:
-            return pa.ipc.open_stream(source).read_all()
+            table = pa.ipc.open_stream(pa.BufferReader(raw)).read_all()
         except pa.ArrowInvalid:
-            return pa.ipc.open_file(source).read_all()
-    except (pa.ArrowInvalid, OSError) as exc:
-        raise DataError(
+            try:
+                table = pa.ipc.open_file(pa.BufferReader(raw)).read_all()
+            except pa.ArrowInvalid:
+                import pyarrow.feather as feather  # Feather v1 (v2 is the IPC file format)
+
+                table = feather.read_table(pa.BufferReader(raw))
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OSError) as exc:
+        raise UnreadableFile(
             f"{display}: not a readable Arrow IPC (stream or file) or Feather file ({exc})",
             hint="`datasets.Dataset.save_to_disk` folders are read as they are; other .arrow files must be Arrow IPC",
         ) from None
+    return _drop_pandas_index(table)
 
 
 def _read_table(
@@ -414,6 +547,12 @@ def _read_table(
     n = table.num_rows
     rows = np.arange(n) if rows is None else rows
     line_list = [None] * n if lines is None else [int(x) for x in lines]
+    # Nesting needs no check here: Parquet refuses schemas deeper than 100 levels and Arrow IPC deeper than ~64
+    # (that file is one `unreadable_file` reject), both below jsonsafe.MAX_DEPTH.
+    table = _missing_floats_as_null(table, shape)
+    if _has_non_finite(table):  # NaN/Infinity have no JSON spelling: those rows become rejects, one by one
+        records = list(zip(rows.tolist(), line_list, table.to_pylist(), strict=True))
+        return _validated_records(records, display, shape, check_numbers=True)
     if shape.json_columns:
         return _from_records(zip(rows.tolist(), line_list, table.to_pylist(), strict=True), display, shape)
     try:
@@ -429,6 +568,21 @@ def _read_table(
     return ReadResult(
         _finish(fitted, shape, rows, lines), empty_rejects(), n, dict(unmodelled.in_arrays(table, shape.arrow))
     )
+
+
+def _missing_floats_as_null(table: pa.Table, shape: RowShape) -> pa.Table:
+    """`table` with NaN in top-level float columns the format does not model read as null.
+
+    pandas writes a missing value in a float column as NaN, so a Parquet file saved from a DataFrame holds NaN
+    wherever a `score` or `rating` was absent: that is a missing value, carried as JSON null, not a bad row. A
+    NaN or infinity in a column the format models (a `weight`), or nested inside one, still rejects the row."""
+    modelled = set(shape.arrow.names)
+    for i, f in enumerate(table.schema):
+        if f.name not in modelled and pa.types.is_floating(f.type):
+            column = table.column(i)
+            if pc.any(pc.is_nan(column)).as_py():
+                table = table.set_column(i, f, pc.if_else(pc.is_nan(column), pa.scalar(None, f.type), column))
+    return table
 
 
 def _castable(source: pa.DataType, target: pa.DataType) -> bool:
@@ -520,8 +674,11 @@ def _from_records(records, display: str, shape: RowShape) -> ReadResult:
     return _validated_records(records, display, shape)
 
 
-def _validated_records(records: list[Record], display: str, shape: RowShape) -> ReadResult:
-    """Validate records one by one against the format's JSON Schema; keep the good, reject the rest."""
+def _validated_records(records: list[Record], display: str, shape: RowShape, check_numbers: bool = False) -> ReadResult:
+    """Validate records one by one against the format's JSON Schema; keep the good, reject the rest.
+
+    `check_numbers`: look for NaN/Infinity floats in each record (records from Parquet/Arrow; parsed JSON
+    cannot hold them, `jsonsafe` refused them)."""
     from jsonschema import Draft202012Validator
 
     validator = Draft202012Validator(shape.json_schema)
@@ -535,7 +692,7 @@ def _validated_records(records: list[Record], display: str, shape: RowShape) -> 
     count = 0
     for row, line, value in records:
         count += 1
-        problem = _record_problem(value, validator, shape)
+        problem = _record_problem(value, validator, shape, check_numbers)
         if problem is not None:
             reason, field, message, raw = problem
             bad.append(
@@ -568,19 +725,30 @@ def _validated_records(records: list[Record], display: str, shape: RowShape) -> 
     return ReadResult(table, rejects_from_rows(bad) if bad else empty_rejects(), count, dict(found))
 
 
-def _record_problem(value: Any, validator, shape: RowShape) -> tuple[str, str | None, str, str] | None:
-    """(reason, field, message, raw) when a parsed record cannot be used, else None."""
+def _record_problem(
+    value: Any, validator, shape: RowShape, check_numbers: bool = False
+) -> tuple[str, str | None, str, str | None] | None:
+    """(reason, field, message, raw) when a parsed record cannot be used, else None.
+
+    Nesting needs no check here: parsed records went through `jsonsafe` and Parquet/Arrow values nest at most
+    100 levels (their readers' limits), below `jsonsafe.MAX_DEPTH`."""
     if isinstance(value, _Broken):
-        return value.reason, value.field, value.message, value.raw
-    raw = json.dumps(value, ensure_ascii=False)
+        return value.reason, value.field, value.message, excerpt(value.raw)
+    constant = _non_finite_path(value) if check_numbers else None
+    if constant is not None:
+        where, number = constant
+        bad = jsonsafe.NonFinite(number, _field_path(where))
+        return bad.reason, bad.field, bad.message, excerpt(json.dumps(value, ensure_ascii=False, default=str))
+    full = json.dumps(value, ensure_ascii=False, default=str)
+    raw = excerpt(full)  # capped: a huge bad record must not land whole in the report
     try:
-        raw.encode("utf-8")
+        full.encode("utf-8")
     except UnicodeEncodeError as exc:  # a lone surrogate escape: no Arrow string can hold it
         return (
             "invalid_unicode",
             None,
-            f"a string holds a lone surrogate ({raw[exc.start]!r}), which is not valid Unicode; fix the escape",
-            json.dumps(value),
+            f"a string holds a lone surrogate ({full[exc.start]!r}), which is not valid Unicode; fix the escape",
+            excerpt(json.dumps(value, default=str)),
         )
     if not isinstance(value, dict):
         return "not_an_object", None, f"expected a JSON object per record, found {_json_type(value)}", raw
@@ -594,6 +762,20 @@ def _record_problem(value: Any, validator, shape: RowShape) -> tuple[str, str | 
         missing = [k for k in error.validator_value if k not in error.instance and repr(k) in error.message]
         path += missing[:1]
     return "schema_violation", _field_path(path), _schema_message(error), raw
+
+
+def _non_finite_path(value: Any) -> tuple[list[Any], str] | None:
+    """(path, `NaN`/`Infinity`/`-Infinity`) of the first non-finite float in a Python value, else None."""
+    stack: list[tuple[Any, list[Any]]] = [(value, [])]
+    while stack:
+        item, where = stack.pop()
+        if isinstance(item, float) and not math.isfinite(item):
+            return where, "NaN" if math.isnan(item) else ("Infinity" if item > 0 else "-Infinity")
+        if isinstance(item, dict):
+            stack.extend((v, [*where, k]) for k, v in reversed(list(item.items())))
+        elif isinstance(item, (list, tuple)):
+            stack.extend((v, [*where, i]) for i, v in reversed(list(enumerate(item))))
+    return None
 
 
 def _json_type(value: Any) -> str:

@@ -10,6 +10,7 @@ Python's `csv` module instead, row by row, with the same rejects.
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
 import json
@@ -21,9 +22,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
-from .errors import DataError
+from . import jsonsafe
 from .readers import BLOCK_SIZE, ReadResult, RowShape, _from_records, _newlines, _read_table, _with_provenance
-from .readers_json import Record, _Broken
+from .readers_json import Record, UnreadableFile, _Broken, excerpt, strip_boms
 from .rejects import Outcome, concat_rejects, empty_rejects, rejects_from_rows
 
 _NL, _CR, _QUOTE = 0x0A, 0x0D, 0x22
@@ -31,6 +32,7 @@ _NL, _CR, _QUOTE = 0x0A, 0x0D, 0x22
 
 def read_csv(data: bytes | memoryview, display: str, shape: RowShape, delimiter: str) -> ReadResult:
     """Every row of a CSV (or TSV: `delimiter` tab) file as a raw row; rows that cannot be one as rejects."""
+    data = strip_boms(data)  # a BOM mid-file (concatenated files) would otherwise start a value
     buf = np.frombuffer(data, dtype=np.uint8)
     starts, ends, lines = _physical_records(buf)
     if len(starts) == 0:  # empty, or only blank lines: no header, no records
@@ -65,8 +67,9 @@ def _header(raw: bytes, delimiter: str, display: str, line: int) -> list[str]:
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError:
-        raise DataError(
-            f"{display}:{line}: the header row is not valid UTF-8", hint="re-encode the file as UTF-8"
+        # The whole file is unusable without its header: one `unreadable_file` reject, beside the other files.
+        raise UnreadableFile(
+            f"{display}:{line}: the header row is not valid UTF-8; re-encode the file as UTF-8"
         ) from None
     with _no_field_limit(len(text)):
         names = next(csv.reader(io.StringIO(text, newline=""), delimiter=delimiter), [])
@@ -78,9 +81,9 @@ def _check_header(names: list[str], display: str, line: int) -> None:
     seen: set[str] = set()
     for name in names:
         if name in seen:
-            raise DataError(
-                f"{display}:{line}: the header names the column {name!r} twice",
-                hint="a CSV file's first row names each column once; rename one of them",
+            raise UnreadableFile(
+                f"{display}:{line}: the header names the column {name!r} twice; a CSV file's first row names each "
+                "column once, so rename one of them"
             )
         seen.add(name)
 
@@ -97,6 +100,12 @@ def _read_fast(
 ) -> ReadResult | None:
     """The file through Arrow's CSV reader, or None when Arrow refuses it or its records do not add up."""
     bad: list[tuple[int | None, int]] = []
+    try:
+        # Arrow decodes an invalid row's text before handing it to `invalid`: with a non-UTF-8 byte there it
+        # prints "Exception ignored … UnicodeDecodeError" to stderr and goes on. Such files take the careful path.
+        codecs.utf_8_decode(data, "strict", True)
+    except UnicodeDecodeError:
+        return None
 
     def invalid(row: pacsv.InvalidRow) -> str:
         bad.append((row.number, row.actual_columns))
@@ -151,7 +160,7 @@ def _reject(display: str, row: int, line: int, message: str, raw: str) -> dict[s
         "reason": "invalid_csv",
         "field": None,
         "message": message,
-        "raw": raw,
+        "raw": excerpt(raw),
     }
 
 
@@ -207,12 +216,17 @@ def _record(cells: list[str], header: list[str], shape: RowShape, delimiter: str
         if value == "" and not pa.types.is_string(typ):
             record[name] = None  # an empty cell where a list, object or boolean belongs: absent
         elif name in shape.json_columns:
-            record[name] = _maybe_json(value)
+            try:
+                record[name] = _maybe_json(value)
+            except jsonsafe.JsonValueError as exc:  # too deep, or NaN: a reject naming the column
+                return _Broken(exc.reason, exc.message, json.dumps(record, ensure_ascii=False), name)
         elif pa.types.is_boolean(typ):
             record[name] = {"true": True, "false": False, "1": True, "0": False}.get(value.strip().lower(), value)
         elif not pa.types.is_string(typ):
             try:
-                record[name] = json.loads(value)
+                record[name] = jsonsafe.loads(value, field=name)
+            except jsonsafe.JsonValueError as exc:  # too deep, or NaN: a reject naming the column
+                return _Broken(exc.reason, exc.message, json.dumps(record, ensure_ascii=False), name)
             except ValueError:
                 what = "a list" if pa.types.is_list(typ) else "an object" if pa.types.is_struct(typ) else str(typ)
                 return _Broken(
@@ -225,10 +239,15 @@ def _record(cells: list[str], header: list[str], shape: RowShape, delimiter: str
 
 
 def _maybe_json(value: str) -> Any:
-    """A cell's JSON value when it holds a JSON array or object, else the text itself."""
+    """A cell's JSON value when it holds a JSON array or object, else the text itself.
+
+    Raises `jsonsafe.JsonValueError` when the JSON is nested too deep or holds NaN/Infinity (not JSON text
+    that happens to start with a bracket: a value that must not be used)."""
     if value[:1] in ("[", "{"):
         try:
-            return json.loads(value)
+            return jsonsafe.loads(value)
+        except jsonsafe.JsonValueError:
+            raise
         except ValueError:
             return value
     return value
@@ -250,7 +269,10 @@ def sample_csv(head: bytes, whole: bool, delimiter: str, n: int) -> list[dict[st
         if header is None:
             header = cells
         elif len(cells) == len(header):
-            out.append({k: _maybe_json(v) for k, v in zip(header, cells, strict=True)})
+            try:
+                out.append({k: _maybe_json(v) for k, v in zip(header, cells, strict=True)})
+            except jsonsafe.JsonValueError:
+                continue  # a row that will be a reject when read
             if len(out) >= n:
                 break
     return out

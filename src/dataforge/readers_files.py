@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
+from .engine.builddir import MARKER as BUILD_MARKER
 from .errors import DataError
 
 # Suffix → kind. Text formats may be compressed (`.jsonl.gz`); the compound suffixes are listed too, so that
@@ -151,6 +152,10 @@ class FileSet:
     skipped: list[tuple[Path, str]] = field(default_factory=list)  # (file or hidden folder, why)
     unreadable: list[tuple[Path, str]] = field(default_factory=list)  # (file, what it is and what to do)
     looked_for: Path | None = None  # the absolute path or glob searched
+    # (file, where it leads): files that resolve (through links or `..`) outside the recipe's root. Why: a
+    # recipe from a pull request must not copy a secret file's lines into rejects and reports.
+    outside: list[tuple[Path, Path]] = field(default_factory=list)
+    root: Path | None = None  # the root that `outside` is judged against; None: not judged
 
     def _add(self, path: Path, rel: Path) -> None:
         why = skip_reason(rel)
@@ -159,9 +164,17 @@ class FileSet:
             return
         problem = unreadable(path) if path.exists() else "a broken link: the file it points to does not exist"
         if problem is None:
-            self.files.append(path)
+            self._take(path)
         else:
             self.unreadable.append((path, problem))
+
+    def _take(self, path: Path) -> None:
+        """Read `path`, unless it resolves outside the root being enforced (then it is listed in `outside`)."""
+        target = Path(os.path.realpath(path))
+        if self.root is not None and not _inside(target, self.root):
+            self.outside.append((path, target))
+        else:
+            self.files.append(path)
 
     def _walk(self, folder: Path) -> None:
         """Every file below `folder`; linked folders are followed, each real folder once, except links to a
@@ -178,6 +191,10 @@ class FileSet:
             keep = []
             for d in sorted(dirnames):
                 target = os.path.realpath(here / d)
+                if (here / d / BUILD_MARKER).is_file():
+                    # A dataforge build folder (`data/processed/<name>` below `from: data`): its outputs are not
+                    # source data, and its housekeeping files would be named as skipped on every build.
+                    continue
                 if _hidden_dir(d):
                     self.skipped.append((here / d, "hidden folder (not searched)"))
                 elif top == target or top.startswith(target + os.sep):
@@ -193,19 +210,28 @@ class FileSet:
         self.files = sorted(set(self.files))
         self.skipped = sorted(set(self.skipped))
         self.unreadable = sorted(set(self.unreadable))
+        self.outside = sorted(set(self.outside))
 
 
-def find_files(pattern: str, root: Path) -> FileSet:
+def _inside(target: Path, root: Path) -> bool:
+    """Whether the resolved `target` is `root` or below it (`root` already resolved)."""
+    return target == root or root in target.parents
+
+
+def find_files(pattern: str, root: Path, allow_outside_root: bool = False) -> FileSet:
     """The files named by a path, a folder (every file below it) or a glob, sorted, by the folder rule.
 
     A path to one file is read whatever its name (when its type is readable). In a folder, and among a glob's
     matches, hidden files and folders, dataset metadata (`dataset_info.json`, `state.json`,
     `dataset_dict.json`), documentation (README, LICENSE, *.md) and media files are skipped and named; any
     other file dataforge does not read is listed in `unreadable`.
+
+    Every file found is resolved (links, `..`); one that leads outside `root` is listed in `outside` (and
+    `files_problem` refuses it) unless `allow_outside_root`. Absolute paths count as outside unless under root.
     """
     base = Path(pattern)
     path = base if base.is_absolute() else root / base
-    found = FileSet(looked_for=path)
+    found = FileSet(looked_for=path, root=None if allow_outside_root else Path(os.path.realpath(root)))
     if path.is_dir():
         found._walk(path)
     elif any(ch in pattern for ch in "*?["):
@@ -220,7 +246,7 @@ def find_files(pattern: str, root: Path) -> FileSet:
     elif path.is_file():
         problem = unreadable(path)
         if problem is None:
-            found.files.append(path)
+            found._take(path)
         else:
             found.unreadable.append((path, problem))
     found._sort()
@@ -259,6 +285,15 @@ def files_problem(
     target = found.looked_for or Path(pattern)
     is_glob = any(ch in pattern for ch in "*?[")
     relative = "" if Path(pattern).is_absolute() else f"; relative paths resolve against {root}"
+    if found.outside:
+        listed = "; ".join(f"{shown(p, root)} leads to {real}" for p, real in found.outside[:8])
+        more = f"; and {len(found.outside) - 8} more" if len(found.outside) > 8 else ""
+        who = f"{what} reads" if what else f"{named} names"
+        return DataError(
+            f"{who} {_files(len(found.outside))} outside the recipe's root {os.path.realpath(root)}: {listed}{more}",
+            hint="move the data below the recipe's folder, or set `allow_outside_root: true` on the source if "
+            "reading there is intended",
+        )
     if found.unreadable:
         if not is_glob and not target.is_dir():
             path, why = found.unreadable[0]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -16,6 +17,7 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fie
 
 from . import formats
 from .errors import RecipeError
+from .quality.policy import LangRule, Quality
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 
@@ -79,6 +81,11 @@ class Source(_Section):
     max_rows: Annotated[int, Field(gt=0)] | None = Field(
         default=None, description="Read at most this many records (in file order)."
     )
+    allow_outside_root: bool = Field(
+        default=False,
+        description="Read files that resolve (through links, `..` or an absolute path) outside the recipe's root; "
+        "refused by default.",
+    )
     reasoning: ReasoningPolicy | None = Field(
         default=None, description="This source's reasoning policy; default: the recipe's `reasoning`."
     )
@@ -114,9 +121,10 @@ class Source(_Section):
         check_uri(value)
         return value
 
-    @field_validator("token_env")
+    # `before`: runs ahead of the pattern check, whose error would echo the value (a token, maybe).
+    @field_validator("token_env", mode="before")
     @classmethod
-    def _not_a_token(cls, value: str | None) -> str | None:
+    def _not_a_token(cls, value: Any) -> str | None:
         from .hub.uris import check_token_env
 
         return check_token_env(value)
@@ -251,6 +259,29 @@ class Outputs(_Section):
         description="Exports of train/validation: a trainer (trl, llamafactory, ms-swift, axolotl) or any format.",
     )
 
+    @field_validator("dir")
+    @classmethod
+    def _own_folder(cls, value: str | None) -> str | None:
+        """Refuse a build dir that is the filesystem root, the recipe's root or a folder above it.
+
+        Why: a build there would overwrite and mix with the project's own files. What the path resolves to
+        (an absolute ancestor, a symlink) is checked again when the build takes the folder."""
+        import posixpath
+
+        if value is None:
+            return None
+        if not value.strip():
+            raise ValueError("empty; leave it out for data/processed/<name>")
+        norm = posixpath.normpath(value.replace("\\", "/"))
+        if posixpath.isabs(norm) and norm.strip("/") == "":
+            raise ValueError(f"{value!r} is the filesystem root; a build needs a folder of its own")
+        if not posixpath.isabs(norm) and all(part in (".", "..") for part in norm.split("/")):
+            raise ValueError(
+                f"{value!r} is the recipe's root or a folder above it; a build needs a folder of its "
+                "own, e.g. data/processed/<name>"
+            )
+        return value
+
     @field_validator("exports")
     @classmethod
     def _known_exports(cls, value: list[str]) -> list[str]:
@@ -279,6 +310,26 @@ class Unrendered(_Section):
     )
 
 
+class Pack(_Section):
+    """Packing of a target's rendered SFT rows: whole rows into packed rows of at most `max_length` tokens, with
+    labels -100 at every row's first token, position_ids restarting per row and the row lengths
+    (`seq_lengths`), as trl's padding-free training takes them (see the README's Training)."""
+
+    max_length: Annotated[int, Field(gt=0)] | None = Field(
+        default=None, description="Tokens per packed row; default: the target's max_length."
+    )
+    strategy: Literal["bfd", "greedy", "none"] = Field(
+        default="bfd",
+        description="`bfd`: best-fit decreasing (trl's bins); `greedy`: first-fit in row order; `none`: one row "
+        "per packed row (padding-free batches without packing).",
+    )
+    drop_longer: bool = Field(
+        default=True,
+        description="Rows longer than max_length (never split): leave them out, as rejects `too_long_to_pack`, "
+        "or fail the build.",
+    )
+
+
 class RenderTarget(_Section):
     """A model to render for: its tokenizer and chat template, length limit and training policy."""
 
@@ -304,11 +355,23 @@ class RenderTarget(_Section):
         description="Trained turns whose tool calls or reasoning the template does not render: reject or keep.",
     )
     trust_remote_code: bool = Field(default=False, description="Allow the tokenizer's own Python code to run.")
+    pack: Pack | None = Field(
+        default=None,
+        description="Pack the rendered SFT rows (rendered/<name>/packed_{train,val}.parquet); `dataforge train` "
+        "then trains on them, padding-free.",
+    )
     workers: Annotated[int, Field(gt=0)] | None = Field(
         default=None, description="Processes to render with; default: the machine's cores (at most 8)."
     )
     keep_share: Annotated[float, Field(gt=0, le=1)] = Field(
         default=0.99, description="Share of rows the suggested max_length keeps."
+    )
+    template_timeout_s: Annotated[float, Field(gt=0, le=3600)] = Field(
+        default=10.0,
+        description="Seconds the chat template may take to render one row (all its renders together); a row "
+        "that takes longer is rejected `template_timeout` (a template that loops without end) and the others go "
+        "on. A rendering longer than 10,000,000 characters, or a `*`, `+` or `**` in the template building a "
+        "value that big, is rejected `template_output_too_large`.",
     )
 
 
@@ -337,6 +400,19 @@ class Checks(_Section):
     )
     max_length_p99: Annotated[int, Field(gt=0)] | None = Field(
         default=None, description="Most tokens at the 99th percentile of row length, per target."
+    )
+    min_packing_efficiency: Annotated[float, Field(ge=0, le=1)] | None = Field(
+        default=None,
+        description="Least share of packed capacity filled with tokens, per target that packs (`pack:`).",
+    )
+    max_pii_rate: Annotated[float, Field(ge=0, le=1)] | None = Field(
+        default=None,
+        description="Most rows with PII found (before redaction) per row reaching the quality stage, in total and "
+        "per source; needs `quality:`.",
+    )
+    min_lang_share: dict[str, Annotated[float, Field(ge=0, le=1)]] | None = Field(
+        default=None,
+        description="Language code → least share of the kept rows' assistant turns in it; needs `quality:`.",
     )
     require_template_checks: bool = Field(
         default=False,
@@ -403,6 +479,11 @@ class Recipe(_Section):
     lint: Lint = Field(default_factory=Lint)
     mix: Mix = Field(default_factory=Mix)
     filters: Filters = Field(default_factory=Filters)
+    quality: Quality | None = Field(  # type: ignore[valid-type]
+        default=None,
+        description="Quality signals per row and role (language, repetition, PII, ratios, refusals); rows breaking "
+        "a threshold are filtered with the signal as reason (README: Quality signals).",
+    )
     dedup: Dedup = Field(default_factory=Dedup)
     split: Split = Field(default_factory=Split)
     outputs: Outputs = Field(default_factory=Outputs)
@@ -459,6 +540,9 @@ def load_recipe(path: str | Path) -> LoadedRecipe:
     """The recipe at `path`, or a RecipeError listing every problem with its line and a hint."""
     path = Path(path)
     try:
+        size = path.stat().st_size
+        if size > MAX_RECIPE_BYTES:  # refused before reading: a recipe is never this big
+            raise RecipeError(str(path), [_too_big(size)])
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise RecipeError(str(path), [_missing_recipe(path)]) from None
@@ -470,6 +554,7 @@ def load_recipe(path: str | Path) -> LoadedRecipe:
 def parse_recipe(text: str, path: Path) -> LoadedRecipe:
     """Validate recipe YAML `text` (from `path`, used for messages and relative paths)."""
     try:
+        _check_shape(text, path)  # size, nesting and aliases, before any node or object is built
         node = yaml.compose(text, Loader=yaml.SafeLoader)
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -493,6 +578,79 @@ def parse_recipe(text: str, path: Path) -> LoadedRecipe:
         raise RecipeError(str(path), [f"line {line}: {msg}" for line, msg in ordered])
     root = (path.parent / recipe.root).resolve()
     return LoadedRecipe(recipe=recipe, path=path.resolve(), root=root)
+
+
+# --- bounds on the YAML itself --------------------------------------------------------------------
+
+# A recipe is a page or two of YAML. These bounds sit far above any real one and far below what hurts: a ~1 KB
+# "billion laughs" alias bomb expands to 10^9 values in the line index and in validation, and a deeply nested
+# document exhausts the stack of PyYAML's recursive composer.
+MAX_RECIPE_BYTES = 1_000_000
+MAX_RECIPE_DEPTH = 64  # nested mappings and lists
+MAX_RECIPE_ALIASES = 100  # `*name` uses; merge keys (`<<: *defaults`) count too
+MAX_RECIPE_VALUES = 100_000  # scalars, mappings and lists once every alias is expanded
+
+
+def _too_big(size: int) -> str:
+    return f"the recipe is {size:,} bytes; a recipe may be at most {MAX_RECIPE_BYTES:,} bytes"
+
+
+def _check_shape(text: str, path: Path) -> None:
+    """Raise a RecipeError (naming the line) when the YAML is too big, too deep or expands too far."""
+    size = len(text.encode("utf-8", "surrogatepass"))
+    if size > MAX_RECIPE_BYTES:
+        raise RecipeError(str(path), [_too_big(size)])
+    try:
+        problem = _shape_problem(yaml.parse(text, Loader=yaml.SafeLoader))
+    except yaml.YAMLError:
+        return  # not valid YAML: the composer says where and why
+    if problem is not None:
+        line, message = problem
+        raise RecipeError(str(path), [f"line {line}: {message}"])
+
+
+def _shape_problem(events: Iterator[yaml.Event]) -> tuple[int, str] | None:
+    """(line, message) for the first event past a bound, or None.
+
+    PyYAML's event stream is produced without recursion and holds no document: the expanded size of every
+    anchored node is counted as its events go by, so an alias costs one addition, never a copy.
+    """
+    depth = aliases = 0
+    sizes: list[int] = [0]  # expanded values in each open mapping/list (itself included); [0] is the stream
+    open_anchors: list[str | None] = []
+    anchors: dict[str, int] = {}  # anchor → expanded values of its node, once the node is complete
+    for event in events:
+        line = event.start_mark.line + 1
+        if isinstance(event, yaml.CollectionStartEvent):
+            depth += 1
+            if depth > MAX_RECIPE_DEPTH:
+                return line, f"nested more than {MAX_RECIPE_DEPTH} levels deep (mappings and lists); a recipe needs few"
+            sizes.append(1)
+            open_anchors.append(event.anchor)
+            continue
+        if isinstance(event, yaml.CollectionEndEvent):
+            depth -= 1
+            count, anchor = sizes.pop(), open_anchors.pop()
+        elif isinstance(event, yaml.AliasEvent):
+            aliases += 1
+            if aliases > MAX_RECIPE_ALIASES:
+                return line, f"more than {MAX_RECIPE_ALIASES} aliases (`*name`); a recipe needs a few"
+            if event.anchor in open_anchors:
+                return line, f"alias *{event.anchor} is used inside the node it names (a recursive alias)"
+            count, anchor = anchors.get(event.anchor, 0), None  # an undefined alias: the composer reports it
+        elif isinstance(event, yaml.ScalarEvent):
+            count, anchor = 1, event.anchor
+        else:
+            continue
+        if anchor is not None:
+            anchors[anchor] = count
+        sizes[-1] += count
+        if sum(sizes) > MAX_RECIPE_VALUES:
+            return line, (
+                f"aliases expand the recipe to more than {MAX_RECIPE_VALUES:,} values (an alias bomb?); "
+                "write the values out, or nest fewer aliases"
+            )
+    return None
 
 
 # --- error reporting -----------------------------------------------------------------------------
@@ -537,6 +695,8 @@ _FIELDS_OF: dict[str, type[BaseModel]] = {
     "mix": Mix,
     "lint": Lint,
     "filters": Filters,
+    "quality": Quality,
+    "lang": LangRule,
     "dedup": Dedup,
     "near": NearDedup,
     "split": Split,
@@ -568,6 +728,8 @@ def _describe(err: dict[str, Any], lines: dict[tuple[Any, ...], int], data: dict
         return line, f"{where}: required but missing"
     message = err["msg"].removeprefix("Value error, ")
     found = err.get("input")
+    if loc[-1:] == ("token_env",):  # what was found there may be a token: never echo it
+        return line, f"{where}: {message}"
     if kind in {"string_pattern_mismatch"}:
         message = f"{found!r} is not a valid name (letters, digits, '_', '.', '-'; starting with a letter or digit)"
     elif kind not in {"value_error"} and not isinstance(found, (dict, list)):

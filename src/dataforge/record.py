@@ -7,12 +7,13 @@ objects, for writers, tests and anything that handles one row at a time. `Exampl
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
 import pyarrow as pa
+
+from . import jsonsafe
 
 
 class Role(StrEnum):
@@ -109,7 +110,7 @@ class Message:
             "content": self.content,
             "reasoning": self.reasoning,
             "tool_calls": [
-                {"id": c.id, "name": c.name, "arguments": json.dumps(c.arguments, ensure_ascii=False)}
+                {"id": c.id, "name": c.name, "arguments": jsonsafe.dumps(c.arguments, ensure_ascii=False)}
                 for c in self.tool_calls
             ]
             or None,
@@ -121,7 +122,7 @@ class Message:
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> Message:
         calls = tuple(
-            ToolCall(name=c["name"], arguments=json.loads(c["arguments"]), id=c.get("id"))
+            ToolCall(name=c["name"], arguments=jsonsafe.loads(c["arguments"]), id=c.get("id"))
             for c in (row.get("tool_calls") or ())
         )
         return cls(
@@ -170,7 +171,7 @@ class Example:
             "id": self.id,
             "kind": self.kind.value,
             "messages": [m.to_row() for m in self.messages],
-            "tools": json.dumps(self.tools, ensure_ascii=False) if self.tools is not None else None,
+            "tools": jsonsafe.dumps(self.tools, ensure_ascii=False) if self.tools is not None else None,
             "chosen": [m.to_row() for m in self.chosen] or None,
             "rejected": [m.to_row() for m in self.rejected] or None,
             "label": self.label,
@@ -179,7 +180,7 @@ class Example:
             "file": self.provenance.file,
             "row": self.provenance.row,
             "line": self.provenance.line,
-            "metadata": json.dumps(self.metadata, ensure_ascii=False) if self.metadata else None,
+            "metadata": jsonsafe.dumps(self.metadata, ensure_ascii=False) if self.metadata else None,
         }
 
     @classmethod
@@ -190,12 +191,12 @@ class Example:
             kind=Kind(row["kind"]),
             provenance=Provenance(row["source"], row["file"], row["row"], row.get("line")),
             messages=tuple(Message.from_row(m) for m in (row.get("messages") or ())),
-            tools=json.loads(row["tools"]) if row.get("tools") else None,
+            tools=jsonsafe.loads(row["tools"]) if row.get("tools") else None,
             chosen=tuple(Message.from_row(m) for m in (row.get("chosen") or ())),
             rejected=tuple(Message.from_row(m) for m in (row.get("rejected") or ())),
             label=row.get("label"),
             text=row.get("text"),
-            metadata=json.loads(row["metadata"]) if row.get("metadata") else {},
+            metadata=jsonsafe.loads(row["metadata"]) if row.get("metadata") else {},
         )
 
 

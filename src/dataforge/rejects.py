@@ -6,6 +6,7 @@ from enum import StrEnum
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 
 class Outcome(StrEnum):
@@ -37,17 +38,40 @@ REJECTS_SCHEMA = pa.schema(
 
 
 def location(row: dict[str, Any]) -> str:
-    """Where a record came from, for people: `file:line`, or `file#row` for files without lines."""
-    return f"{row['file']}:{row['line']}" if row["line"] is not None else f"{row['file']}#{row['row']}"
+    """Where a record came from, for people: `file:line`, or `file#row` for files without lines (just `file` for a
+    reject of a whole file, `unreadable_file`, which has neither)."""
+    if row["line"] is not None:
+        return f"{row['file']}:{row['line']}"
+    return f"{row['file']}#{row['row']}" if row["row"] is not None else str(row["file"])
 
 
 def empty_rejects() -> pa.Table:
     return REJECTS_SCHEMA.empty_table()
 
 
+# Characters of a rejected record's source text kept in `raw` (and so in the reports): a huge bad line must not
+# land whole in rejects.parquet, report.json and report.html. The readers cut at the same limit.
+RAW_LIMIT = 2000
+
+
+def capped_raw(table: pa.Table) -> pa.Table:
+    """`table` (in REJECTS_SCHEMA) with every `raw` longer than RAW_LIMIT cut, saying how much was left out."""
+    raw = table["raw"]
+    if table.num_rows == 0 or raw.null_count == table.num_rows:
+        return table
+    longest = pc.max(pc.utf8_length(raw)).as_py()
+    if longest is None or longest <= RAW_LIMIT + 40:  # an excerpt already cut by a reader stays as it is
+        return table
+    cut = [
+        t if t is None or len(t) <= RAW_LIMIT + 40 else f"{t[:RAW_LIMIT]}… [{len(t) - RAW_LIMIT} more characters]"
+        for t in raw.to_pylist()
+    ]
+    return table.set_column(table.schema.get_field_index("raw"), "raw", pa.array(cut, pa.string()))
+
+
 def rejects_from_rows(rows: list[dict[str, Any]]) -> pa.Table:
-    """A rejects table from dicts holding any subset of REJECTS_SCHEMA's fields."""
-    return pa.Table.from_pylist(rows, schema=REJECTS_SCHEMA)
+    """A rejects table from dicts holding any subset of REJECTS_SCHEMA's fields (`raw` capped)."""
+    return capped_raw(pa.Table.from_pylist(rows, schema=REJECTS_SCHEMA))
 
 
 def rejects_from_examples(
@@ -96,7 +120,7 @@ def concat_rejects(tables: list[pa.Table]) -> pa.Table:
     tables = [t for t in tables if t.num_rows]
     if not tables:
         return empty_rejects()
-    return pa.concat_tables([_conform(t) for t in tables]).combine_chunks()
+    return capped_raw(pa.concat_tables([_conform(t) for t in tables]).combine_chunks())
 
 
 def _conform(table: pa.Table) -> pa.Table:

@@ -212,3 +212,30 @@ def test_recipe_errors_name_the_line():
         "line 6: dedup.near.threshold" in problems
         and "dedup.near.ngrams: unknown key (did you mean `ngram`?)" in problems
     )
+
+
+def test_near_dedup_compares_rows_of_the_same_kind_only():
+    """A KTO row made from a DPO pair says the same thing as the pair but trains something else: both stay.
+    Two copies of the KTO row are still duplicates (issue 19)."""
+    from dataforge.record import Kind, Message, Provenance, Role
+
+    question, good, bad = "Q " + answer(7, 20), answer(8), answer(9)
+
+    def row(i: int, kind: Kind, **more) -> Example:
+        where = Provenance("s", "s.jsonl", i, i + 1)
+        return Example(id=f"s:{i}", kind=kind, provenance=where, **more)
+
+    dpo = row(
+        0,
+        Kind.PREFERENCE,
+        messages=(Message(Role.USER, question),),
+        chosen=(Message(Role.ASSISTANT, good),),
+        rejected=(Message(Role.ASSISTANT, bad),),
+    )
+    kto = dict(messages=(Message(Role.USER, question), Message(Role.ASSISTANT, good)), label=True)
+    result = run_dedup(table(dpo, row(1, Kind.KTO, **kto), row(2, Kind.KTO, **kto), row(3, Kind.SFT, **kto)))
+    assert result.tables["examples"]["id"].to_pylist() == ["s:0", "s:1", "s:3"]
+    assert removed(result) == [("s:2", "s:1", "exact_duplicate")]
+    near = run_dedup(table(dpo, row(1, Kind.KTO, **kto), row(2, Kind.KTO, messages=kto["messages"], label=False)))
+    assert near.tables["examples"]["id"].to_pylist() == ["s:0", "s:1"]
+    assert [(r[0], r[1], r[2]) for r in removed(near)] == [("s:2", "s:1", "near_duplicate")]

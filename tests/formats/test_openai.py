@@ -7,6 +7,7 @@ import json
 import pytest
 
 from dataforge import formats
+from dataforge.formats.toolids import call_id
 from dataforge.record import Example, Kind, Message, Provenance, Role, ToolCall
 
 OPENAI = formats.get("openai")
@@ -243,6 +244,9 @@ def test_system_message_after_the_first_is_misplaced(write, check):
     )
 
 
+GENERATED = call_id("src:0", "messages", 1, 1)
+
+
 def test_from_examples_keeps_everything():
     calls = (ToolCall(name="f", arguments={"b": 1, "a": [2]}, id="call_9"), ToolCall(name="g", arguments={}))
     written = OPENAI.from_examples(
@@ -271,11 +275,12 @@ def test_from_examples_keeps_everything():
                             "type": "function",
                             "function": {"name": "f", "arguments": '{"b": 1, "a": [2]}'},
                         },
-                        {"id": None, "type": "function", "function": {"name": "g", "arguments": "{}"}},
+                        # No id: one from the example id and the call's place, and the next result answers it.
+                        {"id": GENERATED, "type": "function", "function": {"name": "g", "arguments": "{}"}},
                     ],
                 },
                 {"role": "tool", "content": "r1", "tool_call_id": "call_9"},
-                {"role": "tool", "content": "r2"},
+                {"role": "tool", "content": "r2", "tool_call_id": GENERATED},
                 {"role": "assistant", "content": "done"},
             ],
             "tools": [

@@ -84,6 +84,11 @@ def test_push_with_an_unset_token_variable_stops_before_uploading(hub, project):
     code, _, err = cli(hub, "push", build, "hf://me/x", "--token-env", "PUSH_TOKEN", cwd=root)
     assert code == 2 and "Traceback" not in err
     assert "error: --token-env PUSH_TOKEN: the variable is not set" in err
+    # A token given where the variable's name goes is refused, and not printed.
+    code, out, err = cli(hub, "push", build, "hf://me/x", "--token-env", "hf_FakeToken42", cwd=root)
+    assert code == 2 and "Traceback" not in err
+    assert "error: --token-env: this looks like a token (`hf_…`, 14 characters)" in err
+    assert "FakeToken42" not in out + err
     assert hub.requests == [] and hub.commits == []
 
 

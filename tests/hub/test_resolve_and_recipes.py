@@ -78,9 +78,42 @@ sources:
         "(e.g. hf://mlabonne/FineTome-100k)",
         "line 7: sources[1].split: only hf:// and ms:// sources take this key (`from` is a local path)",
         "line 11: sources[2].subset: give either `files` (glob patterns) or `subset`/`split`, not both",
-        "line 14: sources[3].token_env: this looks like a token; put the NAME of an environment variable "
-        "holding it (e.g. HF_TOKEN), never the token itself",
+        "line 14: sources[3].token_env: this looks like a token (`hf_…`, 33 characters); put the NAME of an "
+        "environment variable holding it (e.g. HF_TOKEN), never the token itself",
     ]
+
+
+def _token_env_problems(value: str) -> list[str]:
+    return _problems(f"name: x\nsources:\n  - name: a\n    from: hf://o/n\n    token_env: {value}\n")
+
+
+def test_a_short_token_in_token_env_is_refused_and_never_echoed():
+    for token in ("hf_abc123", "sk-proj-xyz", "ghp_x1", "github_pat_11AB", "ms-2a9f", "api_kkk"):
+        problems = _token_env_problems(token)
+        assert problems == [
+            f"line 5: sources[0].token_env: this looks like a token (`{token[:3]}…`, {len(token)} characters); put "
+            "the NAME of an environment variable holding it (e.g. HF_TOKEN), never the token itself"
+        ]
+        assert token not in problems[0]
+
+
+def test_a_token_env_that_is_no_variable_name_is_refused_without_its_value():
+    assert _token_env_problems('"abc def/ghi"') == [
+        "line 5: sources[0].token_env: this is not the name of an environment variable (`abc…`, 11 characters; "
+        "letters, digits and '_', not starting with a digit); put the NAME of the variable holding the token "
+        "(e.g. HF_TOKEN)"
+    ]
+    # A long random-looking value (a token without a known prefix) is refused as a token.
+    assert "this looks like a token (`Q2h…`, 30 characters)" in _token_env_problems("Q2hhbmdlTWVQbGVhc2UxMjM0NTY3OA")[0]
+    assert _token_env_problems("12345") == [
+        "line 5: sources[0].token_env: must be the name of an environment variable (text, e.g. HF_TOKEN)"
+    ]
+
+
+def test_variable_names_are_accepted_as_token_env():
+    for name in ("HF_TOKEN", "MY_HF_TOKEN", "MODELSCOPE_API_TOKEN", "_T"):
+        text = f"name: x\nsources:\n  - name: a\n    from: hf://o/n\n    token_env: {name}\n"
+        assert parse_recipe(text, Path("/tmp/mix.yaml")).recipe.sources[0].token_env == name
 
 
 REF = HubRef("hf", "acme/data")

@@ -67,7 +67,8 @@ def test_report_md_names_the_failed_gates_first(strict):
     lines = (out / "report" / "report.md").read_text().splitlines()
     assert lines[0] == "# dataforge build `demo`"
     assert lines[2] == "## ❌ 5 gate(s) failed"
-    assert lines[4:9] == [f"- {f}" for f in FAILED]
+    # Data in Markdown is escaped: `[alpaca]` would otherwise be read as a link's text.
+    assert lines[4:9] == [f"- {f}".replace("[", "\\[").replace("]", "\\]") for f in FAILED]
     table = [line for line in lines if line.startswith("| ") and ("FAILED" in line or "passed" in line)]
     assert len(table) == 11 and all("FAILED" in row for row in table[:5]) and "FAILED" not in "".join(table[5:])
     assert lines.index("## Rows per source") > lines.index(table[-1])

@@ -30,6 +30,7 @@ class DedupResult:
     clusters: int
     unreadable: int
     rejects_path: Path
+    problems: list[dict[str, Any]]  # the unreadable or invalid records' rejects rows, in input order
 
 
 def rejects_path(output: Path) -> Path:
@@ -43,6 +44,7 @@ def dedup_files(
     """Deduplicate the rows of `inputs` (in the order given: earlier inputs win ties) into `output`."""
     from .. import formats
     from ..checking import check_files, check_output_type, write_records
+    from ..formats.base import write_each
     from ..stages.dedup import deduplicate
 
     check_output_type(output)
@@ -55,7 +57,7 @@ def dedup_files(
     kept = result.tables["examples"]
     removed = result.tables["rejects"]
     target = formats.get(to or checked[0].format)
-    written = target.from_examples(kept.to_pylist())
+    written = write_each(target, kept.drop_columns([c for c in kept.column_names if c.startswith("__")]).to_pylist())
     write_records(written.records, output)
     where = {r["id"]: location(r) for r in examples.select(["id", "file", "row", "line"]).to_pylist()}
     unreadable = concat_rejects([c.rejects for c in checked])
@@ -71,6 +73,7 @@ def dedup_files(
         clusters=result.stats["near"].get("clusters", 0),
         unreadable=unreadable.num_rows,
         rejects_path=path,
+        problems=unreadable.to_pylist(),
     )
 
 

@@ -178,8 +178,13 @@ class Clusters:
         return (self.keeper >= 0) & (self.keeper != np.arange(len(self.keeper)))
 
 
-def near_duplicates(texts: pa.Array, rank: np.ndarray, settings: NearSettings) -> Clusters:
-    """Clusters of near-duplicate `texts`; in each, the row with the lowest `rank` is kept (ties: first row)."""
+def near_duplicates(
+    texts: pa.Array, rank: np.ndarray, settings: NearSettings, groups: np.ndarray | None = None
+) -> Clusters:
+    """Clusters of near-duplicate `texts`; in each, the row with the lowest `rank` is kept (ties: first row).
+
+    `groups` (an int per row, e.g. the row's kind) keeps rows of different groups apart: a candidate pair
+    across groups is never compared, so a KTO row is never a duplicate of the DPO pair it was made from."""
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import connected_components
 
@@ -187,6 +192,8 @@ def near_duplicates(texts: pa.Array, rank: np.ndarray, settings: NearSettings) -
     n = len(texts)
     sigs = compute_signatures(texts, settings)
     pairs = candidate_pairs(sigs, threshold=settings.threshold, engine=settings.engine, seed=settings.seed)
+    if groups is not None and len(pairs):
+        pairs = pairs[groups[pairs[:, 0]] == groups[pairs[:, 1]]]
     sim = similarities(pairs, settings, sigs=(sigs, sigs), texts=(texts, texts))
     edges = pairs[sim >= settings.threshold]
     label = np.full(n, -1, dtype=np.int64)

@@ -4,15 +4,20 @@ A stage's key is the hash of: its kind and version, its canonical config, the di
 outputs, the sha256 of the files it reads, and the versions of the libraries that shape its output. Its
 outputs live in `<cache>/<stage>/<key>/`, written to a temporary directory first and renamed into place
 with the manifest inside, so an interrupted build leaves either a whole entry or none. A stage is reused
-only when an entry for its exact key exists.
+only when an entry for its exact key exists and its files are the ones stored: the manifest records each
+file's size and sha256, and `check` verifies both before an entry is served (a truncated or altered entry
+is reported, removed by the runner and recomputed).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -22,6 +27,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..stages.base import Stage, StageInput, StageOutput
+from .builddir import writing
 
 _FILE_DIGESTS: dict[tuple[str, int, int], str] = {}
 
@@ -102,11 +108,28 @@ class Cache:
         return self.root / stage_name.replace(":", "--")
 
     def lookup(self, stage_name: str, key: str) -> Entry | None:
+        """The verified entry for `key`, or None when there is none or it is damaged (see `check`)."""
+        entry, _ = self.check(stage_name, key)
+        return entry
+
+    def check(self, stage_name: str, key: str) -> tuple[Entry | None, str | None]:
+        """The entry for `key` if it is whole, else (None, what is wrong with it) — (None, None) when absent."""
         path = self._dir(stage_name) / key
         manifest = path / "manifest.json"
+        if not path.is_dir():
+            return None, None
         if not manifest.is_file():
-            return None
-        return Entry(path, json.loads(manifest.read_text()))
+            return None, "its manifest.json is missing"
+        try:
+            data = json.loads(manifest.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            return None, f"its manifest.json cannot be read ({exc})"
+        problem = damage(path, data)
+        return (None, problem) if problem else (Entry(path, data), None)
+
+    def discard(self, stage_name: str, key: str) -> None:
+        """Remove the (damaged) entry for `key`."""
+        shutil.rmtree(self._dir(stage_name) / key, ignore_errors=True)
 
     def latest(self, stage_name: str) -> Entry | None:
         """The entry the last run of this stage produced or reused, to explain what changed since."""
@@ -116,26 +139,55 @@ class Cache:
         return self.lookup(stage_name, pointer.read_text().strip())
 
     def mark_latest(self, stage_name: str, key: str) -> None:
-        _atomic_write(self._dir(stage_name) / "LATEST", key.encode())
+        """Point LATEST at `key`; nothing is written when it already does (a cached build writes nothing)."""
+        pointer = self._dir(stage_name) / "LATEST"
+        try:
+            if pointer.read_text().strip() == key:
+                return
+        except (OSError, UnicodeDecodeError):
+            pass
+        _atomic_write(pointer, key.encode())
 
     def store(self, stage: Stage, key: str, parts: dict[str, Any], output: StageOutput) -> Entry:
-        """Write `output` under `key` atomically and return its entry."""
+        """Write `output` under `key` atomically and return its entry.
+
+        A failed write (a full disk, a read-only mount) removes the temporary folder, so the cache holds whole
+        entries only, and becomes a DataError naming the path."""
         final = self._dir(stage.name) / key
         tmp = self._dir(stage.name) / f".tmp-{key}-{os.getpid()}"
-        if tmp.exists():
-            shutil.rmtree(tmp)
-        tmp.mkdir(parents=True)
         produced = sorted(name for name, table in output.tables.items() if table is not None)
         if produced != sorted(stage.outputs):
             raise RuntimeError(f"stage {stage.name} declared outputs {list(stage.outputs)} but produced {produced}")
-        outputs = {}
+        nbytes = sum(table.nbytes for table in output.tables.values() if table is not None)
+        try:
+            with writing(tmp, nbytes):
+                manifest = self._write_entry(stage, key, parts, output, tmp)
+                if final.exists():  # another run finished the same key first; its output is identical
+                    shutil.rmtree(tmp)
+                else:
+                    os.replace(tmp, final)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        self.mark_latest(stage.name, key)
+        return Entry(final, manifest)
+
+    @staticmethod
+    def _write_entry(stage: Stage, key: str, parts: dict[str, Any], output: StageOutput, tmp: Path) -> dict:
+        """Write the tables and the manifest (with each file's size and sha256) into `tmp`; the manifest."""
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        tmp.mkdir(parents=True)
+        outputs: dict[str, str] = {}
+        sizes: dict[str, int] = {}
         tables = []
         for name, table in output.tables.items():
             if table is None:
                 continue
             path = tmp / f"{name}.parquet"
             write_parquet(table, path)
-            outputs[f"{name}.parquet"] = file_sha256(path)
+            outputs[path.name] = file_sha256(path)
+            sizes[path.name] = path.stat().st_size
             tables.append(name)
         stats_text = canonical_json(output.stats)
         outputs["stats"] = hashlib.sha256(stats_text.encode()).hexdigest()
@@ -145,15 +197,11 @@ class Cache:
             "parts": parts,
             "tables": tables,
             "stats": output.stats,
-            "outputs": outputs,
+            "outputs": outputs,  # what downstream keys depend on (Entry.digest): unchanged by `sizes`
+            "sizes": sizes,
         }
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True, ensure_ascii=False))
-        if final.exists():  # another run finished the same key first; its output is identical
-            shutil.rmtree(tmp)
-        else:
-            os.replace(tmp, final)
-        self.mark_latest(stage.name, key)
-        return Entry(final, manifest)
+        return manifest
 
     def prune(self, keep: dict[str, str]) -> int:
         """Remove entries other than `keep` (stage → key) and stale temporaries; the number removed."""
@@ -176,11 +224,46 @@ def write_parquet(table: pa.Table, path: Path) -> None:
     pq.write_table(table, path, compression="zstd", row_group_size=64 * 1024, write_statistics=True)
 
 
+def damage(path: Path, manifest: dict[str, Any]) -> str | None:
+    """What is wrong with the cache entry at `path` (a file missing, cut or altered), or None when it is whole.
+
+    Sizes are compared first (cheap, and what a truncation changes); then each file's sha256 (about 0.1 s per
+    100 MB, memoised per file and mtime within a process)."""
+    try:
+        outputs, sizes = manifest["outputs"], manifest.get("sizes", {})
+        if canonical_json_digest(manifest["stats"]) != outputs.get("stats"):
+            return "its stats do not match their recorded digest"
+        for name in manifest["tables"]:
+            file, want = path / f"{name}.parquet", outputs[f"{name}.parquet"]
+            if not file.is_file():
+                return f"{file.name} is missing"
+            size = file.stat().st_size
+            if name + ".parquet" in sizes and size != sizes[name + ".parquet"]:
+                return f"{file.name} is {size:,} bytes, {sizes[name + '.parquet']:,} were stored"
+            if file_sha256(file) != want:
+                return f"{file.name} does not match its recorded sha256"
+    except (KeyError, TypeError, AttributeError) as exc:
+        return f"its manifest.json lacks {exc}"
+    except OSError as exc:
+        return f"it cannot be read ({exc})"
+    return None
+
+
+def canonical_json_digest(value: Any) -> str:
+    return hashlib.sha256(canonical_json(value).encode()).hexdigest()
+
+
 def _atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    with writing(path, len(data)):
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp.write_bytes(data)
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)
+            raise
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -189,7 +272,29 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 
 
 def atomic_write_parquet(table: pa.Table, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write `table` to `path` atomically (temp + rename); a failed write leaves no temporary behind."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    write_parquet(table, tmp)
-    os.replace(tmp, path)
+    with writing(path, table.nbytes):
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            write_parquet(table, tmp)
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)
+            raise
+
+
+@contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """A temporary path beside `path` for a writer that takes a path (a plot); renamed over `path` at the end."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with writing(path):
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            yield tmp
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)
+            raise

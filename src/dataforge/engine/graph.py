@@ -1,4 +1,4 @@
-"""The build graph, derived from the recipe: one read → convert → validate → filter branch per source,
+"""The build graph, derived from the recipe: one read → convert → validate → filter (→ quality) branch per source,
 then dedup → mix → split over all of them. A recipe with three sources has three branches.
 """
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 from ..hub.sync import locked_entries
 from ..recipe import LoadedRecipe
-from ..stages import convert, dedup, filter, mix, read, render, split, substitute, validate
+from ..stages import convert, dedup, filter, mix, quality, read, render, split, substitute, validate
 from ..stages.base import Stage
 
 
@@ -79,6 +79,20 @@ def build_graph(loaded: LoadedRecipe) -> list[Stage]:
             source=src.name,
         )
         stages += [r, c, v, f]
+        if recipe.quality is not None:  # quality signals and their thresholds, after the cheap filters
+            q = Stage(
+                f"quality:{src.name}",
+                "quality",
+                quality.VERSION,
+                (f.name,),
+                ("examples", "rejects", "signals"),
+                recipe.quality.model_dump(),
+                quality.make_quality(f.name, f"quality:{src.name}", recipe.quality),
+                libraries=quality.LIBRARIES,
+                source=src.name,
+            )
+            stages.append(q)
+            f = q
         filtered.append(f.name)
     names = [s.name for s in recipe.sources]
     eval_files = tuple(dedup_files(recipe.dedup.decontaminate, root))
@@ -165,7 +179,7 @@ def render_stage(spec, loaded: LoadedRecipe, split_stage: str) -> Stage:
         "render",
         render.VERSION,
         (split_stage,),
-        ("train", "val", "rejects"),
+        ("train", "val", "rejects") + (render.PACKED_OUTPUTS if spec.pack is not None else ()),
         config,
         render.make_render(split_stage, spec, target),
         libraries=("pyarrow", "numpy", "transformers", "tokenizers", "jinja2"),

@@ -8,6 +8,7 @@ from typing import Any
 
 from ..recipe import LoadedRecipe
 from ..stages.base import Progress, Stage
+from .builddir import Claim, build_dir_lock
 from .cache import Cache, Entry
 from .graph import build_graph
 
@@ -28,6 +29,8 @@ class RunResult:
     stages: list[Stage]
     entries: dict[str, Entry]
     statuses: list[StageStatus] = field(default_factory=list)
+    # Things the person should know that did not stop the build (a damaged cache entry recomputed, …).
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def ran(self) -> list[str]:
@@ -82,10 +85,12 @@ def plan(loaded: LoadedRecipe, stages: list[Stage] | None = None) -> list[StageS
             continue
         parts = cache.key_parts(stage, entries, loaded.root)
         key = cache.key(parts)
-        entry = cache.lookup(stage.name, key)
+        entry, damaged = cache.check(stage.name, key)
         if entry is not None:
             entries[stage.name] = entry
             out.append(StageStatus(stage.name, "cached", "key matches", key, stage.inputs))
+        elif damaged is not None:
+            out.append(StageStatus(stage.name, "stale", f"cache entry damaged: {damaged}", key, stage.inputs))
         else:
             latest = cache.latest(stage.name)
             state = "new" if latest is None else "stale"
@@ -101,18 +106,33 @@ StageProgress = Callable[[Stage, StageStatus], Progress]
 
 
 def run(loaded: LoadedRecipe, on_stage: StageProgress | None = None) -> RunResult:
-    """Run every stage that is not cached, in topological order; return all entries."""
+    """Run every stage that is not cached, in topological order; return all entries.
+
+    Holds the build directory's lock meanwhile (re-entrant: the CLI holds it around the write stage too). A
+    damaged cache entry is removed and its stage recomputed, with a warning in `RunResult.warnings`."""
+    with build_dir_lock(loaded) as claim:
+        return _run(loaded, on_stage, claim)
+
+
+def _run(loaded: LoadedRecipe, on_stage: StageProgress | None, claim: Claim) -> RunResult:
     stages = build_graph(loaded)
     cache = cache_for(loaded)
     entries: dict[str, Entry] = {}
     statuses: list[StageStatus] = []
+    warnings: list[str] = []
     for stage in stages:
         parts = cache.key_parts(stage, entries, loaded.root)
         key = cache.key(parts)
-        entry = cache.lookup(stage.name, key)
+        entry, damaged = cache.check(stage.name, key)
         if entry is not None:
             status = StageStatus(stage.name, "cached", "key matches", key, stage.inputs)
-            cache.mark_latest(stage.name, key)
+            if claim.writable:  # LATEST only explains staleness later: a read-only cached build still runs
+                cache.mark_latest(stage.name, key)
+        elif damaged is not None:
+            # Why: serving it would fail every later build (or silently feed cut data downstream).
+            warnings.append(f"cache entry of {stage.name} was damaged ({damaged}); removed and recomputed")
+            cache.discard(stage.name, key)
+            status = StageStatus(stage.name, "stale", f"cache entry damaged: {damaged}", key, stage.inputs)
         else:
             latest = cache.latest(stage.name)
             status = StageStatus(
@@ -124,9 +144,10 @@ def run(loaded: LoadedRecipe, on_stage: StageProgress | None = None) -> RunResul
             )
         progress: Progress = on_stage(stage, status) if on_stage else (lambda done, total, what: None)
         if entry is None:
+            claim.refuse_writes()  # a read-only build dir: said once, naming the folder, before any work
             inputs = {name: entries[name].as_input() for name in stage.inputs}
             output = stage.run(inputs, progress)
             entry = cache.store(stage, key, parts, output)
         entries[stage.name] = entry
         statuses.append(status)
-    return RunResult(stages, entries, statuses)
+    return RunResult(stages, entries, statuses, warnings)

@@ -20,7 +20,7 @@ from typing import Any
 
 import yaml
 
-from ..formats.base import is_unwritten
+from ..formats.base import is_unwritten, unwritable
 from .base import METADATA_KEYS, Exported, Splits, Tally, by_kind, jsonl, write_rows
 
 
@@ -39,6 +39,9 @@ def export(splits: Splits, dataset: str) -> Exported:
                 records = []
                 for row in group:
                     record, lost = (_preference if kind == "preference" else _kto)(row)
+                    unsafe = unwritable(record) if record is not None else None
+                    if unsafe is not None:  # never written as invalid JSON: left out, counted
+                        record, lost = None, Counter({unsafe: 1})
                     if record is None:
                         why = next(what for what in lost if is_unwritten(what))
                         losses.leave(split, row, why)

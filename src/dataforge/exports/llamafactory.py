@@ -18,10 +18,10 @@ the columns it names are exactly the keys the file holds. Use it with `dataset_d
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from typing import Any
 
+from .. import jsonsafe
 from .base import Exported, Splits, Tally, by_kind, jsonl, reasoning_inline, write_rows
 
 # LLaMA-Factory's ShareGPT tags, spelled out so the description does not depend on its defaults.
@@ -57,7 +57,7 @@ def export(splits: Splits, dataset: str) -> Exported:
             out.files[name] = jsonl(records)
             out.rows[name] = len(records)
             info[f"{dataset}_{kind}_{split}"] = entry(name, kind, records)
-    out.files["dataset_info.json"] = json.dumps(info, indent=2, ensure_ascii=False) + "\n"
+    out.files["dataset_info.json"] = jsonsafe.dumps(info, indent=2, ensure_ascii=False) + "\n"
     out.losses, out.transforms = losses.result(), transforms.result()
     out.left_out = losses.left_out
     return out

@@ -16,6 +16,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from .. import jsonsafe
 from ..readers import EXTRA, LINE, ROW, RowShape
 from ..record import EXAMPLE_SCHEMA, Kind
 from ..rejects import REJECTS_SCHEMA, Outcome, empty_rejects
@@ -191,6 +192,38 @@ class RowProblems:
         )
 
 
+INVALID_UNICODE = "invalid_unicode"
+
+
+def lone_surrogate(text: str | None) -> bool:
+    """Whether `text` holds a lone surrogate (a JSON `\\ud800` escape decodes to one): not valid Unicode, so
+    Arrow and UTF-8 writers cannot hold it. Such a row is rejected (`invalid_unicode`), as the reader does."""
+    if not text:
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def unicode_problem(where: str) -> str:
+    return f"{where} holds a lone surrogate (a `\\ud800`-style escape), which is not valid Unicode; fix the escape"
+
+
+def surrogate_field(messages: list[dict[str, Any]] | None, column: str) -> str | None:
+    """The path of the first string in canonical `messages` holding a lone surrogate, else None."""
+    for i, m in enumerate(messages or ()):
+        for key in ("content", "reasoning", "name", "tool_call_id"):
+            if isinstance(m.get(key), str) and lone_surrogate(m[key]):
+                return f"{column}[{i}].{key}"
+        for j, c in enumerate(m.get("tool_calls") or ()):
+            for key in ("id", "name", "arguments"):
+                if isinstance(c.get(key), str) and lone_surrogate(c[key]):
+                    return f"{column}[{i}].tool_calls[{j}].{key}"
+    return None
+
+
 def first_per_row(mask: np.ndarray, parents: np.ndarray) -> dict[int, int]:
     """For flattened elements where `mask` holds: each row's first such element (row → element index)."""
     first: dict[int, int] = {}
@@ -206,8 +239,8 @@ def finish(
 
     `columns` are passed to `assemble` (kind, chosen, rejected, label, text)."""
     tools, tool_problems = canonical_tools(col_whole(raw["tools"]))
-    for row, problem in tool_problems.items():
-        problems.add(row, "invalid_tool_call", "tools", problem)
+    for row, (reason, problem) in tool_problems.items():
+        problems.add(row, reason, "tools", problem)
     examples = assemble(raw, source, messages=messages, origins=origins, tools=tools, **columns)
     return Converted(keep_rows(examples, ~problems.bad), problems.rejects(raw))
 
@@ -217,7 +250,13 @@ def write_each(fmt: Format, rows: list[dict[str, Any]]) -> Written:
     under (`Written.left_out`). A row a writer leaves out without counting it is counted here, never lost."""
     out = Written([])
     for row in rows:
-        written = fmt.from_examples([row])
+        try:
+            written = fmt.from_examples([row])
+        except jsonsafe.JsonValueError as exc:  # JSON text in the row (metadata, arguments) that is not safe
+            written = Written([], Counter({NOT_FINITE if exc.reason == "non_finite_number" else TOO_DEEP: 1}))
+        unsafe = next((why for why in map(unwritable, written.records) if why is not None), None)
+        if unsafe is not None:  # counted and left out whole, never written as invalid JSON
+            written = Written([], Counter({unsafe: 1}))
         out.records.extend(written.records)
         out.losses.update(written.losses)
         if not written.records:
@@ -227,6 +266,25 @@ def write_each(fmt: Format, rows: list[dict[str, Any]]) -> Written:
                 out.losses[why] += 1
             out.left_out.append((row, why))
     return out
+
+
+NOT_FINITE = "rows holding NaN or an infinity, which JSON cannot hold (not written)"
+NOT_UNICODE = "rows holding a lone surrogate, which is not valid Unicode (not written)"
+TOO_DEEP = f"rows holding JSON nested deeper than {jsonsafe.MAX_DEPTH} levels (not written)"
+
+
+def unwritable(record: dict[str, Any]) -> str | None:
+    """The loss to count when `record` cannot be written as strict JSON text in UTF-8, else None.
+
+    The convert stage rejects such values (`non_finite_number`, `invalid_unicode`); this is the writers' own
+    guarantee for rows that reach them another way (a hand-made table, an older build's Parquet)."""
+    try:
+        jsonsafe.dumps(record, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return NOT_UNICODE
+    except ValueError:
+        return NOT_FINITE
+    return None
 
 
 def count_media(example: dict[str, Any], losses: Counter[str]) -> bool:
@@ -245,7 +303,7 @@ def add_metadata(record: dict[str, Any], metadata: str | None, columns: list[str
     when the column was written, and read back as that column, e.g. a system prompt, when it was not.)"""
     if not metadata:
         return
-    for key, value in json.loads(metadata).items():
+    for key, value in jsonsafe.loads(metadata, field="metadata").items():
         if key in columns:
             losses["metadata keys named like a format column"] += 1
         else:

@@ -19,12 +19,12 @@ kinds than sft are not written, and counted.
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from typing import Any
 
 import pyarrow as pa
 
+from .. import jsonsafe
 from ..readers import RowShape
 from ..record import Kind
 from . import inline
@@ -102,6 +102,8 @@ class HermesFormat(RowwiseFormat):
         tools = None
         for i, turn in enumerate(turns):
             at = f"{field}[{i}].{text_key}"
+            if not isinstance(turn, dict):  # a null turn (Arrow reads one as null, not as a type error)
+                raise RowError("schema_violation", f"{field}[{i}]", "every turn must be an object, found null")
             role = turn[role_key] if role_key == "role" else FROM.get(turn[role_key])
             if role not in ROLES:
                 raise RowError("unknown_role", f"{field}[{i}].{role_key}", f"unknown role {turn[role_key]!r}")
@@ -159,7 +161,7 @@ def _lift(role: str, text: str, *, first: bool) -> tuple[list[dict[str, Any]], l
 
 def _written(ex: dict[str, Any], losses: Counter[str]) -> list[dict[str, str]]:
     msgs = list(ex["messages"] or ())
-    specs = json.loads(ex["tools"]) if ex.get("tools") else None
+    specs = jsonsafe.loads(ex["tools"], field="tools") if ex.get("tools") else None
     out: list[dict[str, str]] = []
     if specs and not (msgs and msgs[0]["role"] == "system"):
         out.append({"role": "system", "content": inline.join_tools(None, specs)})
@@ -169,7 +171,9 @@ def _written(ex: dict[str, Any], losses: Counter[str]) -> list[dict[str, str]]:
         if role == "system" and i == 0 and specs:
             text = inline.join_tools(content, specs)
         elif role == "assistant":
-            calls = [{"name": c["name"], "arguments": json.loads(c["arguments"])} for c in m.get("tool_calls") or ()]
+            calls = [
+                {"name": c["name"], "arguments": jsonsafe.loads(c["arguments"])} for c in m.get("tool_calls") or ()
+            ]
             if m.get("reasoning") is None and inline.reads_as_think(content):
                 losses["assistant text opening with <think> (reads back as reasoning)"] += 1
             text = inline.join_think(m.get("reasoning"), inline.join_tool_calls(content, calls) if calls else content)

@@ -26,9 +26,10 @@ hand-written variants (`<think>r</think>answer`, blocks separated by blank lines
 from __future__ import annotations
 
 import ast
-import json
 import re
 from typing import Any
+
+from .. import jsonsafe
 
 THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
 ANSWER_OPEN, ANSWER_CLOSE = "<answer>", "</answer>"
@@ -242,7 +243,9 @@ def parse_call(body: str) -> dict[str, Any]:
     arguments = value.get("arguments", {})
     if isinstance(arguments, str):
         try:
-            arguments = json.loads(arguments) if arguments.strip() else {}
+            arguments = jsonsafe.loads(arguments, field="<tool_call> arguments") if arguments.strip() else {}
+        except jsonsafe.JsonValueError as exc:
+            raise InlineProblem(exc.reason, exc.message) from None
         except ValueError as exc:
             raise InlineProblem(
                 "invalid_tool_call", f"arguments of {value['name']!r} are a string that is not JSON ({exc})"
@@ -251,6 +254,12 @@ def parse_call(body: str) -> dict[str, Any]:
         arguments = {}
     if not isinstance(arguments, dict):
         raise InlineProblem("invalid_tool_call", f"arguments of {value['name']!r} must be a JSON object")
+    try:
+        jsonsafe.dumps(arguments)
+    except ValueError:  # 1e999 parses as an infinity, which JSON cannot write back
+        raise InlineProblem(
+            "non_finite_number", f"arguments of {value['name']!r} hold NaN or an infinity, which JSON cannot write"
+        ) from None
     return {"name": value["name"], "arguments": arguments}
 
 
@@ -291,7 +300,7 @@ def json_in_text(value: Any) -> str:
     A string inside the value holding a tag (`"</tool_call>"` in an argument) would end the block early:
     its `<` is written as the JSON escape `\\u003c` there, which decodes to the same value.
     """
-    return _TAG_START.sub(r"\\u003c", json.dumps(value, ensure_ascii=False))
+    return _TAG_START.sub(r"\\u003c", jsonsafe.dumps(value, ensure_ascii=False))
 
 
 def _trim_newlines(inner: str) -> str:
@@ -307,14 +316,19 @@ def _drop_prefix(text: str, *prefixes: str) -> str:
 
 
 def _loads(text: str, what: str) -> Any:
-    """JSON value of `text`, or its Python-literal reading (Hermes data sets write single-quoted dicts)."""
+    """JSON value of `text`, or its Python-literal reading (Hermes data sets write single-quoted dicts).
+
+    Nesting is bounded and NaN/Infinity refused first (`too_deep`, `non_finite_number`): both parsers recurse
+    per level, and a non-finite number could never be written back as JSON."""
     try:
-        return json.loads(text)
+        return jsonsafe.loads(text, field=what)
+    except jsonsafe.JsonValueError as exc:
+        raise InlineProblem(exc.reason, exc.message) from None
     except ValueError as exc:
         error = exc
     try:
         value = ast.literal_eval(text)
-        json.dumps(value)  # a set or tuple key has no JSON meaning
+        jsonsafe.dumps(value)  # a set or tuple key has no JSON meaning; nor has a NaN or an infinity
         return value
     except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
         raise InlineProblem("invalid_tool_call", f"{what} does not hold valid JSON ({error})") from None

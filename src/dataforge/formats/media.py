@@ -20,7 +20,6 @@ the original parts under the metadata key `PARTS`, so the convert stage finds th
 
 from __future__ import annotations
 
-import json
 import re
 from collections import Counter
 from dataclasses import dataclass
@@ -29,6 +28,8 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+
+from .. import jsonsafe
 
 REASON = "multimodal_unsupported"
 KINDS = ("image", "video", "audio")
@@ -223,7 +224,7 @@ def in_metadata(metadata: str | None) -> bool:
     """Whether a canonical row's metadata (JSON text) carries media: such a row must never be written."""
     if not metadata or not any(f'"{column}"' in metadata for column in (*COLUMNS, PARTS)):
         return False
-    extra = json.loads(metadata)
+    extra = jsonsafe.loads(metadata, field="metadata")
     return bool(in_columns(extra)) or bool(extra.get(PARTS))
 
 

@@ -17,12 +17,26 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from .. import jsonsafe
 from ..readers import RowShape
 from ..record import ROLES, TOOL_CALL_TYPE
 from . import columnar as col
 from . import media
-from .base import Converted, Format, RowProblems, Written, add_metadata, count_media, finish, first_per_row
+from .base import (
+    INVALID_UNICODE,
+    Converted,
+    Format,
+    RowProblems,
+    Written,
+    add_metadata,
+    count_media,
+    finish,
+    first_per_row,
+    lone_surrogate,
+    unicode_problem,
+)
 from .preference import completion_lists, count_pretrain, present, row_kinds
+from .toolids import with_call_ids
 from .tooling import openai_tools
 
 FUNCTION = pa.struct([pa.field("name", pa.string()), pa.field("arguments", pa.string())])
@@ -178,6 +192,7 @@ class OpenAIFormat(Format):
                 continue
             if count_pretrain(ex, losses):
                 continue
+            ex = with_call_ids(ex)  # OpenAI pairs results with calls by id: give id-less calls stable ones
             record: dict[str, Any] = {"messages": [written_message(m) for m in ex["messages"] or ()]}
             if ex["kind"] == "preference":
                 for side in SIDES:
@@ -204,7 +219,7 @@ def written_message(m: dict[str, Any], *, arguments_as_objects: bool = False) ->
                 "type": "function",
                 "function": {
                     "name": c["name"],
-                    "arguments": json.loads(c["arguments"]) if arguments_as_objects else c["arguments"],
+                    "arguments": jsonsafe.loads(c["arguments"]) if arguments_as_objects else c["arguments"],
                 },
             }
             for c in m["tool_calls"]
@@ -277,21 +292,25 @@ def _tool_calls(calls: pa.Array, parents: np.ndarray, origin: pa.Array, problems
                 row_calls.append({"id": None, "name": "", "arguments": "{}"})
                 continue
             args = function.get("arguments")
+            where = f"{call_at}.function.arguments"
             try:
-                parsed = json.loads(args) if args else {}
+                parsed = jsonsafe.loads(args, field=where) if args else {}
                 if not isinstance(parsed, dict):
                     raise ValueError(f"found {type(parsed).__name__}")
+                text = jsonsafe.dumps(parsed, ensure_ascii=False)
+                if lone_surrogate(text):
+                    problems.add(int(parents[i]), INVALID_UNICODE, where, unicode_problem(where))
+                    text = "{}"
+            except jsonsafe.JsonValueError as exc:
+                problems.add(int(parents[i]), exc.reason, where, exc.message)
+                text = "{}"
             except ValueError as exc:
-                problems.add(
-                    int(parents[i]),
-                    "invalid_tool_call",
-                    f"{call_at}.function.arguments",
-                    f"arguments must be a JSON object ({exc})",
-                )
-                parsed = {}
-            row_calls.append(
-                {"id": c.get("id"), "name": function["name"], "arguments": json.dumps(parsed, ensure_ascii=False)}
-            )
+                reason, message = "invalid_tool_call", f"arguments must be a JSON object ({exc})"
+                if str(exc).startswith("Out of range float"):  # 1e999 parses as an infinity
+                    reason, message = "non_finite_number", f"{where} holds an infinity (e.g. 1e999), not a JSON number"
+                problems.add(int(parents[i]), reason, where, message)
+                text = "{}"
+            row_calls.append({"id": c.get("id"), "name": function["name"], "arguments": text})
         converted.append(row_calls)
     return pa.array(converted, pa.list_(TOOL_CALL_TYPE))
 

@@ -9,7 +9,6 @@ at fault; this module does the rest (ids, provenance, tools, rejects) exactly as
 
 from __future__ import annotations
 
-import json
 from abc import abstractmethod
 from dataclasses import dataclass
 from typing import Any
@@ -17,10 +16,21 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from .. import jsonsafe
 from ..readers import EXTRA, LINE, ROW
 from ..record import EXAMPLE_SCHEMA, Kind
 from ..tables import keep_rows
-from .base import FILE, ORDINAL, Converted, Format, RowProblems
+from .base import (
+    FILE,
+    INVALID_UNICODE,
+    ORDINAL,
+    Converted,
+    Format,
+    RowProblems,
+    lone_surrogate,
+    surrogate_field,
+    unicode_problem,
+)
 from .columnar import ORIGIN
 from .tooling import canonical_tool_list
 
@@ -68,7 +78,7 @@ def message(
                 "name": c["name"],
                 "arguments": c["arguments"]
                 if isinstance(c["arguments"], str)
-                else json.dumps(c["arguments"], ensure_ascii=False),
+                else jsonsafe.dumps(c["arguments"], ensure_ascii=False),
             }
             for c in tool_calls
         ]
@@ -87,14 +97,32 @@ def parse_arguments(value: Any, where: str, name: str) -> dict[str, Any]:
     """Tool-call arguments as a dict, from a dict or from JSON text of one; RowError otherwise."""
     if isinstance(value, str):
         try:
-            value = json.loads(value) if value.strip() else {}
+            value = jsonsafe.loads(value, field=where) if value.strip() else {}
+        except jsonsafe.JsonValueError as exc:
+            raise RowError(exc.reason, where, exc.message) from None
         except ValueError as exc:
             raise RowError("invalid_tool_call", where, f"arguments of {name!r} are not valid JSON ({exc})") from None
     if value is None:
         value = {}
     if not isinstance(value, dict):
         raise RowError("invalid_tool_call", where, f"arguments of {name!r} must be a JSON object")
+    if jsonsafe.value_depth(value) > jsonsafe.MAX_DEPTH:  # an object given as one, e.g. from Parquet
+        raise RowError("too_deep", where, jsonsafe.TooDeep(jsonsafe.value_depth(value), field=where).message)
+    if not finite(value):
+        raise RowError("non_finite_number", where, f"arguments of {name!r} {NON_FINITE}")
     return value
+
+
+NON_FINITE = "hold NaN or an infinity (e.g. 1e999), which JSON cannot write; write a number or null"
+
+
+def finite(value: Any) -> bool:
+    """Whether `value` (nesting already bounded) can be written as strict JSON: no NaN, no infinity."""
+    try:
+        jsonsafe.dumps(value)
+    except ValueError:
+        return False
+    return True
 
 
 class RowwiseFormat(Format):
@@ -113,14 +141,23 @@ class RowwiseFormat(Format):
         rows: list[dict[str, Any]] = []
         origins: list[list[str]] = []
         for i, record in enumerate(records):
-            for key in json_columns & record.keys():
-                if record[key] is not None:
-                    record[key] = json.loads(record[key])
             try:
+                for key in json_columns & record.keys():
+                    if record[key] is not None:
+                        record[key] = _json_column(record[key], key)
+                hole = _null_item(record, self.shape.arrow)
+                if hole is not None:
+                    raise RowError("schema_violation", hole, f"{hole} must be an object, found null")
                 parsed = self.example(record)
                 tools = _tools(parsed)
             except RowError as exc:
                 problems.add(i, exc.reason, exc.field, exc.message)
+                rows.append(_EMPTY)
+                origins.append([])
+                continue
+            odd = _surrogates(parsed, tools)
+            if odd is not None:  # decoded from an escape inside JSON text (a tool call): Arrow cannot hold it
+                problems.add(i, INVALID_UNICODE, odd, unicode_problem(odd))
                 rows.append(_EMPTY)
                 origins.append([])
                 continue
@@ -143,15 +180,63 @@ class RowwiseFormat(Format):
 _EMPTY: dict[str, Any] = {"kind": Kind.SFT.value, "messages": []}
 
 
+def _null_item(record: dict[str, Any], schema: pa.Schema) -> str | None:
+    """The path of the first null item of a list of objects in `record` (`messages[0]`), else None.
+
+    Arrow reads `[null, {...}]` as a list holding a null struct; the JSON Schema of some formats allows it
+    too; converters index every item, so such a record is rejected here, naming the item."""
+    stack: list[tuple[Any, pa.DataType, str]] = [
+        (record[f.name], f.type, f.name) for f in reversed(schema) if record.get(f.name) is not None
+    ]
+    while stack:
+        value, typ, path = stack.pop()
+        if pa.types.is_list(typ) and isinstance(value, list):
+            items = typ.value_type
+            if pa.types.is_struct(items) and None in value:
+                return f"{path}[{value.index(None)}]"
+            stack.extend((value[j], items, f"{path}[{j}]") for j in reversed(range(len(value))))
+        elif pa.types.is_struct(typ) and isinstance(value, dict):
+            for i in reversed(range(typ.num_fields)):
+                child = typ.field(i)
+                if value.get(child.name) is not None:
+                    stack.append((value[child.name], child.type, f"{path}.{child.name}"))
+    return None
+
+
+def _surrogates(parsed: Parsed, tools: str | None) -> str | None:
+    """The first field of a parsed record holding a lone surrogate (see `lone_surrogate`), else None."""
+    for column, msgs in (("messages", parsed.messages), ("chosen", parsed.chosen), ("rejected", parsed.rejected)):
+        where = surrogate_field(msgs, column)
+        if where is not None:
+            return where
+    if lone_surrogate(tools):
+        return parsed.tools_field
+    return "text" if isinstance(parsed.text, str) and lone_surrogate(parsed.text) else None
+
+
+def _json_column(text: str, column: str) -> Any:
+    """The value a JSON column holds (the reader stored it as JSON text), nesting bounded, NaN refused."""
+    try:
+        return jsonsafe.loads(text, field=column)
+    except jsonsafe.JsonValueError as exc:
+        raise RowError(exc.reason, exc.field or column, exc.message) from None
+
+
 def _tools(parsed: Parsed) -> str | None:
     value = parsed.tools
     if value is None or (isinstance(value, str) and not value.strip()):
         return None
     try:
-        specs = canonical_tool_list(json.loads(value) if isinstance(value, str) else value)
+        if isinstance(value, str):
+            value = jsonsafe.loads(value, field=parsed.tools_field)
+        elif jsonsafe.value_depth(value) > jsonsafe.MAX_DEPTH:
+            raise jsonsafe.TooDeep(jsonsafe.value_depth(value), field=parsed.tools_field)
+        specs = canonical_tool_list(value)
+    except jsonsafe.JsonValueError as exc:
+        raise RowError(exc.reason, parsed.tools_field, exc.message) from None
     except ValueError as exc:
         raise RowError("invalid_tool_call", parsed.tools_field, f"tools: {exc}") from None
-    return json.dumps(specs, ensure_ascii=False) if specs else None
+    return jsonsafe.dumps(specs, ensure_ascii=False) if specs else None
 
 
 def _table(raw: pa.Table, source: str, rows: list[dict[str, Any]], origins: list[list[str]]) -> pa.Table:

@@ -20,10 +20,23 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from .. import jsonsafe
 from ..readers import RowShape
 from ..record import TOOL_CALL_TYPE
 from . import columnar as col
-from .base import Converted, Format, RowProblems, Written, add_metadata, count_media, finish, first_per_row
+from .base import (
+    INVALID_UNICODE,
+    Converted,
+    Format,
+    RowProblems,
+    Written,
+    add_metadata,
+    count_media,
+    finish,
+    first_per_row,
+    lone_surrogate,
+    unicode_problem,
+)
 from .preference import completion_lists, count_pretrain, kto_labels, present, row_kinds
 from .tooling import tools_text
 
@@ -180,7 +193,7 @@ def _written_turns(messages: Any, losses: Counter[str]) -> list[dict[str, str]]:
         if m.get("tool_calls"):
             if m.get("content"):
                 losses["assistant text beside tool calls"] += 1
-            calls = [{"name": c["name"], "arguments": json.loads(c["arguments"])} for c in m["tool_calls"]]
+            calls = [{"name": c["name"], "arguments": jsonsafe.loads(c["arguments"])} for c in m["tool_calls"]]
             if any(c.get("id") for c in m["tool_calls"]):
                 losses["tool call ids"] += 1
             value = json.dumps(calls[0] if len(calls) == 1 else calls, ensure_ascii=False)
@@ -212,9 +225,9 @@ def _turns(conv: pa.Array, field: str, problems: RowProblems) -> col.Part:
         calls: list[list[dict[str, Any]] | None] = [None] * len(turns)
         texts = content.to_pylist()
         for i in np.flatnonzero(is_call):
-            parsed, problem = parse_calls(texts[i])
+            parsed, problem, reason = parse_calls(texts[i])
             if problem is not None:
-                problems.add(int(parents[i]), "invalid_tool_call", origin[i].as_py(), problem)
+                problems.add(int(parents[i]), reason, origin[i].as_py(), problem)
             calls[i] = parsed
         tool_calls = pa.array(calls, pa.list_(TOOL_CALL_TYPE))
         content = pc.if_else(pa.array(is_call), pa.nulls(len(turns), pa.string()), content)
@@ -222,24 +235,36 @@ def _turns(conv: pa.Array, field: str, problems: RowProblems) -> col.Part:
     return col.many(col.messages(roles, content, tool_calls=tool_calls), parents, origin)
 
 
-def parse_calls(text: str | None) -> tuple[list[dict[str, Any]] | None, str | None]:
-    """Tool calls from a `function_call` turn's JSON text, or (None, what is wrong)."""
+def parse_calls(text: str | None) -> tuple[list[dict[str, Any]] | None, str | None, str]:
+    """Tool calls from a `function_call` turn's JSON text, or (None, what is wrong, its reason): the reason is
+    `invalid_tool_call`, or `too_deep` / `non_finite_number` for text that cannot be parsed or written safely."""
+    bad = "invalid_tool_call"
     try:
-        value = json.loads(text or "")
+        value = jsonsafe.loads(text or "", field="function_call value")
+    except jsonsafe.JsonValueError as exc:
+        return None, exc.message, exc.reason
     except ValueError as exc:
-        return None, f"function_call value is not valid JSON ({exc})"
+        return None, f"function_call value is not valid JSON ({exc})", bad
     items = value if isinstance(value, list) else [value]
     calls = []
     for item in items:
         if not isinstance(item, dict) or not isinstance(item.get("name"), str):
-            return None, 'function_call value must be {"name": ..., "arguments": {...}} (or a list of them)'
+            return None, 'function_call value must be {"name": ..., "arguments": {...}} (or a list of them)', bad
         args = item.get("arguments", {})
         if isinstance(args, str):
             try:
-                args = json.loads(args)
+                args = jsonsafe.loads(args, field=f"arguments of {item['name']!r}")
+            except jsonsafe.JsonValueError as exc:
+                return None, exc.message, exc.reason
             except ValueError:
-                return None, f"arguments of {item['name']!r} are a string that is not valid JSON"
+                return None, f"arguments of {item['name']!r} are a string that is not valid JSON", bad
         if not isinstance(args, dict):
-            return None, f"arguments of {item['name']!r} must be a JSON object"
-        calls.append({"id": item.get("id"), "name": item["name"], "arguments": json.dumps(args, ensure_ascii=False)})
-    return calls, None
+            return None, f"arguments of {item['name']!r} must be a JSON object", bad
+        try:
+            text_args = jsonsafe.dumps(args, ensure_ascii=False)
+        except ValueError:  # 1e999 parses as an infinity, which JSON cannot write back
+            return None, f"arguments of {item['name']!r} hold an infinity, which JSON cannot write", "non_finite_number"
+        if lone_surrogate(text_args) or lone_surrogate(item["name"]) or lone_surrogate(item.get("id")):
+            return None, unicode_problem("the function_call value"), INVALID_UNICODE
+        calls.append({"id": item.get("id"), "name": item["name"], "arguments": text_args})
+    return calls, None, bad

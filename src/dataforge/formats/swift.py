@@ -25,6 +25,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from .. import jsonsafe
 from ..readers import RowShape
 from ..record import Kind
 from . import inline
@@ -191,7 +192,9 @@ def _messages(msgs: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[st
 
 def _call(text: str, at: str) -> dict[str, Any]:
     try:
-        value = json.loads(text)
+        value = jsonsafe.loads(text, field=at)
+    except jsonsafe.JsonValueError as exc:
+        raise RowError(exc.reason, at, exc.message) from None
     except ValueError as exc:
         raise RowError("invalid_tool_call", at, f"a tool_call turn must hold JSON ({exc})") from None
     if not isinstance(value, dict) or not isinstance(value.get("name"), str):
@@ -243,7 +246,7 @@ def _written(msgs: list[dict[str, Any]], losses: Counter[str]) -> list[dict[str,
             elif previous_role == "assistant":
                 losses["tool calls after an assistant turn (read back merged into it)"] += 1
             for c in calls:
-                value = {"name": c["name"], "arguments": json.loads(c["arguments"])}
+                value = {"name": c["name"], "arguments": jsonsafe.loads(c["arguments"])}
                 out.append({"role": "tool_call", "content": json.dumps(value, ensure_ascii=False)})
         else:
             out.append({"role": "tool_response" if role == "tool" else role, "content": m.get("content") or ""})

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import pyarrow as pa
+
+from .. import jsonsafe
 
 
 def canonical_tool_list(value: Any) -> list[dict[str, Any]]:
@@ -25,9 +26,10 @@ def canonical_tool_list(value: Any) -> list[dict[str, Any]]:
     return specs
 
 
-def canonical_tools(column: pa.Array) -> tuple[pa.Array, dict[int, str]]:
-    """Canonical tools JSON text per row from a column of JSON text, and {row: problem} for bad ones."""
-    problems: dict[int, str] = {}
+def canonical_tools(column: pa.Array) -> tuple[pa.Array, dict[int, tuple[str, str]]]:
+    """Canonical tools JSON text per row from a column of JSON text, and {row: (reason, problem)} for bad ones:
+    `invalid_tool_call`, or `too_deep` / `non_finite_number` for text that cannot be parsed or written safely."""
+    problems: dict[int, tuple[str, str]] = {}
     if column.null_count == len(column):
         return column.cast(pa.string()), problems
     out: list[str | None] = []
@@ -36,12 +38,20 @@ def canonical_tools(column: pa.Array) -> tuple[pa.Array, dict[int, str]]:
             out.append(None)
             continue
         try:
-            specs = canonical_tool_list(json.loads(text))
-        except ValueError as exc:
-            problems[i] = f"tools: {exc}"
+            specs = canonical_tool_list(jsonsafe.loads(text, field="tools"))
+        except jsonsafe.JsonValueError as exc:
+            problems[i] = (exc.reason, exc.message)
             out.append(None)
             continue
-        out.append(json.dumps(specs, ensure_ascii=False) if specs else None)
+        except ValueError as exc:
+            problems[i] = ("invalid_tool_call", f"tools: {exc}")
+            out.append(None)
+            continue
+        try:
+            out.append(jsonsafe.dumps(specs, ensure_ascii=False) if specs else None)
+        except ValueError:  # 1e999 parses as an infinity, which JSON cannot write back
+            problems[i] = ("non_finite_number", "tools: a number is an infinity (e.g. 1e999), which JSON cannot write")
+            out.append(None)
     return pa.array(out, pa.string()), problems
 
 
@@ -52,4 +62,4 @@ def tools_text(canonical: str) -> str:
 
 def openai_tools(canonical: str) -> list[dict[str, Any]]:
     """OpenAI's spelling: each spec wrapped as `{"type": "function", "function": spec}`."""
-    return [{"type": "function", "function": spec} for spec in json.loads(canonical)]
+    return [{"type": "function", "function": spec} for spec in jsonsafe.loads(canonical, field="tools")]

@@ -32,6 +32,7 @@ from . import media
 from .base import Written, add_metadata, count_media
 from .openai import written_message
 from .rowwise import Parsed, RowError, RowwiseFormat, message, parse_arguments
+from .toolids import with_call_ids
 from .tooling import openai_tools
 
 CONVERSATIONS = ("prompt", "completion", "chosen", "rejected", "messages")
@@ -173,6 +174,7 @@ class TrlFormat(RowwiseFormat):
         for ex in examples:
             if count_media(ex, losses):
                 continue
+            ex = with_call_ids(ex)  # chat templates pair results with calls by id: give id-less calls stable ones
             record = _written(ex, losses)
             if record is None:
                 continue

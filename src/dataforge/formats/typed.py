@@ -27,6 +27,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from .. import jsonsafe
 from ..readers import RowShape
 from ..record import Kind
 from . import media
@@ -221,7 +222,9 @@ def _messages(msgs: list[dict[str, Any]], side: str) -> list[dict[str, Any]]:
 
 def _call(text: str, at: str) -> dict[str, Any]:
     try:
-        value = json.loads(text)
+        value = jsonsafe.loads(text, field=at)
+    except jsonsafe.JsonValueError as exc:
+        raise RowError(exc.reason, at, exc.message) from None
     except ValueError as exc:
         raise RowError("invalid_tool_call", at, f"a tool_call part must hold JSON ({exc})") from None
     if not isinstance(value, dict) or not isinstance(value.get("name"), str):
@@ -240,7 +243,7 @@ def _written(msgs: list[dict[str, Any]], losses: Counter[str]) -> list[dict[str,
         for c in m.get("tool_calls") or ():
             if c.get("id"):
                 losses["tool call ids"] += 1
-            value = {"name": c["name"], "arguments": json.loads(c["arguments"])}
+            value = {"name": c["name"], "arguments": jsonsafe.loads(c["arguments"])}
             parts.append({"type": "tool_call", "value": json.dumps(value, ensure_ascii=False)})
         if m.get("tool_call_id"):
             losses["tool result ids"] += 1

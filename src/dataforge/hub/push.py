@@ -16,7 +16,7 @@ from pathlib import Path
 
 from ..errors import DataforgeError, UsageError
 from .card import Upload, prepare_upload
-from .uris import HubRef, parse_uri
+from .uris import HubRef, parse_uri, token_env_problem
 
 DEFAULT_TOKEN_ENV = {"hf": "HF_TOKEN", "ms": "MODELSCOPE_API_TOKEN"}
 
@@ -56,6 +56,9 @@ def push(
 
 
 def _token(ref: HubRef, token_env: str | None) -> str | None:
+    problem = token_env_problem(token_env) if token_env is not None else None
+    if problem is not None:  # a pasted token: refused without echoing it
+        raise UsageError(f"--token-env: {problem}")
     name = token_env or DEFAULT_TOKEN_ENV[ref.hub]
     token = os.environ.get(name, "").strip()
     if token_env and not token:

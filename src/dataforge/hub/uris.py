@@ -54,14 +54,49 @@ def check_uri(text: str) -> None:
     parse_uri(text)
 
 
-def check_token_env(value: str | None) -> str | None:
-    """`token_env` names an environment variable; a value that looks like a token itself is refused."""
-    if value is not None and re.match(r"^(hf_|ms-)[A-Za-z0-9]{20,}$", value):
-        raise ValueError(
-            "this looks like a token; put the NAME of an environment variable holding it (e.g. HF_TOKEN), "
-            "never the token itself"
+# How access tokens start (Hugging Face, ModelScope, OpenAI-style, GitHub, GitLab, Slack, AWS, JWTs …): a
+# `token_env` starting like one is a pasted token, not a variable's name. Case matters: HF_TOKEN is a name.
+TOKEN_PREFIXES = (
+    "hf_", "ms-", "sk-", "sk_", "api_", "api-", "key-", "ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_",
+    "glpat-", "xoxb-", "xoxp-", "AKIA", "ASIA", "ya29.", "eyJ",
+)  # fmt: skip
+ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def _glimpse(value: str) -> str:
+    """What may be shown of a value that may be a secret: its first 3 characters and its length."""
+    return f"`{value[:3]}…`, {len(value)} characters"
+
+
+def token_env_problem(value: object) -> str | None:
+    """Why `value` cannot be a `token_env` (the name of an environment variable), or None when it can.
+
+    The message never holds the value: a token pasted here must not reach a terminal, a CI log or a report.
+    """
+    if not isinstance(value, str):
+        return "must be the name of an environment variable (text, e.g. HF_TOKEN)"
+    looks_random = len(value) >= 24 and "_" not in value and not value.isupper() and any(c.isdigit() for c in value)
+    if value.startswith(TOKEN_PREFIXES) or looks_random:
+        return (
+            f"this looks like a token ({_glimpse(value)}); put the NAME of an environment variable holding it "
+            "(e.g. HF_TOKEN), never the token itself"
         )
-    return value
+    if not ENV_NAME.match(value):
+        return (
+            f"this is not the name of an environment variable ({_glimpse(value)}; letters, digits and '_', not "
+            "starting with a digit); put the NAME of the variable holding the token (e.g. HF_TOKEN)"
+        )
+    return None
+
+
+def check_token_env(value: object) -> str | None:
+    """`token_env` names an environment variable; anything else (a token above all) is refused, unechoed."""
+    if value is None:
+        return None
+    problem = token_env_problem(value)
+    if problem is not None:
+        raise ValueError(problem)
+    return value  # type: ignore[return-value]  # a str: token_env_problem refuses the rest
 
 
 def source_key_problems(source: dict[str, Any]) -> list[tuple[str, str]]:

@@ -20,14 +20,26 @@ from typing import Any, Literal
 import numpy as np
 import pyarrow as pa
 
+from .. import jsonsafe
 from ..deps import as_missing_dependency
 from ..formats.tooling import openai_tools
+from .limits import (
+    TEMPLATE_TIMEOUT_S,
+    TemplateTimeout,
+    TemplateTooLarge,
+    bound_template_operators,
+    check_output,
+    deadline,
+)
 from .spans import SpanError, Tail, derive, end_of_turn, history_stable, prompt_tail
 from .target import LoadedTarget
 from .tokens import encoder_choice, tokenize
 
 IGNORE = -100
 Overflow = Literal["drop", "truncate", "keep", "error"]
+
+# Before any chat template is compiled in this process: `*`, `+` and `**` in templates are size-checked.
+bound_template_operators()
 
 RENDERED_SCHEMA = pa.schema(
     [
@@ -63,6 +75,8 @@ class RenderOptions:
     # reply would not be the one in the data) or keep it (train what is rendered; counted as a row note).
     unrendered_tool_calls: Literal["reject", "keep"] = "reject"
     unrendered_reasoning: Literal["reject", "keep"] = "reject"
+    # Seconds one row's renders may take together before the row is rejected `template_timeout`.
+    template_timeout_s: float = TEMPLATE_TIMEOUT_S
 
     @property
     def unrendered(self) -> dict[str, str]:
@@ -83,9 +97,9 @@ def chat_messages(row: dict[str, Any], reasoning: str) -> list[dict[str, Any]]:
     return _chat(row["messages"] or (), reasoning)
 
 
-def _chat(messages, reasoning: str) -> list[dict[str, Any]]:
+def _chat(messages, reasoning: str, side: str = "messages") -> list[dict[str, Any]]:
     out = []
-    for m in messages:
+    for i, m in enumerate(messages):
         msg: dict[str, Any] = {"role": m["role"], "content": m.get("content") or ""}
         if m.get("reasoning") and reasoning == "keep":
             msg["reasoning_content"] = m["reasoning"]
@@ -94,9 +108,12 @@ def _chat(messages, reasoning: str) -> list[dict[str, Any]]:
                 {
                     "type": "function",
                     "id": c.get("id"),
-                    "function": {"name": c["name"], "arguments": json.loads(c["arguments"])},
+                    "function": {
+                        "name": c["name"],
+                        "arguments": _arguments(c["arguments"], f"{side}[{i}].tool_calls[{j}].arguments"),
+                    },
                 }
-                for c in m["tool_calls"]
+                for j, c in enumerate(m["tool_calls"])
             ]
         if m.get("tool_call_id"):
             msg["tool_call_id"] = m["tool_call_id"]
@@ -104,6 +121,16 @@ def _chat(messages, reasoning: str) -> list[dict[str, Any]]:
             msg["name"] = m["name"]
         out.append(msg)
     return out
+
+
+def _arguments(text: str, field: str) -> Any:
+    """A tool call's arguments parsed (depth-bounded, NaN refused), or SpanError naming the field."""
+    try:
+        return jsonsafe.loads(text, field=field)
+    except jsonsafe.JsonValueError as exc:
+        raise SpanError(exc.reason, exc.message, field=field) from None
+    except ValueError as exc:
+        raise SpanError("invalid_json", f"{field} is not JSON ({exc})", field=field) from None
 
 
 def render_rows(rows: list[dict[str, Any]], target: LoadedTarget, options: RenderOptions) -> Rendered:
@@ -116,9 +143,16 @@ def render_rows(rows: list[dict[str, Any]], target: LoadedTarget, options: Rende
     tok = target.tokenizer
     if target.template is None:
         raise SpanError("no_chat_template", f"target {target.name!r}: the tokenizer has no chat template")
-    eot = target_end_of_turn(target, options)
-    history = target_history_stable(target, options)
-    tail = target_prompt_tail(target, options)
+    try:
+        eot = target_end_of_turn(target, options)
+        history = target_history_stable(target, options)
+        tail = target_prompt_tail(target, options)
+    except TemplateTimeout:
+        raise SpanError(
+            "template_timeout",
+            f"the chat template did not finish rendering one of dataforge's probe conversations within "
+            f"template_timeout_s ({options.template_timeout_s:g} s)",
+        ) from None
     injection = target_special_tokens(target)
     texts: list[str] = []
     spans: list[list[tuple[int, int]]] = []
@@ -139,9 +173,14 @@ def render_rows(rows: list[dict[str, Any]], target: LoadedTarget, options: Rende
             )
             continue
         try:
-            sequences, row_notes = _row_sequences(row, tok, options, eot, history, tail)
+            with deadline(options.template_timeout_s):  # every render of the row, together
+                sequences, row_notes = _row_sequences(row, tok, options, eot, history, tail)
         except SpanError as exc:
-            problems.append({"id": row["id"], "reason": exc.reason, "message": exc.message})
+            problem = {"id": row["id"], "reason": exc.reason, "message": exc.message}
+            problems.append({**problem, "field": exc.field} if exc.field else problem)
+            continue
+        except TemplateTimeout:
+            problems.append({"id": row["id"], "reason": "template_timeout", "message": _timeout(target, options)})
             continue
         for note in row_notes:
             notes[note] = notes.get(note, 0) + 1
@@ -194,6 +233,13 @@ def render_rows(rows: list[dict[str, Any]], target: LoadedTarget, options: Rende
         if problem is not None:
             problems.append(problem)
     return Rendered(pa.table(columns, schema=RENDERED_SCHEMA), problems, notes)
+
+
+def _timeout(target: LoadedTarget, options: RenderOptions) -> str:
+    return (
+        f"rendering the row with the chat template of target {target.name!r} took longer than template_timeout_s "
+        f"({options.template_timeout_s:g} s); the template may loop without end on it"
+    )
 
 
 def _fit(
@@ -299,7 +345,7 @@ def template_checks(target: LoadedTarget, options: RenderOptions) -> dict[str, A
             False,
         )
         ignores_system = probe not in text
-    except SpanError:
+    except (SpanError, TemplateTimeout):  # a template that cannot render the probe does not honour it
         ignores_system = True
     encoder, why = encoder_choice(target.tokenizer, target.tokenizer_digest)
     return {
@@ -378,13 +424,19 @@ def target_history_stable(target: LoadedTarget, options: RenderOptions) -> bool 
 def _renderer(tok: Any, tools: list[dict[str, Any]] | None, options: RenderOptions):
     def render(msgs: list[dict[str, Any]], add_generation_prompt: bool) -> str:
         try:
-            return tok.apply_chat_template(
-                msgs,
-                tools=tools,
-                tokenize=False,
-                add_generation_prompt=add_generation_prompt,
-                **options.chat_template_kwargs,
-            )
+            # Bounded here for the probes; a row's renders run under the row's deadline (this one then adds none).
+            with deadline(options.template_timeout_s):
+                text = tok.apply_chat_template(
+                    msgs,
+                    tools=tools,
+                    tokenize=False,
+                    add_generation_prompt=add_generation_prompt,
+                    **options.chat_template_kwargs,
+                )
+            check_output(text)
+            return text
+        except TemplateTooLarge as exc:
+            raise SpanError("template_output_too_large", exc.message) from None
         except ImportError as exc:  # transformers renders with jinja2: a missing package is not the row's fault
             raise as_missing_dependency(exc, "rendering with a chat template") or exc from None
         except Exception as exc:  # a template raising (e.g. "roles must alternate") is a property of the row
@@ -415,7 +467,7 @@ def _row_sequences(
     if kind == "preference":
         sequences, notes = [], set()
         for side in ("chosen", "rejected"):
-            completion = _chat(row[side] or (), options.reasoning)
+            completion = _chat(row[side] or (), options.reasoning, side)
             spans = derive(
                 render,
                 messages + completion,
@@ -462,14 +514,18 @@ def _markers_agree(tok: Any, row: dict[str, Any], ids: list[int], mask: list[boo
     """Whether the template's `{% generation %}` mask matches the derived one, except on whitespace tokens
     (trl's training templates put the newlines around a turn inside the markers)."""
     tools = openai_tools(row["tools"]) if row.get("tools") else None
-    out = tok.apply_chat_template(
-        chat_messages(row, options.reasoning),
-        tools=tools,
-        tokenize=True,
-        return_dict=True,
-        return_assistant_tokens_mask=True,
-        **options.chat_template_kwargs,
-    )
+    try:
+        with deadline(options.template_timeout_s):
+            out = tok.apply_chat_template(
+                chat_messages(row, options.reasoning),
+                tools=tools,
+                tokenize=True,
+                return_dict=True,
+                return_assistant_tokens_mask=True,
+                **options.chat_template_kwargs,
+            )
+    except TemplateTimeout:  # the row rendered in time without markers: count it as a disagreement, not a hang
+        return False
     if list(out["input_ids"]) != list(ids):
         return False
     for token, ours, theirs in zip(ids, mask, out["assistant_masks"], strict=True):

@@ -12,6 +12,8 @@ import json
 import re
 from typing import Any
 
+from .. import jsonsafe
+
 SENTINEL_PREFIXES = ("zqdfsent", "zqdfmark", "zqdfslot")
 
 
@@ -121,14 +123,19 @@ def arguments_end(text: str, at: int, arguments: Any) -> int | None:
     """End of a tool call's arguments written as JSON shortly after `at` (the end of its name), or None."""
     if arguments is None:
         return None
-    want = json.loads(arguments) if isinstance(arguments, str) else arguments
+    try:
+        want = jsonsafe.loads(arguments) if isinstance(arguments, str) else arguments
+    except ValueError:  # not JSON (or too deep): nothing to find
+        return None
     decoder = json.JSONDecoder()
     window = text[at : at + 64]
     for offset, ch in enumerate(window):
         if ch == "{" or (ch == "[" and isinstance(want, list)):
             try:
                 value, end = decoder.raw_decode(text, at + offset)
-            except ValueError:
+            except (ValueError, RecursionError):
+                # RecursionError: a bracket opening deeply nested text (the data's, not these arguments, which
+                # are depth-bounded); the C scanner counts its depth and raises cleanly, the stack is safe.
                 continue
             if value == want:
                 return end

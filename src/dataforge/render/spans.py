@@ -42,10 +42,11 @@ REJECT_ALL = {"tool_calls": "reject", "reasoning": "reject"}
 class SpanError(Exception):
     """Spans cannot be established for a row; `reason` is the rejects-table code."""
 
-    def __init__(self, reason: str, message: str) -> None:
+    def __init__(self, reason: str, message: str, *, field: str | None = None) -> None:
         super().__init__(message)
         self.reason = reason
         self.message = message
+        self.field = field  # the canonical path of the value at fault, when one is
 
 
 @dataclass

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 import pyarrow as pa
@@ -43,10 +44,22 @@ def report_files(report: dict[str, Any]) -> dict[str, str]:
     Rendering from the parsed JSON, not the dict, makes both a function of report.json alone: a stage's
     statistics read back from the cache and fresh from the stage may order their keys differently.
     """
-    text = json.dumps(report, indent=2, ensure_ascii=False, sort_keys=True) + "\n"
+    text = json.dumps(_finite(report), indent=2, ensure_ascii=False, sort_keys=True, allow_nan=False) + "\n"
     parsed = json.loads(text)
     return {
         "report/report.json": text,
         "report/report.md": render_markdown(parsed),
         "report/report.html": render_html(parsed),
     }
+
+
+def _finite(value: Any) -> Any:
+    """`value` with every NaN/infinite float as null: a statistic of nothing (the mean of no rows) is unknown,
+    and report.json must stay JSON that strict parsers (CI tools, browsers' JSON.parse) read."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value

@@ -1,10 +1,11 @@
-"""`dataforge diff`: what changed between two builds — rows, rates, token lengths, gates — from their reports."""
+"""`dataforge diff`: what changed between two builds (rows, rates, token lengths, quality, gates), from reports."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from .gates import metrics
+from .mdkit import code, text
 
 PERCENTILES = ("p50", "p90", "p99", "max")
 
@@ -55,6 +56,9 @@ def compare(old: dict[str, Any], new: dict[str, Any]) -> list[dict[str, Any]]:
                 "rate",
             )
         )
+    from .quality import quality_diff  # only builds with `quality:` have the section
+
+    rows += quality_diff(old, new)
     og, ng = old.get("gates") or {}, new.get("gates") or {}
     rows.append(_row("gates", "gates pass", og.get("passed"), ng.get("passed"), "flag"))
     return rows
@@ -97,7 +101,7 @@ def to_markdown(rows: list[dict[str, Any]], old_name: str, new_name: str, *, all
     changed, or all of them."""
     moved = changed(rows)
     lines = [
-        f"## Data changes: `{old_name}` → `{new_name}`",
+        f"## Data changes: {code(old_name)} → {code(new_name)}",
         "",
         f"{len(moved)} of {len(rows)} compared values changed.",
         "",
@@ -105,7 +109,7 @@ def to_markdown(rows: list[dict[str, Any]], old_name: str, new_name: str, *, all
         "|---|---|--:|--:|--:|",
     ]
     lines += [
-        f"| {r['section']} | {r['what']} | {fmt(r['old'], r['kind'])} | {fmt(r['new'], r['kind'])} | "
+        f"| {text(r['section'])} | {text(r['what'])} | {fmt(r['old'], r['kind'])} | {fmt(r['new'], r['kind'])} | "
         f"{('**' + fmt_change(r) + '**') if fmt_change(r) else ''} |"
         for r in (rows if all_values else moved)
     ]

@@ -10,14 +10,25 @@ from typing import Any
 
 # Row notes of a render target that mean its template cannot be trusted (see render/engine.py).
 FAILING_NOTES = ("round_trip_failure", "generation_markers_disagree", "prefix_unstable_history")
+# What to do about each template problem: the gate's failure line says it (`{target}` is the target's name).
+ADVICE = {
+    "no end-of-turn token": "give render target {target!r} a `chat_template:` that ends each turn with a special token",
+    "ignores the system prompt": "use a template that renders system messages, or drop the rows' system prompts",
+    "round_trip_failure": "the tokenizer does not decode its tokens back to the text: use the model's own tokenizer",
+    "generation_markers_disagree": "fix or remove the template's {{% generation %}} markers",
+    "prefix_unstable_history": "set `train_on: last` on render target {target!r} to train only the last turn",
+}
 GATE_ORDER = (
     "min_rows",
     "max_reject_rate",
     "max_duplicate_rate",
     "max_overflow_rate",
     "min_trained_token_share",
+    "min_packing_efficiency",
     "max_length_p99",
     "require_template_checks",
+    "max_pii_rate",
+    "min_lang_share",
 )
 
 
@@ -35,19 +46,55 @@ def duplicates_removed(report: dict[str, Any]) -> int:
     return int(report["ledger"]["total"]["deduplicated"])
 
 
-def template_problems(stats: dict[str, Any]) -> list[str]:
-    """What is wrong with a render target's chat template, from its checks (empty when nothing is)."""
+def template_problems(stats: dict[str, Any], target: str | None = None) -> list[str]:
+    """What is wrong with a render target's chat template, from its checks (empty when nothing is).
+
+    With `target` (its name), each problem ends with what to do about it. What the template does by design
+    (`template_expected`) is not a problem.
+    """
     checks = stats["checks"]
     problems = []
     if not checks.get("end_of_turn_token"):
         problems.append("no end-of-turn token")
     if checks.get("ignores_system_prompt"):
         problems.append("ignores the system prompt")
-    if checks.get("history_renders_as_prefix") is False:
-        problems.append("history does not render as a prefix")
     notes = checks.get("row_notes") or {}
-    problems += [f"{note}: {notes[note]} row(s)" for note in FAILING_NOTES if notes.get(note)]
-    return problems
+    by_design = _history_by_design(checks)
+    problems += [
+        f"{note}: {notes[note]} row(s)"
+        for note in FAILING_NOTES
+        if notes.get(note) and not (by_design and note == "prefix_unstable_history")
+    ]
+    if target is None:
+        return problems
+    return [f"{p} ({_advice(p, target)})" for p in problems]
+
+
+def _history_by_design(checks: dict[str, Any]) -> bool:
+    """Whether the template itself renders history unlike the latest turn (its probe says so): then rows noted
+    `prefix_unstable_history` show that property, not a fault of the rows (Qwen3 drops earlier turns'
+    reasoning, Phi-3 closes the last turn differently)."""
+    return checks.get("history_renders_as_prefix") is False
+
+
+def _advice(problem: str, target: str) -> str:
+    key = problem.split(":", 1)[0]
+    return ADVICE.get(key, "see the template checks in report.html").format(target=target)
+
+
+def template_expected(stats: dict[str, Any], target: str) -> list[str]:
+    """What the template does by design that a check notes, with what to do when it matters: reported beside
+    the template gate, which does not fail on it."""
+    checks = stats["checks"]
+    if not _history_by_design(checks):
+        return []
+    n = (checks.get("row_notes") or {}).get("prefix_unstable_history", 0)
+    rows = f"; {n} row(s) with several trained turns are trained on turns rendered as history" if n else ""
+    return [
+        "history renders unlike the latest turn, by the template's design (e.g. Qwen3 drops earlier turns' "
+        f"reasoning){rows} (prefix_unstable_history): set `train_on: last` on render target {target!r} to train "
+        "only the turn rendered as at inference"
+    ]
 
 
 def metrics(report: dict[str, Any]) -> dict[str, Any]:
@@ -66,7 +113,9 @@ def metrics(report: dict[str, Any]) -> dict[str, Any]:
             "overflow_rate": _rate(stats["overflow"]["rows_over"], rows_in),
             "trained_token_share": share,
             "length_p99": stats["lengths"]["total"].get("p99"),
-            "template_problems": template_problems(stats),
+            "packing_efficiency": (stats.get("pack") or {}).get("efficiency"),
+            "template_problems": template_problems(stats, name),
+            "template_expected": template_expected(stats, name),
         }
     return {
         "rows": {
@@ -122,6 +171,9 @@ def evaluate(report: dict[str, Any], checks: dict[str, Any]) -> list[dict[str, A
         msg = f"{m['duplicates']:,} duplicates, {_pct(got)} of rows reaching dedup (limit {_pct(limit)})"
         out.append(_result("max_duplicate_rate", "total", limit, got, ok, msg))
     out += _target_gates(m["targets"], checks)
+    from .quality import quality_gates  # quality gates read the report's `quality` section (README: Quality signals)
+
+    out += quality_gates(report, checks)
     return out
 
 
@@ -146,13 +198,34 @@ def _target_gates(targets: dict[str, Any], checks: dict[str, Any]) -> list[dict[
             ok = bool(passes(t[key], limit))
             shown = _pct(limit) if isinstance(limit, float) else f"{limit}"
             out.append(_result(gate, name, limit, t[key], ok, f"{describe(t)} (limit {shown})"))
+    out += _packing_gate(targets, checks.get("min_packing_efficiency"))
     if checks.get("require_template_checks"):
         if not targets:
             out.append(_result("require_template_checks", "targets", True, None, False, "the build renders no target"))
         for name, t in targets.items():
             problems = t["template_problems"]
+            expected = t.get("template_expected") or []
             msg = "; ".join(problems) if problems else "every template check passes"
+            if expected:
+                msg += "; expected for this template, not failing: " + "; ".join(expected)
             out.append(_result("require_template_checks", name, True, not problems, not problems, msg))
+    return out
+
+
+def _packing_gate(targets: dict[str, Any], limit: float | None) -> list[dict[str, Any]]:
+    """`min_packing_efficiency` for each target that packs; failing when none does (it cannot be measured)."""
+    if limit is None:
+        return []
+    packing = {name: t for name, t in targets.items() if t.get("packing_efficiency") is not None}
+    if not packing:
+        return [
+            _result("min_packing_efficiency", "targets", limit, None, False, "no render target packs (add `pack:`)")
+        ]
+    out = []
+    for name, t in packing.items():
+        got = t["packing_efficiency"]
+        msg = f"{_pct(got)} of packed capacity filled (limit {_pct(limit)})"
+        out.append(_result("min_packing_efficiency", name, limit, got, got >= limit, msg))
     return out
 
 

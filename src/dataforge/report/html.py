@@ -13,6 +13,7 @@ from . import plots
 from .content_html import content_sections, duplicates_section, rejects_section, samples_section
 from .gates import describe
 from .htmlkit import SECTIONS, Markup, figure, num, section, table
+from .quality import quality_html
 from .summary import source_order
 
 STYLE = """
@@ -62,6 +63,7 @@ def render_html(report: dict[str, Any]) -> str:
         lengths_section(report),
         duplicates_section(report),
         rejects_section(report),
+        quality_html(report),  # only with a `quality:` section
         templates_section(report),
         samples_section(report),
     ]
@@ -140,7 +142,7 @@ def lengths_section(report: dict[str, Any]) -> str:
         parts.append(
             figure(
                 plots.length_histogram(lengths, over["max_length"], over["rows_over"]),
-                f"{name}: tokens per row; dashed line: max_length {over['max_length']}",
+                f"{name}: tokens per row; " + _max_length_note(lengths, over["max_length"]),
             )
         )
         pct = ["p50", "p90", "p99", "max", "mean", "count"]
@@ -157,6 +159,8 @@ def lengths_section(report: dict[str, Any]) -> str:
             f"{num(stats['suggested_max_length']['tokens'])} (keeps {stats['suggested_max_length']['keep_share']:.0%}"
             " of rows whole).</p>"
         )
+        if stats.get("pack"):
+            parts.append(_packing_html(stats["pack"]))
         if share:
             rows = [["all", share["rows"], share["tokens"], share["trained"], share["share"]]]
             rows += [[s, v["rows"], v["tokens"], v["trained"], v["share"]] for s, v in share["per_source"].items()]
@@ -165,9 +169,36 @@ def lengths_section(report: dict[str, Any]) -> str:
     return section("lengths", "".join(parts))
 
 
+def _packing_html(pack: dict[str, Any]) -> str:
+    """A packing target's figures: bins, efficiency, trained tokens before and after, the bin-fill histogram."""
+    trained = pack["trained_tokens"]
+    rows = [
+        ["strategy", pack["strategy"]],
+        ["max_length", pack["max_length"]],
+        ["rendered rows packed", pack["rows_packed"]],
+        ["packed rows", pack["bins"]],
+        ["rows per packed row", pack["rows_per_bin"]],
+        ["efficiency (tokens ÷ capacity)", f"{pack['efficiency']:.2%}"],
+        ["rows too long to pack (rejected)", pack["rows_too_long"]],
+        ["trained tokens unpacked / packed", f"{trained['unpacked']:,} / {trained['packed']:,}"],
+        ["trained tokens balance", "yes" if trained["balanced"] else "NO: packing lost or added trained tokens"],
+    ]
+    counts = pack["fill_histogram"]["counts"]
+    fill = [[f"{10 * i}–{10 * (i + 1)}%", c] for i, c in enumerate(counts)]
+    return "<h3>Packing</h3>" + table(["", ""], rows, set()) + table(["bin fill", "packed rows"], fill, {1})
+
+
+def _max_length_note(lengths: dict[str, Any], max_length: int) -> str:
+    """How the length histogram shows max_length: a dashed line, or a mark at the edge when it lies far beyond."""
+    edge = lengths["histogram"]["total"]["edges"][-1]
+    if max_length <= edge:
+        return f"dashed line: max_length {max_length:,}"
+    return f"max_length {max_length:,} lies far beyond the longest row (axis up to {edge:,}), marked at the right edge"
+
+
 def templates_section(report: dict[str, Any]) -> str:
     """Per render target: what the template checks found, and the problems that fail the template gate."""
-    from .gates import template_problems
+    from .gates import template_expected, template_problems
 
     render = report.get("render") or {}
     if not render:
@@ -175,7 +206,8 @@ def templates_section(report: dict[str, Any]) -> str:
     parts = []
     for name, stats in sorted(render.items()):
         checks = stats["checks"]
-        problems = template_problems(stats)
+        problems = template_problems(stats, name)
+        expected = template_expected(stats, name)
         rows = [
             ["end-of-turn token", checks.get("end_of_turn_token") or "none"],
             ["honours the system prompt", "no" if checks.get("ignores_system_prompt") else "yes"],
@@ -193,6 +225,9 @@ def templates_section(report: dict[str, Any]) -> str:
             f'<p class="fail">Problems: {escape("; ".join(problems))}</p>'
             if problems
             else '<p class="pass">Every template check passes.</p>'
+        )
+        verdict += "".join(
+            f'<p class="muted">Expected for this template (not failing): {escape(e)}</p>' for e in expected
         )
         parts.append(f"<h3>{escape(name)}</h3>{verdict}{table(['check', 'result'], rows)}")
     return section("templates", "".join(parts))

@@ -23,10 +23,18 @@ def summary(values: np.ndarray) -> dict[str, int]:
     return out
 
 
-def histogram(values: np.ndarray, max_length: int) -> dict[str, list[int]]:
-    """Counts over equal-width bins from 0 to max(max_length, longest row)."""
-    top = max(int(values.max()) if len(values) else 0, max_length, 1)
-    counts, edges = np.histogram(values, bins=BINS, range=(0, top))
+def axis_top(longest: int, max_length: int) -> int:
+    """The histograms' right edge: up to max_length when the longest row comes within half of it, else just past
+    the longest row (a multiple of BINS), so that data far below max_length (605 tokens against 8192) is not
+    squeezed into the first bins; the plots then mark max_length at the edge instead of drawing its line."""
+    if longest * 2 >= max_length:
+        return max(longest, max_length, 1)
+    return max(BINS, math.ceil(longest * 1.05 / BINS) * BINS)
+
+
+def histogram(values: np.ndarray, top: int) -> dict[str, list[int]]:
+    """Counts over BINS equal-width bins from 0 to `top` (see `axis_top`)."""
+    counts, edges = np.histogram(values, bins=BINS, range=(0, max(top, 1)))
     return {"edges": [int(e) for e in edges], "counts": [int(c) for c in counts]}
 
 
@@ -57,14 +65,16 @@ def length_stats(
         all_sources = np.concatenate([sources, dropped_sources])
     else:
         all_tokens, all_sources = n_tokens, sources
+    # One axis for the three histograms, scaled to the data (see `axis_top`).
+    top = axis_top(int(all_tokens.max()) if len(all_tokens) else 0, max_length)
     stats: dict[str, Any] = {
         "total": summary(all_tokens),
         "prompt": summary(n_prompt),
         "trained": summary(n_trained),
         "histogram": {
-            "total": histogram(all_tokens, max_length),
-            "prompt": histogram(n_prompt, max_length),
-            "trained": histogram(n_trained, max_length),
+            "total": histogram(all_tokens, top),
+            "prompt": histogram(n_prompt, top),
+            "trained": histogram(n_trained, top),
         },
         "per_source": {},
     }
@@ -90,7 +100,7 @@ def plot(stats: dict[str, Any], max_length: int, title: str, path: Path) -> None
         h = stats["histogram"][name]
         edges = np.array(h["edges"])
         ax.stairs(h["counts"], edges, label=name, color=colour, linewidth=1.5)
-    ax.axvline(max_length, color="#c44e52", linestyle="--", linewidth=1.2, label=f"max_length {max_length}")
+    mark_max_length(ax, max_length, stats["histogram"]["total"]["edges"][-1])
     ax.set_xlabel("tokens per row")
     ax.set_ylabel("rows")
     ax.set_title(title)
@@ -100,3 +110,22 @@ def plot(stats: dict[str, Any], max_length: int, title: str, path: Path) -> None
     # Fixed metadata so the same data gives the same bytes.
     fig.savefig(path, format="png", metadata={"Software": None})
     plt.close(fig)
+
+
+def mark_max_length(ax, max_length: int, right_edge: int) -> bool:
+    """Draw max_length on a length histogram: a dashed line when it lies on the axis, else a label at the right
+    edge pointing past it (`max_length 8192 →`); whether the line was drawn."""
+    if max_length <= right_edge:
+        ax.axvline(max_length, color="#c44e52", linestyle="--", linewidth=1.2, label=f"max_length {max_length}")
+        return True
+    ax.set_xlim(0, right_edge)
+    ax.annotate(
+        f"max_length {max_length:,} →",
+        (1, 0.5),
+        xycoords="axes fraction",
+        ha="right",
+        va="center",
+        color="#c44e52",
+        fontsize=8,
+    )
+    return False

@@ -102,20 +102,23 @@ def length_histogram(stats: dict[str, Any], max_length: int, rows_over: int) -> 
     """Total, prompt and trained token counts per row, with the max_length line and the rows beyond it."""
     import numpy as np
 
+    from .lengths import mark_max_length
+
     def draw(ax) -> None:
         for name in ("total", "prompt", "trained"):
             h = stats["histogram"][name]
             ax.stairs(h["counts"], np.array(h["edges"]), label=name, color=COLOURS[name], linewidth=1.5)
-        ax.axvline(max_length, color="#c44e52", linestyle="--", linewidth=1.2, label=f"max_length {max_length}")
-        ax.annotate(
-            f"{rows_over:,} row(s) over",
-            (max_length, 1),
-            xycoords=("data", "axes fraction"),
-            xytext=(4, -12),
-            textcoords="offset points",
-            color="#c44e52",
-            fontsize=8,
-        )
+        # Data far below max_length is drawn at its own scale, with max_length marked at the edge.
+        if mark_max_length(ax, max_length, stats["histogram"]["total"]["edges"][-1]):
+            ax.annotate(
+                f"{rows_over:,} row(s) over",
+                (max_length, 1),
+                xycoords=("data", "axes fraction"),
+                xytext=(4, -12),
+                textcoords="offset points",
+                color="#c44e52",
+                fontsize=8,
+            )
         ax.set_xlabel("tokens per row (train + val)")
         ax.set_ylabel("rows")
         ax.legend(frameon=False, fontsize=8)

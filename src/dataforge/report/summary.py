@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import quote
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -12,10 +13,13 @@ from ..engine.cache import Entry
 from ..recipe import LoadedRecipe
 from ..rejects import count_by, location
 from ..stages.base import Stage
-from .gates import describe
+from .gates import describe, template_expected
+from .mdkit import code, text
 
 REPORT_VERSION = 1
 EXAMPLES_PER_REASON = 3
+EXCERPT_CHARS = 500  # characters of a removed row's raw text (or message) shown per example, in every report file
+CUT_MARK = " … (cut)"
 
 
 def _rows_by_source(path, sources: list[str]) -> dict[str, int]:
@@ -32,8 +36,12 @@ def stage_rows(stages: list[Stage], entries: dict[str, Entry], sources: list[str
         tables = {name: entry.path / f"{name}.parquet" for name in entry.manifest["tables"]}
         row: dict[str, Any] = {"stage": stage.name, "kind": stage.kind, "source": stage.source}
         for name, path in tables.items():
+            if name == "signals":  # the quality stage's per-row signals: every row it read, not rows passed on
+                continue
             if name == "rejects":
                 row["removed"] = pq.ParquetFile(path).metadata.num_rows
+            elif name.startswith("packed_"):  # packed rows mix sources; the target's packing stats count them
+                continue
             elif stage.source is not None:
                 row["out"] = pq.ParquetFile(path).metadata.num_rows
             else:
@@ -56,7 +64,7 @@ def reject_groups(rejects: pa.Table) -> list[dict[str, Any]]:
                 "where": location(r),
                 "source": r["source"],
                 "field": r["field"],
-                "message": r["message"],
+                "message": _snippet(r["message"]),
                 "duplicate_of": r["duplicate_of"],
                 "raw": _snippet(r["raw"]),
             }
@@ -101,7 +109,16 @@ def build_report(
         "split": stage_stats["split"],
         "dedup": dedup_report(stage_stats["dedup"], stage_stats["split"]),
         "exports": export_losses,
+        **({"quality": _quality(loaded, entries, stage_stats)} if loaded.recipe.quality is not None else {}),
     }
+
+
+def _quality(loaded: LoadedRecipe, entries: dict[str, Entry], stage_stats: dict[str, dict[str, Any]]) -> dict:
+    """The quality section, from each source's `quality:<source>` stage (README: Quality signals)."""
+    from .quality import quality_report
+
+    tables = {s.name: entries[f"quality:{s.name}"].path / "signals.parquet" for s in loaded.recipe.sources}
+    return quality_report(loaded.recipe.quality, tables, stage_stats)
 
 
 def dedup_report(dedup: dict[str, Any], split: dict[str, Any]) -> dict[str, Any]:
@@ -124,7 +141,7 @@ def render_markdown(report: dict[str, Any]) -> str:
     book = report["ledger"]
     total = book["total"]
     lines = [
-        f"# dataforge build `{report['name']}`",
+        f"# dataforge build {code(report['name'])}",
         "",
         *gate_lines(report.get("gates")),
         f"**{report['rows']['train']:,} train · {report['rows']['val']:,} val** from {total['in']:,} records; "
@@ -140,7 +157,7 @@ def render_markdown(report: dict[str, Any]) -> str:
     formats = {s["name"]: s["format"] for s in report["sources"]}
     for name, r in source_order(report):
         lines.append(
-            f"| {name} | {formats[name]} | {r['in']:,} | {r['rejected']:,} | {r['filtered']:,} | "
+            f"| {text(name)} | {text(formats[name])} | {r['in']:,} | {r['rejected']:,} | {r['filtered']:,} | "
             f"{r['deduplicated']:,} | {r['downsampled']:,} | {r['train']:,} | {r['val']:,} |"
         )
     lines.append(
@@ -159,14 +176,20 @@ def render_markdown(report: dict[str, Any]) -> str:
             ex = g["examples"][0] if g["examples"] else None
             shown = ""
             if ex:
-                shown = f"`{ex['where']}`"
+                shown = code(ex["where"], cell=True)
                 if ex["field"]:
-                    shown += f" `{ex['field']}`"
+                    shown += f" {code(ex['field'], cell=True)}"
                 if ex["message"]:
                     shown += f": {_cell(ex['message'])}"
                 if ex["duplicate_of"]:
-                    shown += f" (duplicate of `{ex['duplicate_of']}`)"
-            lines.append(f"| {g['stage']} | {g['outcome']} | {g['reason']} | {g['count']:,} | {shown} |")
+                    shown += f" (duplicate of {code(ex['duplicate_of'], cell=True)})"
+            lines.append(
+                f"| {text(g['stage'])} | {text(g['outcome'])} | {text(g['reason'])} | {g['count']:,} | {shown} |"
+            )
+    if report.get("quality"):
+        from .quality import render_quality_markdown
+
+        lines += ["", *render_quality_markdown(report["quality"])][:-1]
     unmodelled = [(s["name"], path, n) for s in report["sources"] for path, n in s["unmodelled_fields"].items()]
     if unmodelled:
         lines += [
@@ -176,7 +199,7 @@ def render_markdown(report: dict[str, Any]) -> str:
             "| source | field | values |",
             "|---|---|--:|",
         ]
-        lines += [f"| {name} | `{path}` | {n:,} |" for name, path, n in unmodelled]
+        lines += [f"| {text(name)} | {code(path, cell=True)} | {n:,} |" for name, path, n in unmodelled]
     for name, stats in report.get("render", {}).items():
         lines += render_section(name, stats)
         share = report.get("tokens", {}).get(name)
@@ -184,7 +207,7 @@ def render_markdown(report: dict[str, Any]) -> str:
             lines += ["", f"Trained tokens: {share['trained']:,} of {share['tokens']:,} ({share['share']:.1%})."]
     for heading, key in (("What the exports could not carry", "losses"), ("What the exports changed", "transforms")):
         found = [
-            f"- `{name}` {split_name}, {kind} rows: {what}: {n:,}"
+            f"- {code(name)} {text(split_name)}, {text(kind)} rows: {text(what)}: {n:,}"
             for name, export in report["exports"].items()
             for split_name, kinds in export.get(key, {}).items()
             for kind, counts in kinds.items()
@@ -209,12 +232,13 @@ def gate_lines(gates: dict[str, Any] | None) -> list[str]:
     lines: list[str] = []
     if bad:
         lines += [f"## ❌ {len(bad)} gate(s) failed", ""]
-        lines += [f"- {describe(r)}" for r in bad]
+        lines += [f"- {text(describe(r))}" for r in bad]
     else:
         lines += [f"## ✅ All {len(gates['results'])} gate(s) pass"]
     lines += ["", "| result | gate | scope | measured |", "|---|---|---|---|"]
     lines += [
-        f"| {'passed' if r['passed'] else '**FAILED**'} | `{r['gate']}` | {r['scope']} | {_cell(r['message'])} |"
+        f"| {'passed' if r['passed'] else '**FAILED**'} | {code(r['gate'], cell=True)} | {text(r['scope'])} | "
+        f"{_cell(r['message'])} |"
         for r in gates["results"]
     ]
     return [*lines, ""]
@@ -228,7 +252,7 @@ def render_section(name: str, stats: dict[str, Any]) -> list[str]:
     checks = stats["checks"]
     out = [
         "",
-        f"## Rendered for `{name}` ({stats['target']['tokenizer']})",
+        f"## Rendered for {code(name)} ({text(stats['target']['tokenizer'])})",
         "",
         f"{rows['train']['rendered']:,} train and {rows['val']['rendered']:,} val rows rendered; "
         f"{rows['train']['dropped'] + rows['val']['dropped']:,} dropped. "
@@ -244,13 +268,16 @@ def render_section(name: str, stats: dict[str, Any]) -> list[str]:
             out.append(f"| {part} | {s['p50']:,} | {s['p90']:,} | {s['p99']:,} | {s['max']:,} |")
     out += [
         "",
-        f"Over max_length {over['max_length']:,}: {over['rows_over']:,} row(s); overflow policy `{over['policy']}` "
-        f"dropped {over['dropped']:,}" + (f" (e.g. {', '.join(over['ids'][:5])})" if over["ids"] else "") + ".",
+        f"Over max_length {over['max_length']:,}: {over['rows_over']:,} row(s); overflow policy "
+        f"{code(over['policy'])} dropped {over['dropped']:,}"
+        + (f" (e.g. {text(', '.join(over['ids'][:5]))})" if over["ids"] else "")
+        + ".",
         "",
-        f"![token lengths](../rendered/{name}/lengths.png)",
+        f"![token lengths](../rendered/{quote(name)}/lengths.png)",
+        *_axis_note(lengths, over["max_length"]),
         "",
         "Template checks: end-of-turn token "
-        + (f"`{checks['end_of_turn_token']}`" if checks["end_of_turn_token"] else "**none**")
+        + (code(checks["end_of_turn_token"]) if checks["end_of_turn_token"] else "**none**")
         + ("; **ignores the system prompt**" if checks["ignores_system_prompt"] else "; honours the system prompt")
         + ("; has generation markers" if checks["has_generation_markers"] else "; no generation markers")
         + (
@@ -259,20 +286,36 @@ def render_section(name: str, stats: dict[str, Any]) -> list[str]:
             else "; rendered text round-trips through encode/decode"
         ),
     ]
+    if stats.get("pack"):
+        from ..pack import summary_lines
+
+        out += ["", *summary_lines(stats["pack"]), ""]
     for note, n in checks["row_notes"].items():
-        out.append(f"- {note}: {n:,} row(s)")
+        out.append(f"- {text(note)}: {n:,} row(s)")
     for reason, n in stats["dropped_by_reason"].items():
-        out.append(f"- dropped, {reason}: {n:,} row(s)")
+        out.append(f"- dropped, {text(reason)}: {n:,} row(s)")
+    out += [f"- expected for this template (not failing): {text(e)}" for e in template_expected(stats, name)]
     return out
 
 
-def _snippet(raw: str | None, limit: int = 300) -> str | None:
-    """The start of a removed record as it was read, to show beside its reason."""
+def _axis_note(lengths: dict[str, Any], max_length: int) -> list[str]:
+    """A line under the length plot when max_length lies far beyond the data (the axis is scaled to the data)."""
+    edges = (lengths.get("histogram") or {}).get("total", {}).get("edges") or [max_length]
+    if max_length <= edges[-1]:
+        return []
+    return ["", f"The plot's axis ends at {edges[-1]:,} tokens, past the longest row; max_length {max_length:,} is "
+            "marked at its right edge (→)."]  # fmt: skip
+
+
+def _snippet(raw: str | None, limit: int = EXCERPT_CHARS) -> str | None:
+    """The start of a removed record (or a long message) as it was read, to show beside its reason: at most
+    `limit` characters, marked when cut. An unreadable row can be a whole file's worth of anything (a secret a
+    link pointed at, a binary blob): the report shows an excerpt, never the row."""
     if raw is None:
         return None
-    return raw if len(raw) <= limit else raw[: limit - 1] + "…"
+    return raw if len(raw) <= limit else raw[:limit] + CUT_MARK
 
 
-def _cell(text: str, limit: int = 120) -> str:
-    text = " ".join(str(text).split()).replace("|", "\\|")
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+def _cell(value: str, limit: int = 120) -> str:
+    """Data for a Markdown table cell: one line, at most `limit` characters, nothing read as HTML or Markdown."""
+    return text(value, limit)

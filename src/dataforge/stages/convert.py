@@ -7,18 +7,23 @@ from collections.abc import Iterator
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
-from .. import formats
+from .. import formats, jsonsafe
 from ..formats import media
 from ..formats.base import RowProblems
-from ..formats.columnar import ORIGIN, whole
+from ..formats.columnar import ORIGIN, list_positions, whole
 from ..readers import EXTRA
 from ..reasoning import Policy, apply_policy
-from ..rejects import Outcome, concat_rejects, rejects_from_examples, with_source
+from ..rejects import Outcome, concat_rejects, empty_rejects, rejects_from_examples, with_source
 from ..tables import keep_rows
 from .base import Progress, StageInput, StageOutput
 
-VERSION = 3  # 3: rows with image, video or audio inputs are rejected (multimodal_unsupported)
+# 3: rows with image, video or audio inputs are rejected (multimodal_unsupported)
+# 4: NaN/infinite weights and metadata, and metadata nested too deep, are rejected (non_finite_number, too_deep);
+#    tool-call JSON too deep, non-finite or with lone surrogates is rejected (too_deep, non_finite_number,
+#    invalid_unicode)
+VERSION = 4
 BATCH_ROWS = 65_536  # bounds the memory of the intermediate arrays
 BATCH_BYTES = 16 << 20  # a chunk at least this large is converted on its own, without copying it
 
@@ -40,9 +45,12 @@ def convert_raw(raw: pa.Table, fmt: str, source: str, progress: Progress, reason
             rejects.append(with_source(media_rejects, source))
             batch = keep_rows(batch, ~multimodal)
         converted = converter.to_examples(batch, source)
-        examples.append(converted.examples)
         if converted.rejects.num_rows:
             rejects.append(with_source(converted.rejects, source))
+        kept, unsafe = _unsafe_values(converted.examples)
+        if unsafe.num_rows:
+            rejects.append(with_source(unsafe, source))
+        examples.append(kept)
     progress(total, total, source)
     table = pa.concat_tables(examples).combine_chunks() if examples else None
     stats: dict = {"format": fmt}
@@ -67,22 +75,95 @@ def _multimodal(raw: pa.Table, json_columns: frozenset[str]) -> tuple[np.ndarray
     picked = raw.select(data_columns).take(pa.array(maybe)).to_pylist()
     records: dict[int, str] = {}
     for row, data, text in zip(maybe, picked, extra.take(pa.array(maybe)).to_pylist(), strict=True):
-        unmodelled = json.loads(text)
-        for column in json_columns & data.keys():
-            if data[column] is not None:
-                data[column] = json.loads(data[column])
+        try:
+            unmodelled = jsonsafe.loads(text)
+            for column in json_columns & data.keys():
+                if data[column] is not None:
+                    data[column] = jsonsafe.loads(data[column])
+        except ValueError:
+            continue  # too deep or not finite: rejected as such by the converter or `_unsafe_values`
         found, marks = media.of_record(data, unmodelled)
         if not found:
             continue
         first = found[0].field
         field = first if "." in first else first.split("[", 1)[0]  # a column (`images`), or a content part
         problems.add(int(row), media.REASON, field, media.describe(found, marks))
-        records[int(row)] = json.dumps(media.original(data, unmodelled), ensure_ascii=False)
+        records[int(row)] = json.dumps(media.original(data, unmodelled), ensure_ascii=False)  # a reject's raw text
     rejects = problems.rejects(raw)
     if records:
         raw_text = pa.array([records[int(r)] for r in np.flatnonzero(problems.bad)], pa.string())
         rejects = rejects.set_column(rejects.schema.get_field_index("raw"), "raw", raw_text)
     return problems.bad, rejects
+
+
+def _unsafe_values(table: pa.Table) -> tuple[pa.Table, pa.Table]:
+    """`table` without rows holding values no JSON writer may write, and convert-stage rejects for them:
+    a NaN or infinite message weight (`non_finite_number`; a weight has no meaning for NaN, so it is not
+    normalised), and metadata (the unmodelled columns, JSON text) holding NaN/Infinity or nested deeper than
+    `jsonsafe.MAX_DEPTH` (`too_deep`). The formats check what they parse (tool calls, tools); this checks the
+    values they pass through, vectorised, parsing only the metadata that may hold such a value."""
+    problems: dict[int, tuple[str, str, str]] = {}
+    for column in ("messages", "chosen", "rejected"):
+        for row, turn in _non_finite_weights(whole(table[column])):
+            where = f"{column}[{turn}].weight"
+            problems.setdefault(row, ("non_finite_number", where, f"{where} is NaN or infinite, not a number"))
+    metadata = whole(table["metadata"])
+    if metadata.null_count < len(metadata):
+        maybe = pc.fill_null(pc.match_substring_regex(metadata, _NON_FINITE), False)
+        brackets = pc.add(pc.count_substring(metadata, "["), pc.count_substring(metadata, "{"))
+        maybe = pc.or_(maybe, pc.fill_null(pc.greater(brackets, jsonsafe.MAX_DEPTH), False))
+        for row in np.flatnonzero(maybe.to_numpy(zero_copy_only=False)):
+            problem = _metadata_problem(metadata[int(row)].as_py())
+            if problem is not None:
+                problems.setdefault(int(row), problem)
+    if not problems:
+        return table, empty_rejects()
+    rows = sorted(problems)
+    bad = np.zeros(table.num_rows, dtype=bool)
+    bad[rows] = True
+    picked = table.take(pa.array(rows)).drop_columns([ORIGIN])
+    rejects = rejects_from_examples(
+        picked,
+        stage="convert",
+        outcome=Outcome.REJECTED,
+        reason=pa.array([problems[r][0] for r in rows], pa.string()),
+        field=pa.array([problems[r][1] for r in rows], pa.string()),
+        message=pa.array([problems[r][2] for r in rows], pa.string()),
+    )
+    return keep_rows(table, ~bad), rejects
+
+
+# Text that may hold a value Python parses and JSON cannot write: NaN, Infinity, or an exponent large enough
+# to overflow to an infinity (1e999).
+_NON_FINITE = r"NaN|Infinity|[eE]\+?[0-9]{3}"
+
+
+def _non_finite_weights(messages: pa.Array) -> list[tuple[int, int]]:
+    """(row, turn) of every message whose weight is NaN or infinite, in a list column of messages."""
+    flat = pc.list_flatten(messages)
+    if not len(flat):
+        return []
+    weights = pc.struct_field(flat, "weight")
+    if weights.null_count == len(weights):
+        return []
+    bad = pc.fill_null(pc.invert(pc.is_finite(weights)), False).to_numpy(zero_copy_only=False)
+    if not bad.any():
+        return []
+    parents = pc.list_parent_indices(messages).to_numpy(zero_copy_only=False)
+    turns = list_positions(messages).to_numpy(zero_copy_only=False)
+    return [(int(parents[i]), int(turns[i])) for i in np.flatnonzero(bad)]
+
+
+def _metadata_problem(text: str) -> tuple[str, str, str] | None:
+    """(reason, field, message) when metadata JSON text nests too deep or holds a non-finite number."""
+    try:
+        value = jsonsafe.loads(text, field="metadata")
+        jsonsafe.dumps(value)
+    except jsonsafe.JsonValueError as exc:
+        return exc.reason, exc.field or "metadata", exc.message
+    except ValueError:  # an exponent that overflows: Python reads 1e999 as an infinity
+        return "non_finite_number", "metadata", "metadata holds a number too large for JSON (an infinity)"
+    return None
 
 
 def _split_off(table: pa.Table, conflicts: list[tuple[int, str, str]]) -> tuple[pa.Table, pa.Table]:

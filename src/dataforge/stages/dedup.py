@@ -7,7 +7,6 @@ to the earlier row in recipe order), so every choice is deterministic.
 
 from __future__ import annotations
 
-import json
 import os
 from collections import Counter
 from pathlib import Path
@@ -17,6 +16,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from .. import jsonsafe
 from ..dedup.near import NearSettings, near_duplicates, near_matches
 from ..dedup.text import dedup_text, field_text, normalise
 from ..recipe import Dedup, NearDedup
@@ -25,7 +25,9 @@ from ..tables import keep_rows
 from .base import Progress, StageInput, StageOutput
 from .dedup_exact import exact_duplicates, exact_rejects
 
-VERSION = 4  # 4: stats without the redundant exact_duplicates (it is exact.removed)
+# 4: stats without the redundant exact_duplicates (it is exact.removed)
+# 5: near duplicates are only looked for among rows of the same kind (a KTO row is no copy of a DPO pair)
+VERSION = 5
 SAMPLE_CLUSTERS = 5
 SAMPLE_MEMBERS = 5
 SAMPLE_CHARS = 300
@@ -82,7 +84,10 @@ def _quality(metadata: list[str | None], field: str) -> np.ndarray:
     out = np.full(len(metadata), -np.inf)
     for i, text in enumerate(metadata):
         if text:
-            value = json.loads(text).get(field)
+            try:
+                value = jsonsafe.loads(text, field="metadata").get(field)
+            except ValueError:  # convert rejects such metadata; a row that has it anyway ranks last
+                continue
             if isinstance(value, (int, float)) and not isinstance(value, bool):
                 out[i] = float(value)
     return out
@@ -225,7 +230,8 @@ def deduplicate(
         settings = near_settings(policy.near, seed)
         lengths = pc.utf8_length(raw).to_numpy(zero_copy_only=False)
         rank = keep_rank(examples, policy.keep, policy.quality_field, lengths)
-        clusters = near_duplicates(texts, rank, settings)
+        kinds = pc.dictionary_encode(examples["kind"].combine_chunks()).indices.to_numpy(zero_copy_only=False)
+        clusters = near_duplicates(texts, rank, settings, groups=kinds)
         gone = clusters.removed
         ids = examples["id"].combine_chunks()
         sim = clusters.similarity[gone]

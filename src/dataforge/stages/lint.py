@@ -12,7 +12,6 @@ operations first.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -22,6 +21,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from .. import jsonsafe
 from ..formats.columnar import ORIGIN, contains, rows_where, whole
 from ..formats.inline import think_problem
 from .substitute import messages_might_hold, placeholders
@@ -63,7 +63,10 @@ def lint(examples: pa.Table, skip: np.ndarray) -> tuple[list[Finding], int]:
     findings: list[Finding] = []
     invalid_schemas: set[tuple[str, str]] = set()
     for r, row in zip(rows, picked, strict=True):
-        found = _row(row, invalid_schemas)
+        try:
+            found = _row(row, invalid_schemas)
+        except jsonsafe.JsonValueError as exc:  # not from convert (which bounds these), but never a traceback
+            found = (exc.reason, exc.field or "tools", exc.message)
         if found is not None:
             findings.append(Finding(int(r), *found))
     return findings, len(invalid_schemas)
@@ -93,7 +96,7 @@ def _worth_a_look(flat: pa.Array) -> np.ndarray:
 
 def _row(row: dict[str, Any], invalid_schemas: set[tuple[str, str]]) -> tuple[str, str, str] | None:
     """(reason, field, message) of the row's first finding, or None."""
-    specs = {s["name"]: s for s in json.loads(row["tools"])} if row.get("tools") else None
+    specs = {s["name"]: s for s in jsonsafe.loads(row["tools"])} if row.get("tools") else None
     sides = [("messages", row["messages"] or [])]
     sides += [(side, row[side]) for side in ("chosen", "rejected") if row.get(side)]
     for side, messages in sides:
@@ -211,7 +214,7 @@ def same_completion(a: list[dict[str, Any]], b: list[dict[str, Any]]) -> bool:
                 m["role"],
                 (m.get("content") or "").strip(),
                 (m.get("reasoning") or "").strip(),
-                [(c["name"], json.loads(c["arguments"])) for c in m.get("tool_calls") or ()],
+                [(c["name"], jsonsafe.loads(c["arguments"])) for c in m.get("tool_calls") or ()],
             )
             for m in ms
         ]
@@ -226,7 +229,9 @@ def _arguments_error(tools_text: str, name: str, arguments: str, invalid: set[tu
         if _has_parameters(tools_text, name):
             invalid.add((tools_text, name))
         return None
-    error = next(iter(sorted(validator.iter_errors(json.loads(arguments)), key=lambda e: list(e.absolute_path))), None)
+    error = next(
+        iter(sorted(validator.iter_errors(jsonsafe.loads(arguments)), key=lambda e: list(e.absolute_path))), None
+    )
     if error is None:
         return None
     path = ".".join(str(p) for p in error.absolute_path)
@@ -239,7 +244,7 @@ def _validator(tools_text: str, name: str):
     from jsonschema import Draft202012Validator
     from jsonschema.exceptions import SchemaError
 
-    spec = next((s for s in json.loads(tools_text) if s.get("name") == name), None)
+    spec = next((s for s in jsonsafe.loads(tools_text) if s.get("name") == name), None)
     params = spec.get("parameters") if spec else None
     if not isinstance(params, dict) or not params:
         return None
@@ -252,5 +257,5 @@ def _validator(tools_text: str, name: str):
 
 @lru_cache(maxsize=4096)
 def _has_parameters(tools_text: str, name: str) -> bool:
-    spec = next((s for s in json.loads(tools_text) if s.get("name") == name), None)
+    spec = next((s for s in jsonsafe.loads(tools_text) if s.get("name") == name), None)
     return bool(spec and isinstance(spec.get("parameters"), dict) and spec["parameters"])

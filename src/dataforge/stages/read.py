@@ -24,7 +24,9 @@ from .base import Progress, StageInput, StageOutput
 
 # 2: formats gained preference/KTO/pretrain columns; older cached reads lack them. 3: stats list the files a
 # folder's rule skipped (`skipped`); CSV/TSV, compressed, Arrow and column-oriented JSON files are read.
-VERSION = 3
+# 4: hardening: too-deep and NaN/Infinity records, unreadable files and mid-file BOMs become rejects (or are
+# read); pandas index columns are dropped; raw excerpts are capped; files outside the root are refused.
+VERSION = 4
 
 
 def source_files(source: Source, root: Path, locked: LockedSource | None = None) -> list[Path]:
@@ -42,7 +44,7 @@ def source_files(source: Source, root: Path, locked: LockedSource | None = None)
 def source_fileset(source: Source, root: Path) -> FileSet:
     """What a local source's `from` names (files to read, files skipped); an error when a file found cannot be
     read or nothing readable is found, saying what was looked for."""
-    found = find_files(source.from_, root)
+    found = find_files(source.from_, root, allow_outside_root=source.allow_outside_root)
     problem = files_problem(found, source.from_, root, what=f"source {source.name!r}")
     if problem is not None:
         raise problem
@@ -53,7 +55,8 @@ def skipped_files(source: Source, root: Path) -> list[dict[str, str]]:
     """The files a local source's folder or glob holds that are not data, each with why (none for hub sources)."""
     if parse_uri(source.from_) is not None:
         return []
-    return [{"file": shown(p, root), "why": why} for p, why in find_files(source.from_, root).skipped]
+    found = find_files(source.from_, root, allow_outside_root=source.allow_outside_root)
+    return [{"file": shown(p, root), "why": why} for p, why in found.skipped]
 
 
 def hub_source_files(source: Source, ref: HubRef, root: Path, locked: LockedSource | None) -> list[Path]:
@@ -178,11 +181,13 @@ def read_source(
     fmt: str,
     progress: Progress,
     skipped: list[dict[str, str]] | None = None,
+    recorded: dict[Path, str] | None = None,
 ) -> StageOutput:
     """Every record of every file of `source` (up to `max_rows`), in file order.
 
     `skipped`: the files the folder rule passed over (`skipped_files`), recorded in the stats and shown as the
-    stage's last progress note, so that they are named wherever the read is reported."""
+    stage's last progress note, so that they are named wherever the read is reported. `recorded`: each file's
+    sha256 as the build hashed it for the cache key; a file whose bytes read differ fails the source."""
     shape = formats.get(fmt).shape
     tables: list[pa.Table] = []
     rejects: list[pa.Table] = []
@@ -193,6 +198,7 @@ def read_source(
         progress(i, len(files), display_path(path, root))
         shown = display_path(path, root)
         result: ReadResult = read_file(path, shown, shape, source.columns)
+        _check_unchanged(source, path, shown, result, recorded)
         dropped.update(result.unmodelled)
         table = result.table
         table = table.append_column(FILE, pa.array(np.full(table.num_rows, shown, dtype=object), pa.string()))
@@ -203,7 +209,8 @@ def read_source(
         if source.max_rows is not None and offset + result.records > source.max_rows:
             keep = source.max_rows - offset
             table = table.filter(pc.less(table["__row"], keep))
-            file_rejects = file_rejects.filter(pc.less(file_rejects["row"], keep))
+            # A whole-file reject has no row: it is the file's one record (kept when the file's first counts).
+            file_rejects = file_rejects.filter(pc.fill_null(pc.less(file_rejects["row"], keep), keep > 0))
             per_file.append({"file": shown, "records": keep, "truncated_by_max_rows": True})
             tables.append(table)
             rejects.append(file_rejects)
@@ -228,6 +235,29 @@ def read_source(
     )
 
 
+def _check_unchanged(
+    source: Source, path: Path, shown: str, result: ReadResult, recorded: dict[Path, str] | None
+) -> None:
+    """A DataError when the bytes read are not the ones the build hashed into the cache key (the file was
+    appended to or rewritten meanwhile): the manifest would otherwise claim a hash covering other records."""
+    if recorded is None or result.sha256 is None or path not in recorded:
+        return
+    if recorded[path] != result.sha256:
+        raise DataError(
+            f"source {source.name!r}: {shown} changed while the build read it (its sha256 when the build started was "
+            f"{recorded[path][:12]}…, the bytes read hash to {result.sha256[:12]}…); rerun when it is stable",
+            hint="wait until whatever writes the file has finished, then build again",
+        )
+
+
+def recorded_digests(files: list[Path]) -> dict[Path, str]:
+    """Each file's sha256 as the cache key takes it (`engine.cache.file_sha256`, memoised per size and mtime,
+    so the key computed next reuses it): what the read stage compares the bytes it reads with."""
+    from ..engine.cache import file_sha256  # here: engine imports this module
+
+    return {f: file_sha256(f) for f in files if f.is_file()}
+
+
 def _short(why: str) -> str:
     """The head of a skip reason (`dataset metadata`, `hidden file`), for one-line notes."""
     for stop in (":", ";", " ("):
@@ -250,9 +280,12 @@ def make_read(
 ) -> Callable[[dict[str, StageInput], Progress], StageOutput]:
     """The read stage's function for `source` over `files` (default: resolved from `from` when it runs)."""
 
+    # Hashed now, when the graph (and so the cache key) is made: a file changed before it is read is caught.
+    recorded = recorded_digests(files) if files is not None else None
+
     def run(inputs: dict[str, StageInput], progress: Progress) -> StageOutput:
         chosen = files if files is not None else source_files(source, root)
         fmt = resolve_format(source, chosen, root)
-        return read_source(source, chosen, root, fmt, progress, skipped_files(source, root))
+        return read_source(source, chosen, root, fmt, progress, skipped_files(source, root), recorded)
 
     return run

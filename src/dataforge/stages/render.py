@@ -8,32 +8,38 @@ so the target has its own small ledger: rows in = rendered + dropped.
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 from collections import Counter
 from collections.abc import Iterator
-from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from ..errors import DataError
+from ..pack import TOO_LONG_REASON, PackError, merge_stats, pack_rendered
 from ..recipe import RenderTarget
 from ..rejects import REJECTS_SCHEMA, Outcome
 from ..render.engine import Rendered, RenderOptions, render_rows, template_checks
 from ..render.spans import SpanError
 from ..render.target import LoadedTarget
+from ..render.workers import RenderWorkers, WorkerDied
 from ..report.lengths import length_stats, suggested_max_length
 from .base import Progress, StageInput, StageOutput
 
 # 4: spans located by sentinel renders, boundary tokens, unrendered policy, every row round-tripped;
 # 5: special-token rejects name their field (`messages[1].tool_calls[0].arguments`)
-VERSION = 5
+# 6: template_timeout / template_output_too_large rejects; tool-call arguments parsed depth-bounded
+# 7: length histograms scaled to the data (max_length far beyond is marked at the edge)
+# 8: `pack:` packs the rendered rows (packed_train/packed_val, too_long_to_pack rejects)
+VERSION = 8
 BATCH = 512
 # Starting a worker (spawn, import, unpickle the tokenizer) costs ~1.5 s: below this many rows one process wins.
 PARALLEL_MIN_ROWS = 20_000
 SHOWN_OVERFLOW_IDS = 20
+PACKED_OUTPUTS = ("packed_train", "packed_val")  # with `pack:`: the packed rows of each split
+PACK_REASONS = {"too_long": TOO_LONG_REASON, "empty": "empty_row_to_pack"}  # rows packing leaves out → reject reason
 
 
 def options_of(spec: RenderTarget) -> RenderOptions:
@@ -45,36 +51,26 @@ def options_of(spec: RenderTarget) -> RenderOptions:
         chat_template_kwargs=dict(spec.chat_template_kwargs),
         unrendered_tool_calls=spec.unrendered.tool_calls,
         unrendered_reasoning=spec.unrendered.reasoning,
+        template_timeout_s=spec.template_timeout_s,
     )
 
 
-_WORKER: dict[str, Any] = {}
-
-
-def _init_worker(target: LoadedTarget, options: RenderOptions) -> None:
-    _WORKER["target"], _WORKER["options"] = target, options
-
-
-def _render_batch(batch: pa.Table) -> Rendered:
-    return render_rows(batch.to_pylist(), _WORKER["target"], _WORKER["options"])
-
-
 def _batches(
-    examples: pa.Table, target: LoadedTarget, options: RenderOptions, workers: int, min_rows: int
+    examples: pa.Table, target: LoadedTarget, options: RenderOptions, workers: int, min_rows: int, rows: int
 ) -> Iterator[tuple[pa.Table, Rendered]]:
-    """(batch, rendered batch) in order; batches go to `workers` processes when there are enough of them.
+    """(batch, rendered batch) in order, `rows` rows a batch; batches go to `workers` processes when there are
+    enough of them.
 
     Rendering is per-row Python (Jinja) plus tokenization, so it scales with processes, not threads. Each
     worker receives the target once; the output does not depend on the number of workers.
     """
-    slices = [examples.slice(start, BATCH) for start in range(0, examples.num_rows, BATCH)]
+    slices = [examples.slice(start, rows) for start in range(0, examples.num_rows, rows)]
     if workers <= 1 or examples.num_rows < min_rows:
         for batch in slices:
             yield batch, render_rows(batch.to_pylist(), target, options)
         return
-    context = multiprocessing.get_context("spawn")  # fork after Arrow/tokenizers threads can deadlock
-    with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker, initargs=(target, options)) as pool:
-        yield from zip(slices, pool.map(_render_batch, slices), strict=True)
+    with RenderWorkers(min(workers, len(slices)), target, options) as pool:
+        yield from zip(slices, pool.map(slices), strict=True)
 
 
 def render_split(
@@ -85,15 +81,16 @@ def render_split(
     what: str,
     workers: int = 1,
     min_rows_parallel: int = PARALLEL_MIN_ROWS,
+    batch_rows: int = BATCH,
 ):
-    """(rendered table, dropped rows as rejects, notes) for one split, in batches."""
+    """(rendered table, dropped rows as rejects, notes) for one split, in batches of `batch_rows` rows."""
     rendered: list[pa.Table] = []
     dropped: list[dict[str, Any]] = []
     notes: Counter[str] = Counter()
     total = examples.num_rows
     done = 0
     try:
-        for batch, result in _batches(examples, target, options, workers, min_rows_parallel):
+        for batch, result in _batches(examples, target, options, workers, min_rows_parallel, batch_rows):
             progress(done, total, what)
             done += batch.num_rows
             rows = {r["id"]: r for r in batch.select(["id", "source", "file", "row", "line"]).to_pylist()}
@@ -106,9 +103,22 @@ def render_split(
         hint = (
             "set the target's `chat_template:` to a .jinja file"
             if exc.reason == "no_chat_template"
+            else "the template may loop without end: check it, or raise the target's `template_timeout_s` if it is "
+            "only slow"
+            if exc.reason == "template_timeout"
             else "check the target's chat template (or set `chat_template:` to a .jinja file that renders it)"
         )
         raise DataError(f"render target {target.name!r}: {exc.message}", hint=hint) from None
+    except WorkerDied as exc:
+        doing = "starting"
+        if exc.batch is not None:
+            first = exc.batch * batch_rows
+            doing = f"rendering {what} rows {first:,}-{min(first + batch_rows, total) - 1:,}"
+        raise DataError(
+            f"render target {target.name!r}: a render worker process died while {doing}: {exc.how}",
+            hint="rerun with `workers: 1` on this render target (it then renders in the build's own process), "
+            "or give the build more memory",
+        ) from None
     progress(total, total, what)
     table = pa.concat_tables(rendered) if rendered else render_rows([], target, options).table
     return table, dropped, notes
@@ -140,6 +150,7 @@ def render_target(
     dropped: list[dict[str, Any]] = []
     notes: Counter[str] = Counter()
     counts: dict[str, dict[str, int]] = {}
+    packed: dict[str, Any] = {}
     for split in ("train", "val"):
         examples = upstream.table(split)
         workers = spec.workers or min(os.cpu_count() or 1, 8)
@@ -151,16 +162,52 @@ def render_target(
                 f"(overflow: error), e.g. {', '.join(over[:5])}",
                 hint="raise max_length, or choose overflow: drop | truncate | keep",
             )
+        if spec.pack is not None:
+            table, packed[split], too_long = _pack_split(table, examples, spec)
+            split_dropped += too_long
         tables[split] = table
         dropped += split_dropped
         notes.update(split_notes)
         counts[split] = {"in": examples.num_rows, "rendered": table.num_rows, "dropped": len(split_dropped)}
     both = pa.concat_tables([tables["train"], tables["val"]])
     stats = render_stats(both, spec, target, options, dropped, notes, counts)
+    if spec.pack is not None:
+        stats["pack"] = {**merge_stats({s: p.stats for s, p in packed.items()}), "drop_longer": spec.pack.drop_longer}
+        tables |= {f"packed_{split}": p.table for split, p in packed.items()}
     rejects = pa.Table.from_pylist(
         [{k: v for k, v in d.items() if k != "n_tokens"} for d in dropped], schema=REJECTS_SCHEMA
     )
-    return StageOutput({"train": tables["train"], "val": tables["val"], "rejects": rejects}, stats)
+    return StageOutput({**tables, "rejects": rejects}, stats)
+
+
+def _pack_split(table: pa.Table, examples: pa.Table, spec: RenderTarget) -> tuple[pa.Table, Any, list[dict[str, Any]]]:
+    """(rendered rows without those too long to pack, the packed rows, rejects for the rows left out)."""
+    assert spec.pack is not None
+    max_length = spec.pack.max_length or spec.max_length
+    try:
+        kept, packed = pack_rendered(table, max_length, spec.pack.strategy, spec.pack.drop_longer)
+    except PackError as exc:
+        over = pc.greater(pc.list_value_length(table["input_ids"]), max_length)
+        shown = ", ".join(table.filter(over)["id"].to_pylist()[:5])
+        raise DataError(
+            f"render target {spec.name!r}: pack: {exc}" + (f", e.g. {shown}" if shown else ""),
+            hint="set pack.drop_longer: true to leave such rows out (as rejects), or raise pack.max_length",
+        ) from None
+    reasons = {i: reason for reason, ids in packed.left_out.items() for i in ids}  # too_long, empty
+    if not reasons:
+        return kept, packed, []
+    lengths = dict(zip(table["id"].to_pylist(), pc.list_value_length(table["input_ids"]).to_pylist(), strict=True))
+    messages = {
+        "too_long": "{n} tokens, longer than pack.max_length {limit}; rows are never split (pack.drop_longer: true)",
+        "empty": "no tokens to pack",
+    }
+    out = []
+    for row in examples.select(["id", "source", "file", "row", "line"]).to_pylist():
+        if row["id"] in reasons:
+            why = reasons[row["id"]]
+            message = messages[why].format(n=lengths[row["id"]], limit=max_length)
+            out.append(_dropped(row, {"reason": PACK_REASONS[why], "message": message}, spec.name))
+    return kept, packed, out
 
 
 def render_stats(

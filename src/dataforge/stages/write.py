@@ -2,21 +2,25 @@
 
 This is the edge stage that touches the build directory. Every file is written atomically (temp + rename),
 the manifest last; its key covers every upstream entry and the output settings, so an unchanged build
-writes nothing.
+writes nothing. Outputs an earlier build wrote that this one does not (an export taken out of the recipe)
+are removed before the manifest is written, so the manifest lists exactly the files present.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 
 from .. import __version__
+from ..engine.builddir import HOUSEKEEPING, build_dir_lock, read_marker, set_pending
 from ..engine.cache import (
     Cache,
     Entry,
+    atomic_path,
     atomic_write_bytes,
     atomic_write_parquet,
     canonical_json,
@@ -33,7 +37,9 @@ from ..report.lengths import plot
 from ..report.summary import build_report
 from .base import Stage
 
-VERSION = 2  # 2: report.html, content statistics and gates in the report
+# 2: report.html, content statistics and gates in the report; 3: report.md escapes data, excerpts capped,
+# expected template notes, length axes scaled to the data
+VERSION = 3
 LIBRARIES = ("pyarrow", "numpy", "jsonschema", "pydantic")
 
 
@@ -92,10 +98,59 @@ def ledger(loaded: LoadedRecipe, entries: dict[str, Entry], rejects: pa.Table, t
     return {"sources": rows, "total": total}
 
 
+def _manifest_target(stats: dict[str, Any]) -> dict[str, Any]:
+    """A render target in the manifest: tokenizer/template digests, rows, and how it packed (when it does)."""
+    entry = {**stats["target"], "rows": stats["rows"]}
+    if stats.get("pack"):
+        keys = ("strategy", "max_length", "bins", "rows_packed", "efficiency")
+        entry["pack"] = {key: stats["pack"][key] for key in keys}
+    return entry
+
+
 def write_build(loaded: LoadedRecipe, stages: list[Stage], entries: dict[str, Entry]) -> dict[str, Any]:
-    """Write every output of the build; returns the manifest."""
+    """Write every output of the build (holding the build directory's lock); returns the manifest."""
+    with build_dir_lock(loaded) as claim:
+        claim.refuse_writes()
+        return _write_build(loaded, stages, entries)
+
+
+def previous_outputs(out: Path) -> set[str]:
+    """Files earlier builds wrote here: the last manifest's outputs and any a killed build left pending."""
+    names = set(read_marker(out).get("pending_outputs", []))
+    try:
+        manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
+        names |= set(manifest.get("outputs", {}))
+    except (OSError, ValueError, AttributeError):
+        pass
+    # Only plain relative paths below the build dir, never our own housekeeping (a hand-edited manifest
+    # must not make a build delete files elsewhere).
+    return {n for n in names if isinstance(n, str) and _inside(n) and n.split("/")[0] not in HOUSEKEEPING}
+
+
+def _inside(name: str) -> bool:
+    parts = Path(name).parts
+    return bool(parts) and not Path(name).is_absolute() and ".." not in parts
+
+
+def remove_stale(out: Path, stale: set[str]) -> None:
+    """Remove outputs an earlier build wrote that this one does not, and the folders they leave empty."""
+    for name in sorted(stale):
+        path = out / name
+        path.unlink(missing_ok=True)
+        for parent in path.parents:
+            if parent == out or not parent.is_relative_to(out):
+                break
+            try:
+                parent.rmdir()
+            except OSError:  # not empty (or gone): what is left is still in use
+                break
+
+
+def _write_build(loaded: LoadedRecipe, stages: list[Stage], entries: dict[str, Entry]) -> dict[str, Any]:
     out = loaded.build_dir
     out.mkdir(parents=True, exist_ok=True)
+    pending = previous_outputs(out)
+    set_pending(out, pending)  # before the manifest goes: a killed write still leaves the list behind
     # The manifest is the build's seal: removed first and written last, so a directory that has one is
     # complete and consistent, whatever moment an earlier build was interrupted at.
     (out / "manifest.json").unlink(missing_ok=True)
@@ -109,11 +164,18 @@ def write_build(loaded: LoadedRecipe, stages: list[Stage], entries: dict[str, En
         raise LedgerError(f"internal error: the ledger does not balance for {', '.join(bad)}: {book['sources']}")
     written: dict[str, str] = {}
 
+    def note(name: str) -> None:
+        if name not in pending:  # a new output: listed before it exists, so no killed build can orphan it
+            pending.add(name)
+            set_pending(out, pending)
+
     def parquet(table: pa.Table, name: str) -> None:
+        note(name)
         atomic_write_parquet(table, out / name)
         written[name] = file_sha256(out / name)
 
     def text(data: str, name: str) -> None:
+        note(name)
         atomic_write_bytes(out / name, data.encode("utf-8"))
         written[name] = file_sha256(out / name)
 
@@ -131,13 +193,16 @@ def write_build(loaded: LoadedRecipe, stages: list[Stage], entries: dict[str, En
     rendered_rows = {}  # target → its rendered train + val rows, for the report's token shares and samples
     for spec in loaded.recipe.render:
         entry = entries[f"render:{spec.name}"].as_input()
-        tables = {name: entry.table(name) for name in ("train", "val", "rejects")}
+        packed = ("packed_train", "packed_val") if spec.pack is not None else ()
+        tables = {name: entry.table(name) for name in ("train", "val", "rejects", *packed)}
         for name, table in tables.items():
             parquet(table, f"rendered/{spec.name}/{name}.parquet")
         rendered[spec.name] = entry.stats
         rendered_rows[spec.name] = pa.concat_tables([tables["train"], tables["val"]])
         png = f"rendered/{spec.name}/lengths.png"
-        plot(entry.stats["lengths"], spec.max_length, f"{spec.name}: tokens per row (train + val)", out / png)
+        note(png)
+        with atomic_path(out / png) as tmp:
+            plot(entry.stats["lengths"], spec.max_length, f"{spec.name}: tokens per row (train + val)", tmp)
         written[png] = file_sha256(out / png)
     stage_stats = {name: e.manifest["stats"] for name, e in entries.items()}
     report = build_report(loaded, stages, entries, stage_stats, book, rejects, train, val, export_losses)
@@ -157,13 +222,16 @@ def write_build(loaded: LoadedRecipe, stages: list[Stage], entries: dict[str, En
         "sources": source_lock(loaded, entries),
         "stages": {name: e.manifest["key"] for name, e in entries.items()},
         "ledger": book,
-        "render": {name: {**stats["target"], "rows": stats["rows"]} for name, stats in rendered.items()},
+        "render": {name: _manifest_target(stats) for name, stats in rendered.items()},
         "outputs": dict(sorted(written.items())),
         "versions": library_versions(LIBRARIES + ("datasets", "transformers")),
     }
+    remove_stale(out, pending - set(written))
     atomic_write_bytes(
-        out / "manifest.json", (json.dumps(manifest, indent=2, ensure_ascii=False, sort_keys=True) + "\n").encode()
+        out / "manifest.json",
+        (json.dumps(manifest, indent=2, ensure_ascii=False, sort_keys=True, allow_nan=False) + "\n").encode(),
     )
+    set_pending(out, set())  # the manifest lists every output now
     return manifest
 
 
@@ -186,3 +254,40 @@ def source_lock(loaded: LoadedRecipe, entries: dict[str, Entry]) -> list[dict[st
             }
         )
     return lock
+
+
+def no_rows_problem(build_dir: Path, top: int = 3) -> str | None:
+    """One line saying why a build kept no training rows (with its top reasons), or None when it kept some.
+
+    Why: a build with nothing to train on is unusable data (exit 1), even though its report is written and
+    explains it; the gates only check what a recipe asks for."""
+    import pyarrow.parquet as pq
+
+    try:
+        total = json.loads((build_dir / "manifest.json").read_text(encoding="utf-8"))["ledger"]["total"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if total.get("train", 0) > 0:
+        return None
+    n_in = total.get("in", 0)
+    if n_in == 0:
+        return "the build kept no rows: its sources hold no records"
+    dropped = [f"{total[o.value]:,} of {n_in:,} records {o.value}" for o in Outcome if total.get(o.value)]
+    left = f"{total.get('val', 0):,} went to validation" if total.get("val") else None
+    line = "the build kept no training rows: " + ", ".join([*dropped, *([left] if left else [])])
+    try:
+        rejects = pq.read_table(build_dir / "rejects.parquet", columns=["reason", "message"]).to_pylist()
+    except (OSError, ValueError, KeyError):
+        return line
+    counts: dict[str, int] = {}
+    example: dict[str, str] = {}
+    for r in rejects:
+        counts[r["reason"]] = counts.get(r["reason"], 0) + 1
+        example.setdefault(r["reason"], " ".join(str(r["message"] or "").split()))
+    ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:top]
+    reasons = "; ".join(f"{reason} {n:,}: {_clip(example[reason])}" for reason, n in ranked)
+    return f"{line} ({reasons})" if reasons else line
+
+
+def _clip(text: str, width: int = 80) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"

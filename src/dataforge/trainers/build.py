@@ -35,6 +35,7 @@ class TrainingData:
     rendered: dict[str, pa.Table]  # split → RENDERED_SCHEMA rows (all kinds)
     examples: dict[str, pa.Table]  # split → canonical EXAMPLE_SCHEMA rows (all kinds)
     render_rejects: pa.Table
+    packed: dict[str, pa.Table] | None = None  # split → packed rows, when the target packs (`pack:`)
 
     def kind_counts(self) -> dict[str, int]:
         """Rendered train rows per kind."""
@@ -83,8 +84,13 @@ def training_data(loaded: LoadedRecipe, spec: RenderTarget) -> TrainingData:
     rendered = {split: _read_checked(out, f"rendered/{spec.name}/{split}.parquet", manifest) for split in SPLITS}
     examples = {split: _read_checked(out, f"{split}.parquet", manifest) for split in SPLITS}
     rejects = _read_checked(out, f"rendered/{spec.name}/rejects.parquet", manifest)
+    packed = None
+    if spec.pack is not None:
+        packed = {
+            split: _read_checked(out, f"rendered/{spec.name}/packed_{split}.parquet", manifest) for split in SPLITS
+        }
     digest = hashlib.sha256((out / "manifest.json").read_bytes()).hexdigest()
-    return TrainingData(out, manifest, digest, spec, rendered, examples, rejects)
+    return TrainingData(out, manifest, digest, spec, rendered, examples, rejects, packed)
 
 
 def _read_checked(out: Path, name: str, manifest: dict[str, Any]) -> pa.Table:

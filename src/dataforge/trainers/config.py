@@ -40,6 +40,15 @@ def trl_config(config_class: type, loaded: LoadedRecipe, spec: RenderTarget, out
             problems.append(f"train.args.{key}: not an argument of trl's {config_class.__name__} ({hint})")
     if "output_dir" in train.args:
         problems.append("train.args.output_dir: set `train.output_dir` instead")
+    packed = spec.pack is not None and config_class.__name__ == "SFTConfig"
+    if packed:
+        from ..pack import TRL_PACKED_ARGS
+
+        for key in sorted(set(train.args) & set(TRL_PACKED_ARGS)):
+            problems.append(
+                f"train.args.{key}: render target {spec.name!r} packs its rows (`pack:`), and dataforge sets "
+                f"{key} for trl's padding-free training of them; remove it"
+            )
     if problems:
         raise RecipeError(str(loaded.path), problems)
     args: dict[str, Any] = {
@@ -52,6 +61,8 @@ def trl_config(config_class: type, loaded: LoadedRecipe, spec: RenderTarget, out
         **device_defaults(),
         **{key: _number(fields[key], value) for key, value in train.args.items()},
     }
+    if packed:  # pre-packed rows: trl must neither pack again, truncate, nor re-prepare them
+        args |= TRL_PACKED_ARGS
     try:
         return config_class(**args)
     except (ValueError, TypeError) as exc:

@@ -10,6 +10,11 @@ the settings (method, LoRA/QLoRA, length, trl arguments with a counterpart) are 
 * `axolotl/config.yaml` (`axolotl train config.yaml`): the export's `datasets:` / `test_datasets:` blocks, and
   `chat_template: tokenizer_default`, so axolotl formats with the tokenizer's own template as the build did.
 * `ms-swift/train.sh`: `swift sft` or `swift rlhf --rlhf_type dpo|kto` on the exported JSONL files.
+
+When the render target packs (`pack:`) and the method is SFT, each tool is told to pack the same rows itself,
+the way that keeps rows from attending to each other (LLaMA-Factory `neat_packing`, axolotl `sample_packing`
+with flash attention, ms-swift `--packing` with `--attn_impl flash_attn`), at `pack.max_length`; each file's
+header says which attention backends keep packed rows apart, and the packing efficiency dataforge measured.
 """
 
 from __future__ import annotations
@@ -88,6 +93,8 @@ def write_handoff(
             skipped.append(f"{tool}: the {tool} export has no {kind} rows")
             continue
         for name, text in files.items():
+            if name.endswith((".yaml", ".sh")) and _packs(train, data):
+                text = _with_pack_note(text, tool, data)
             path = folder / tool / name
             path.parent.mkdir(parents=True, exist_ok=True)
             if name.endswith(".sh"):  # the shebang stays the first line
@@ -98,6 +105,32 @@ def write_handoff(
             path.write_text(text, encoding="utf-8")
             written.append(path)
     return written, skipped
+
+
+def _packs(train: Train, data: TrainingData) -> bool:
+    return train.method == "sft" and data.spec.pack is not None
+
+
+def _pack_length(data: TrainingData) -> int:
+    assert data.spec.pack is not None
+    return data.spec.pack.max_length or data.spec.max_length
+
+
+def _with_pack_note(text: str, tool: str, data: TrainingData) -> str:
+    """`text` with comment lines (after a shebang) on how `tool` packs and what keeps rows apart there."""
+    from ..pack import ISOLATION
+
+    measured = data.manifest.get("render", {}).get(data.spec.name, {}).get("pack") or {}
+    share = measured.get("efficiency")
+    note = (
+        f"# packing: dataforge packed these rows to {_pack_length(data)} tokens"
+        + (f" at {share:.2%} efficiency ({measured.get('strategy')})" if share is not None else "")
+        + f"; {tool} packs them itself here.\n# attention: {ISOLATION[tool]}\n"
+    )
+    if text.startswith("#!"):
+        first, rest = text.split("\n", 1)
+        return f"{first}\n{note}{rest}"
+    return note + text
 
 
 def _arguments(train: Train, which: int) -> dict[str, Any]:
@@ -164,6 +197,8 @@ def _llamafactory(
         # LLaMA-Factory formats with its own templates; this one is the closest to the target's (check it).
         "template": llamafactory_template(template),
         "cutoff_len": data.spec.max_length,
+        # Packed as dataforge packs it: whole rows, each attending only to itself (segment-id attention mask).
+        **({"packing": True, "neat_packing": True, "cutoff_len": _pack_length(data)} if _packs(train, data) else {}),
         "output_dir": str(_tool_output(loaded, train, "llamafactory")),
         "bf16": True,
         "report_to": "none",
@@ -205,6 +240,9 @@ def _axolotl(
         "sequence_len": data.spec.max_length,
         "bf16": "auto",
     }
+    if _packs(train, data):  # multipack over the pre-tokenized rows; flash attention keeps the rows apart
+        config |= {"sequence_len": _pack_length(data), "sample_packing": True, "pad_to_sequence_len": True,
+                   "flash_attention": True}  # fmt: skip
     if train.peft.type != "none":
         config |= {
             "adapter": train.peft.type,
@@ -254,6 +292,11 @@ def _swift(
     args |= {
         "torch_dtype": "bfloat16",
         "max_length": data.spec.max_length,
+        **(
+            {"max_length": _pack_length(data), "packing": "true", "attn_impl": "flash_attn"}
+            if _packs(train, data)
+            else {}
+        ),
         "output_dir": str(_tool_output(loaded, train, "ms-swift")),
         **_arguments(train, 2),
     }

@@ -155,6 +155,8 @@ def provenance(
     outputs = data.manifest.get("outputs", {})
     name = data.spec.name
     files = [f"rendered/{name}/{split}.parquet" for split in ("train", "val")] + ["train.parquet", "val.parquet"]
+    if data.packed is not None:
+        files += [f"rendered/{name}/packed_{split}.parquet" for split in ("train", "val")]
     built = data.manifest["render"][name]
     return {
         "dataforge": __version__,
@@ -169,6 +171,7 @@ def provenance(
             "build_key": data.manifest.get("build_key"),
             "recipe_digest": data.manifest.get("recipe", {}).get("digest"),
             "render_target": name,
+            "packed": built.get("pack"),
             "tokenizer_digest": built.get("tokenizer_digest"),
             "template_digest": built.get("template_digest"),
             "files": {f: outputs.get(f) for f in files},

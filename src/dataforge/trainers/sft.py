@@ -4,6 +4,10 @@ The rendered `input_ids` and `labels` (-100 where not trained: prompts, tools' r
 to the trainer as they are. SFTTrainer recognises a dataset with `input_ids` as already processed and a
 `labels` column as the loss mask, so trl neither re-renders the conversations nor rebuilds the mask: the model
 learns exactly the tokens the build's report counted as trained.
+
+When the target packs (`pack:`), the packed rows go instead, with their `seq_lengths`, through trl's
+padding-free path (`pack.TRL_PACKED_ARGS`, set by `config.trl_config`): no segment attends to another, and no
+label crosses a segment boundary (tests/trainers/test_packed_loss.py: the loss equals the unpacked loss).
 """
 
 from __future__ import annotations
@@ -26,6 +30,10 @@ def datasets(data: TrainingData, target: LoadedTarget) -> tuple[Any, Any | None]
 
     out = []
     for split in ("train", "val"):
+        if data.packed is not None:
+            rows = data.packed[split].select(["input_ids", "labels", "seq_lengths"])
+            out.append(Dataset.from_dict(rows.to_pydict()) if rows.num_rows else None)
+            continue
         rows = data.rendered_rows(split, KINDS["sft"]).select(["input_ids", "labels"])
         out.append(Dataset.from_dict(rows.to_pydict()) if rows.num_rows else None)
     return out[0], out[1]

