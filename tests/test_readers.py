@@ -664,11 +664,17 @@ def test_a_compressed_file_named_as_plain_text_is_named_not_read_as_garbage(writ
     import gzip
 
     path = write("data.jsonl", gzip.compress((rec("a") + "\n").encode()))
-    for attempt in (read, sample_records):
-        with pytest.raises(DataError) as err:
-            attempt(path)
-        assert err.value.message.endswith("data.jsonl: named like a jsonl file, but it is gzip-compressed")
-        assert err.value.hint == "rename it to data.jsonl.gz"
+    # One reject for the file, saying how to fix it; never its bytes read as broken JSON lines.
+    assert rejected(read(path)) == [
+        (
+            None,
+            None,
+            "unreadable_file",
+            None,
+            "the file cannot be read: named like a jsonl file, but it is gzip-compressed; rename it to data.jsonl.gz",
+        )
+    ]
+    assert sample_records(path) == []  # nothing to detect a format from
 
 
 # --- CSV and TSV ----------------------------------------------------------------------------------
@@ -807,15 +813,16 @@ def test_column_oriented_json_is_read_as_its_rows(write):
     assert [r["instruction"] for r in sample_records(path)] == ["q0", "q1", "q2"]
 
 
-def test_column_oriented_json_with_columns_of_different_lengths_is_an_error(write):
+def test_column_oriented_json_with_columns_of_different_lengths_is_one_unreadable_file_reject(write):
     path = write("cols.json", {"instruction": ["q0", "q1", "q2"], "output": ["a", "b"]})
-    for attempt in (read, lambda p: sample_records(p, display="cols.json")):
-        with pytest.raises(DataError) as err:
-            attempt(path)
-        assert err.value.message == (
-            "cols.json: column-oriented JSON (one object of lists, one list per column) whose columns differ in "
-            "length: instruction 3, output 2"
-        )
+    (reject,) = rejected(read(path))
+    assert reject[:4] == (None, None, "unreadable_file", None)
+    assert reject[4] == (
+        "the file cannot be read: column-oriented JSON (one object of lists, one list per column) whose columns "
+        "differ in length: instruction 3, output 2; give every column one value per record, or write the records "
+        "as a JSON array of objects or JSON Lines"
+    )
+    assert sample_records(path, display="cols.json") == []
 
 
 def test_one_object_whose_lists_are_messages_is_one_record_not_columns(write):

@@ -221,7 +221,10 @@ def sample_records(path: Path, n: int = 20, display: str | None = None) -> list[
             return []
         head = strip_boms(head)
         if ftype.compression is None:
-            _check_not_compressed(head[:8], display, ftype)
+            try:
+                _check_not_compressed(head[:8], display, ftype)
+            except UnreadableFile:  # reading it makes it one reject that says how to fix it
+                return []
         if kind in ("csv", "tsv"):
             from .readers_csv import sample_csv
 
@@ -335,7 +338,8 @@ def _check_not_compressed(head: bytes | memoryview, display: str, ftype: FileTyp
                 what, fix = "a zip archive", "extract it and point `from:` at the folder"
             else:
                 what, fix = f"{COMPRESSION[suffix]}-compressed", f"rename it to {name}{suffix}"
-            raise DataError(f"{display}: named like a {ftype.kind} file, but it is {what}", hint=fix)
+            # The file is data under the wrong name: one `unreadable_file` reject that says how to fix it.
+            raise UnreadableFile(f"{display}: named like a {ftype.kind} file, but it is {what}; {fix}")
 
 
 # --- fast paths ---------------------------------------------------------------------------------

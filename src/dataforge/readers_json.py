@@ -238,10 +238,10 @@ def _columns_of(obj: dict[str, Any], display: str) -> dict[str, list[Any]] | Non
     if objects:
         return None
     listed = ", ".join(f"{k} {n}" for k, n in lengths.items())
-    raise DataError(
+    raise UnreadableFile(
         f"{display}: column-oriented JSON (one object of lists, one list per column) whose columns differ in "
-        f"length: {listed}",
-        hint="give every column one value per record, or write the records as a JSON array of objects or JSON Lines",
+        f"length: {listed}; give every column one value per record, or write the records as a JSON array of "
+        "objects or JSON Lines"
     )
 
 
