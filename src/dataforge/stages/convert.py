@@ -116,6 +116,11 @@ def _unsafe_values(table: pa.Table) -> tuple[pa.Table, pa.Table]:
             problem = _metadata_problem(metadata[int(row)].as_py())
             if problem is not None:
                 problems.setdefault(int(row), problem)
+    return _reject_rows(table, problems)
+
+
+def _reject_rows(table: pa.Table, problems: dict[int, tuple[str, str, str]]) -> tuple[pa.Table, pa.Table]:
+    """`table` without the rows in `problems`, and convert-stage rejects for them (row → reason, field, message)."""
     if not problems:
         return table, empty_rejects()
     rows = sorted(problems)
@@ -168,22 +173,10 @@ def _metadata_problem(text: str) -> tuple[str, str, str] | None:
 
 def _split_off(table: pa.Table, conflicts: list[tuple[int, str, str]]) -> tuple[pa.Table, pa.Table]:
     """The table without the conflicting rows, and convert-stage rejects for them (first conflict per row)."""
-    first: dict[int, tuple[str, str]] = {}
+    first: dict[int, tuple[str, str, str]] = {}
     for row, field, message in conflicts:
-        first.setdefault(row, (field, message))
-    rows = sorted(first)
-    bad = np.zeros(table.num_rows, dtype=bool)
-    bad[rows] = True
-    picked = table.take(pa.array(rows)).drop_columns([ORIGIN])
-    rejects = rejects_from_examples(
-        picked,
-        stage="convert",
-        outcome=Outcome.REJECTED,
-        reason=pa.array(["reasoning_conflict"] * len(rows), pa.string()),
-        field=pa.array([first[r][0] for r in rows], pa.string()),
-        message=pa.array([first[r][1] for r in rows], pa.string()),
-    )
-    return keep_rows(table, ~bad), rejects
+        first.setdefault(row, ("reasoning_conflict", field, message))
+    return _reject_rows(table, first)
 
 
 def _batches(raw: pa.Table) -> Iterator[pa.Table]:
