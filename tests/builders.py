@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pyarrow as pa
 
+from dataforge import formats
+from dataforge.readers import LINE, ROW, ReadResult, read_file
 from dataforge.record import Example, Kind, Message, Provenance, Role, examples_to_table
 
 
@@ -42,3 +46,21 @@ def table(*examples: Example) -> pa.Table:
 
 def quiet(done: int, total: int, what: str) -> None:
     """A progress callback that ignores progress."""
+
+
+def read(path: Path, fmt: str = "alpaca", columns: dict[str, str] | None = None) -> ReadResult:
+    result = read_file(path, path.name, formats.get(fmt).shape, columns)
+    # The ledger of one file: every record found is either a kept row or a reject.
+    assert result.records == result.table.num_rows + result.rejects.num_rows
+    return result
+
+
+def kept(result: ReadResult, column: str = "instruction") -> list[tuple]:
+    """(row, line, value of `column`) for every kept raw row."""
+    t = result.table
+    return list(zip(t[ROW].to_pylist(), t[LINE].to_pylist(), t[column].to_pylist(), strict=True))
+
+
+def rejected(result: ReadResult) -> list[tuple]:
+    """(row, line, reason, field, message) for every reject."""
+    return [(r["row"], r["line"], r["reason"], r["field"], r["message"]) for r in result.rejects.to_pylist()]

@@ -5,6 +5,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from dataforge.engine.runner import run
+from dataforge.recipe import load_recipe
+from dataforge.stages.write import is_current, write_build, write_key
+
 RECIPE = """\
 name: tiny
 seed: 11
@@ -65,3 +69,13 @@ def make_project(root: Path, recipe: str = RECIPE, rows: int = 30) -> Path:
     path = root / "mix.yaml"
     path.write_text(recipe, encoding="utf-8")
     return path
+
+
+def build(recipe: Path):
+    """Run and, when something changed, write the build of `recipe` as `dataforge build` does (no lock)."""
+    loaded = load_recipe(recipe)
+    result = run(loaded)
+    manifest = None
+    if result.ran or not is_current(loaded, write_key(loaded, result.entries)):
+        manifest = write_build(loaded, result.stages, result.entries)
+    return loaded, result, manifest

@@ -14,12 +14,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from dataforge import formats
+from builders import kept, read, rejected
 from dataforge.engine.cache import Cache
 from dataforge.engine.graph import build_graph, dedup_files
 from dataforge.errors import DataError
 from dataforge.jsonsafe import MAX_DEPTH
-from dataforge.readers import LINE, ROW, ReadResult, read_file, sample_records
+from dataforge.readers import ROW, sample_records
 from dataforge.recipe import Source, load_recipe
 from dataforge.stages.read import read_source, source_files
 
@@ -38,21 +38,6 @@ def rec(instruction: str, output: str = "ok", **extra) -> str:
 def deep_rec(instruction: str, levels: int = DEEP) -> str:
     """An alpaca record whose unmodelled `meta` nests `levels` arrays (the record itself is one more level)."""
     return f'{{"instruction": "{instruction}", "output": "ok", "meta": {"[" * levels}{"]" * levels}}}'
-
-
-def read(path: Path, fmt: str = "alpaca", columns: dict[str, str] | None = None) -> ReadResult:
-    result = read_file(path, path.name, formats.get(fmt).shape, columns)
-    assert result.records == result.table.num_rows + result.rejects.num_rows  # the file's ledger balances
-    return result
-
-
-def kept(result: ReadResult, column: str = "instruction") -> list[tuple]:
-    t = result.table
-    return list(zip(t[ROW].to_pylist(), t[LINE].to_pylist(), t[column].to_pylist(), strict=True))
-
-
-def rejected(result: ReadResult) -> list[tuple]:
-    return [(r["row"], r["line"], r["reason"], r["field"], r["message"]) for r in result.rejects.to_pylist()]
 
 
 # --- 1. deep nesting ----------------------------------------------------------------------------------

@@ -11,13 +11,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from builders import kept, read, rejected
 from dataforge import formats
 from dataforge.errors import DataError
 from dataforge.readers import (
     EXTRA,
     LINE,
     ROW,
-    ReadResult,
     file_kind,
     read_file,
     resolve_files,
@@ -30,24 +30,6 @@ BROKEN_MESSAGE = "broken JSON: Unterminated string starting at: line 1 column 17
 
 def rec(instruction: str, output: str = "ok", **extra) -> str:
     return json.dumps({"instruction": instruction, "output": output, **extra}, ensure_ascii=False)
-
-
-def read(path: Path, fmt: str = "alpaca", columns: dict[str, str] | None = None) -> ReadResult:
-    result = read_file(path, path.name, formats.get(fmt).shape, columns)
-    # The ledger of one file: every record found is either a kept row or a reject.
-    assert result.records == result.table.num_rows + result.rejects.num_rows
-    return result
-
-
-def kept(result: ReadResult, column: str = "instruction") -> list[tuple]:
-    """(row, line, value of `column`) for every kept raw row."""
-    t = result.table
-    return list(zip(t[ROW].to_pylist(), t[LINE].to_pylist(), t[column].to_pylist(), strict=True))
-
-
-def rejected(result: ReadResult) -> list[tuple]:
-    """(row, line, reason, field, message) for every reject."""
-    return [(r["row"], r["line"], r["reason"], r["field"], r["message"]) for r in result.rejects.to_pylist()]
 
 
 def careful(text: str, wanted: bool) -> str:
@@ -588,7 +570,6 @@ def test_nested_fields_the_format_does_not_model_are_counted_on_every_path(write
     import pyarrow.parquet as pq
 
     from dataforge.formats import get
-    from dataforge.readers import read_file
 
     shape = get("openai").shape
     line = json.dumps(
@@ -616,7 +597,6 @@ def test_a_parquet_number_where_a_string_belongs_is_rejected_like_json(tmp_path)
     import pyarrow.parquet as pq
 
     from dataforge.formats import get
-    from dataforge.readers import read_file
 
     pq.write_table(pa.table({"instruction": [1, 2], "output": ["a", "b"]}), tmp_path / "n.parquet")
     result = read_file(tmp_path / "n.parquet", "n.parquet", get("alpaca").shape)

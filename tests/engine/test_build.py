@@ -9,22 +9,12 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 from dataforge.engine.builddir import LOCK, MARKER
-from dataforge.engine.runner import plan, run
+from dataforge.engine.runner import plan
 from dataforge.recipe import load_recipe
-from dataforge.stages.write import is_current, write_build, write_key
-from project import RECIPE, make_project
+from project import RECIPE, build, make_project
 
 BRANCH = ["read:{s}", "convert:{s}", "validate:{s}", "filter:{s}"]
 GLOBAL = ["dedup", "mix", "split"]
-
-
-def build(recipe: Path):
-    loaded = load_recipe(recipe)
-    result = run(loaded)
-    manifest = None
-    if result.ran or not is_current(loaded, write_key(loaded, result.entries)):
-        manifest = write_build(loaded, result.stages, result.entries)
-    return loaded, result, manifest
 
 
 def test_build_writes_outputs_and_a_balanced_ledger(tmp_path):

@@ -24,19 +24,10 @@ from dataforge.engine.builddir import LOCK, MARKER, BuildLocked, build_dir_lock
 from dataforge.engine.runner import plan, run
 from dataforge.errors import DataError, DataforgeError, RecipeError, UsageError
 from dataforge.recipe import load_recipe, parse_recipe
-from dataforge.stages.write import is_current, write_build, write_key
-from project import RECIPE, make_project
+from dataforge.stages.write import write_build
+from project import RECIPE, build, make_project
 
 TINY = "data/processed/tiny"
-
-
-def build(recipe: Path):
-    loaded = load_recipe(recipe)
-    result = run(loaded)
-    manifest = None
-    if result.ran or not is_current(loaded, write_key(loaded, result.entries)):
-        manifest = write_build(loaded, result.stages, result.entries)
-    return loaded, result, manifest
 
 
 def dataforge(monkeypatch, capsys, *args: str) -> tuple[int, str]:
