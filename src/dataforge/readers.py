@@ -306,10 +306,10 @@ def _decompressed(raw: pa.Buffer, ftype: FileType, display: str) -> memoryview:
     """A text file's bytes, decompressed when its name says it is compressed."""
     if ftype.compression is None:
         _check_not_compressed(raw[:8].to_pybytes(), display, ftype)
-        return memoryview(raw)
+        return memoryview(raw).cast("B")  # unsigned bytes: a pa.Buffer's view is signed, so BOM checks never matched
     try:
         with pa.input_stream(raw, compression=ftype.compression) as stream:
-            return memoryview(stream.read_buffer())
+            return memoryview(stream.read_buffer()).cast("B")
     except (OSError, pa.ArrowInvalid) as exc:
         raise _unreadable_compressed(Path(display), display, ftype, exc) from None
 

@@ -137,6 +137,32 @@ class Source(_Section):
         return value
 
 
+class Engine(_Section):
+    """Where the build's shard functions run. Neither setting changes what is built: outputs are byte-identical
+    for any engine and any number of workers, so the engine stays out of every cache key."""
+
+    name: Literal["local", "ray"] = Field(
+        default="local",
+        description="`local`: worker processes on this machine. `ray`: Ray tasks on a cluster "
+        '(`pip install "dataforge[ray]"`); the build folder must be on storage every node sees.',
+    )
+    workers: Annotated[int, Field(gt=0)] | None = Field(
+        default=None, description="Worker processes (local) or tasks in flight (ray); default: every core."
+    )
+    address: str | None = Field(
+        default=None,
+        description="ray: the cluster to join (`auto`, `ray://head:10001`); default: start a local one.",
+    )
+    num_partitions: Annotated[int, Field(gt=0)] | None = Field(
+        default=None, description="Partitions of the near-dedup band-key shuffle; default: from the row count."
+    )
+
+
+def _engine_shorthand(value: Any) -> Any:
+    """`engine: ray` is `engine: {name: ray}`."""
+    return {"name": value} if isinstance(value, str) else value
+
+
 class Mix(_Section):
     """How sources combine: `natural` keeps every row; `ratio` samples each source to its share."""
 
@@ -490,6 +516,15 @@ class Recipe(_Section):
     render: list[RenderTarget] = Field(default_factory=list, description="Targets to render train/val for.")
     train: Train | None = Field(default=None, description="Fine-tune on this build with `dataforge train`.")
     checks: Checks = Field(default_factory=Checks, description="Quality gates; a failed gate makes the build exit 1.")
+    engine: Annotated[Engine, BeforeValidator(_engine_shorthand)] = Field(
+        default_factory=Engine,
+        description="Where shard functions run: `local` (default) or `ray`, with their settings (README: Scale).",
+    )
+    shard_mb: Annotated[float, Field(gt=0, le=4096)] = Field(
+        default=32,
+        description="Source files are read in shards of about this many MiB (a byte range of a JSONL file, row "
+        "groups of a Parquet file); each shard is cached on its own, so appending rows re-reads only the new shards.",
+    )
 
     def source(self, name: str) -> Source:
         return next(s for s in self.sources if s.name == name)

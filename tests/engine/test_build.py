@@ -164,8 +164,11 @@ def test_a_killed_build_leaves_no_partial_output_and_resumes(tmp_path):
     out = tmp_path / "data" / "processed" / "tiny"
     assert not (out / "manifest.json").exists()  # killed before the edge stage: nothing half-written there
     for entry in cache.glob("*/*"):
-        if entry.is_dir() and not entry.name.startswith(".tmp-"):
+        if entry.is_dir() and not entry.name.startswith((".tmp-", ".scratch-")) and entry.name != "shards":
             assert (entry / "manifest.json").is_file(), entry  # every visible entry is complete
+    for shard in cache.glob("*/shards/*"):
+        if not shard.name.startswith(".tmp-"):
+            assert (shard / "shard.json").is_file(), shard  # and every visible shard
     _, result, manifest = build(recipe)
     assert "read:alp" not in result.ran  # finished before the kill: reused
     ref_out = reference / "data" / "processed" / "tiny"

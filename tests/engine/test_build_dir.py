@@ -275,9 +275,9 @@ def test_a_full_disk_says_where_how_much_and_leaves_the_cache_whole(tmp_path, mo
     real_write = cache_module.pq.write_table
     calls = {"n": 0}
 
-    def fills_up(table, where, **kwargs):  # the disk fills on the third table written
+    def fills_up(table, where, **kwargs):  # the disk fills on the fourth table written
         calls["n"] += 1
-        if calls["n"] == 3:
+        if calls["n"] == 4:
             real_write(table, where, **kwargs)
             raise OSError(errno.ENOSPC, "No space left on device")
         return real_write(table, where, **kwargs)
@@ -286,9 +286,10 @@ def test_a_full_disk_says_where_how_much_and_leaves_the_cache_whole(tmp_path, mo
     with pytest.raises(DataError) as caught:
         run(loaded)
     message = caught.value.message
-    # Stages run in recipe order within a rank: read:alp wrote two tables, read:sgpt's first fills the disk.
-    assert message.startswith(f"cannot write to {loaded.build_dir / '.cache' / 'read--sgpt'}/.tmp-"), message
-    assert ": no space left on device (writing " in message and " bytes free)" in message
+    # Stages run in recipe order within a rank: read:alp wrote three tables (its shard's raw rows and rejects, then
+    # the stage's rejects), read:sgpt's first fills the disk.
+    assert message.startswith(f"cannot write to {loaded.build_dir / '.cache' / 'read--sgpt' / 'shards'}/.tmp-"), message
+    assert ": no space left on device (" in message and " bytes free)" in message
     assert [p.name for p in (loaded.build_dir / ".cache").rglob(".tmp-*")] == []  # no half entry left
     monkeypatch.setattr(cache_module.pq, "write_table", real_write)
     result = run(loaded)
@@ -322,18 +323,20 @@ def test_a_truncated_cache_entry_is_removed_recomputed_and_reported(tmp_path, mo
     recipe = make_project(tmp_path)
     _, _, first = build(recipe)
     entry = next((tmp_path / TINY / ".cache" / "convert--alp").glob("[0-9a-f]*"))
-    table = entry / "examples.parquet"
+    part = json.loads((entry / "manifest.json").read_text())["table_parts"]["examples"][0]  # a shard's file
+    assert part.startswith("shards/")
+    table = entry.parent / part
     size = table.stat().st_size
     with table.open("r+b") as fh:
         fh.truncate(size // 2)
     statuses = {s.name: s for s in plan(load_recipe(recipe))}
     assert statuses["convert:alp"].reason == (
-        f"cache entry damaged: examples.parquet is {size // 2:,} bytes, {size:,} were stored"
+        f"cache entry damaged: {part} is {size // 2:,} bytes, {size:,} were stored"
     )
     code, said = dataforge(monkeypatch, capsys, "build", "-q", str(recipe))
     assert code == 0, said
     assert (
-        f"warning: cache entry of convert:alp was damaged (examples.parquet is {size // 2:,} bytes, {size:,} were "
+        f"warning: cache entry of convert:alp was damaged ({part} is {size // 2:,} bytes, {size:,} were "
         "stored); removed and recomputed"
     ) in said
     assert table.stat().st_size == size

@@ -67,8 +67,26 @@ class Entry:
     manifest: dict[str, Any]
 
     def as_input(self) -> StageInput:
-        tables = {name: self.path / f"{name}.parquet" for name in self.manifest["tables"]}
-        return StageInput(self.manifest["stage"], self.manifest["stats"], tables)
+        return StageInput(
+            self.manifest["stage"],
+            self.manifest["stats"],
+            self.part_paths(),
+            self.part_digests(),
+            self.manifest.get("part_meta", {}),
+        )
+
+    def part_paths(self) -> dict[str, list[Path]]:
+        """Each output table's Parquet parts, in row order."""
+        return {name: [self.path.parent / p for p in parts] for name, parts in _parts(self.manifest).items()}
+
+    def part_digests(self) -> dict[str, str]:
+        """sha256 of each part, by its path (what a shard's key takes from its inputs)."""
+        outputs = self.manifest["outputs"]
+        return {
+            str(self.path.parent / p): outputs[_output_name(self.manifest, p)]
+            for parts in _parts(self.manifest).values()
+            for p in parts
+        }
 
     @property
     def digest(self) -> str:
@@ -148,6 +166,79 @@ class Cache:
             pass
         _atomic_write(pointer, key.encode())
 
+    def scratch(self, stage_name: str) -> Path:
+        """A fresh scratch folder for a global stage's parts and working files (on the cache's disk, so parts move
+        into the entry by rename)."""
+        path = self._dir(stage_name) / f".scratch-{os.getpid()}"
+        shutil.rmtree(path, ignore_errors=True)
+        path.mkdir(parents=True)
+        return path
+
+    def shard_dir(self, stage_name: str, key: str) -> Path:
+        return self._dir(stage_name) / "shards" / key
+
+    def shard_tmp(self, stage_name: str, key: str) -> Path:
+        return self._dir(stage_name) / "shards" / f".tmp-{key}-{os.getpid()}"
+
+    def store_sharded(
+        self,
+        stage: Stage,
+        key: str,
+        parts: dict[str, Any],
+        results: list[Any],
+        stats: dict[str, Any],
+        finished: Any = None,
+    ) -> Entry:
+        """The entry of a sharded stage: a manifest naming its shards' files (which stay where they are), and the
+        files `finished` (engine.shards.Finished) wrote, moved into the entry."""
+        final = self._dir(stage.name) / key
+        tmp = self._dir(stage.name) / f".tmp-{key}-{os.getpid()}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        chosen = finished.parts if finished is not None else {}
+        table_parts: dict[str, list[str]] = {name: [] for name in stage.outputs}
+        outputs: dict[str, str] = {}
+        sizes: dict[str, int] = {}
+        for name in stage.outputs:
+            for i, item in enumerate(chosen.get(name, [r for r in results if r.has(name)])):
+                if isinstance(item, Path):
+                    (tmp / name).mkdir(exist_ok=True)
+                    os.replace(item, tmp / name / f"{i:05d}.parquet")
+                    rel = f"{key}/{name}/{i:05d}.parquet"
+                    outputs[rel] = file_sha256(tmp / name / f"{i:05d}.parquet")
+                    sizes[rel] = (tmp / name / f"{i:05d}.parquet").stat().st_size
+                else:
+                    rel = f"shards/{item.key}/{name}.parquet"
+                    outputs[rel] = item.info["outputs"][f"{name}.parquet"]
+                    sizes[rel] = item.info["sizes"][f"{name}.parquet"]
+                table_parts[name].append(rel)
+        outputs["stats"] = hashlib.sha256(canonical_json(stats).encode()).hexdigest()
+        manifest = {
+            "stage": stage.name,
+            "key": key,
+            "parts": parts,
+            "tables": list(stage.outputs),
+            "table_parts": table_parts,
+            "shards": [r.key for r in results],
+            "stats": stats,
+            "outputs": outputs,
+            "sizes": sizes,
+            "part_meta": finished.meta if finished is not None else {},
+        }
+        try:
+            with writing(tmp, 1 << 16):
+                text = json.dumps(manifest, indent=2, sort_keys=True, ensure_ascii=False)
+                (tmp / "manifest.json").write_text(text)
+                if final.exists():
+                    shutil.rmtree(tmp)
+                else:
+                    os.replace(tmp, final)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        self.mark_latest(stage.name, key)
+        return Entry(final, manifest)
+
     def store(self, stage: Stage, key: str, parts: dict[str, Any], output: StageOutput) -> Entry:
         """Write `output` under `key` atomically and return its entry.
 
@@ -158,7 +249,7 @@ class Cache:
         produced = sorted(name for name, table in output.tables.items() if table is not None)
         if produced != sorted(stage.outputs):
             raise RuntimeError(f"stage {stage.name} declared outputs {list(stage.outputs)} but produced {produced}")
-        nbytes = sum(table.nbytes for table in output.tables.values() if table is not None)
+        nbytes = sum(table.nbytes for table in output.tables.values() if isinstance(table, pa.Table))
         try:
             with writing(tmp, nbytes):
                 manifest = self._write_entry(stage, key, parts, output, tmp)
@@ -181,13 +272,25 @@ class Cache:
         outputs: dict[str, str] = {}
         sizes: dict[str, int] = {}
         tables = []
+        table_parts: dict[str, list[str]] = {}
         for name, table in output.tables.items():
             if table is None:
                 continue
-            path = tmp / f"{name}.parquet"
-            write_parquet(table, path)
-            outputs[path.name] = file_sha256(path)
-            sizes[path.name] = path.stat().st_size
+            if isinstance(table, list):  # parts a global stage wrote one shard at a time: moved in, in order
+                (tmp / name).mkdir()
+                table_parts[name] = []
+                for i, part in enumerate(table):
+                    path = tmp / name / f"{i:05d}.parquet"
+                    os.replace(part, path)
+                    rel = f"{key}/{name}/{path.name}"
+                    outputs[rel] = file_sha256(path)
+                    sizes[rel] = path.stat().st_size
+                    table_parts[name].append(rel)
+            else:
+                path = tmp / f"{name}.parquet"
+                write_parquet(table, path)
+                outputs[path.name] = file_sha256(path)
+                sizes[path.name] = path.stat().st_size
             tables.append(name)
         stats_text = canonical_json(output.stats)
         outputs["stats"] = hashlib.sha256(stats_text.encode()).hexdigest()
@@ -200,6 +303,8 @@ class Cache:
             "outputs": outputs,  # what downstream keys depend on (Entry.digest): unchanged by `sizes`
             "sizes": sizes,
         }
+        if table_parts:
+            manifest["table_parts"] = {name: table_parts.get(name, [f"{key}/{name}.parquet"]) for name in tables}
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True, ensure_ascii=False))
         return manifest
 
@@ -213,10 +318,44 @@ class Cache:
                 continue
             wanted = keep.get(stage_dir.name.replace("--", ":"))
             for entry in stage_dir.iterdir():
-                if entry.is_dir() and entry.name != wanted:
+                if entry.is_dir() and entry.name not in (wanted, "shards"):
                     shutil.rmtree(entry)
                     removed += 1
+            removed += _prune_shards(stage_dir, wanted)
         return removed
+
+
+def _prune_shards(stage_dir: Path, wanted: str | None) -> int:
+    """Remove the shards (and stale temporaries) the kept entry of a sharded stage does not name."""
+    shards = stage_dir / "shards"
+    if not shards.is_dir():
+        return 0
+    used: set[str] = set()
+    if wanted is not None:
+        try:
+            used = set(json.loads((stage_dir / wanted / "manifest.json").read_text(encoding="utf-8")).get("shards", []))
+        except (OSError, ValueError):
+            used = set()
+    removed = 0
+    for shard in shards.iterdir():
+        if shard.name not in used:
+            shutil.rmtree(shard, ignore_errors=True)
+            removed += 1
+    return removed
+
+
+def _parts(manifest: dict[str, Any]) -> dict[str, list[str]]:
+    """Each table's parts, relative to the stage's folder (an entry of one file per table names `<key>/<t>.parquet`)."""
+    if "table_parts" in manifest:
+        return {name: list(manifest["table_parts"][name]) for name in manifest["tables"]}
+    return {name: [f"{manifest['key']}/{name}.parquet"] for name in manifest["tables"]}
+
+
+def _output_name(manifest: dict[str, Any], rel: str) -> str:
+    """The key under `outputs` of the part at `rel` (entries of one file per table record the bare file name)."""
+    if "table_parts" in manifest:
+        return rel
+    return rel.split("/", 1)[1]
 
 
 def write_parquet(table: pa.Table, path: Path) -> None:
@@ -233,15 +372,18 @@ def damage(path: Path, manifest: dict[str, Any]) -> str | None:
         outputs, sizes = manifest["outputs"], manifest.get("sizes", {})
         if canonical_json_digest(manifest["stats"]) != outputs.get("stats"):
             return "its stats do not match their recorded digest"
-        for name in manifest["tables"]:
-            file, want = path / f"{name}.parquet", outputs[f"{name}.parquet"]
-            if not file.is_file():
-                return f"{file.name} is missing"
-            size = file.stat().st_size
-            if name + ".parquet" in sizes and size != sizes[name + ".parquet"]:
-                return f"{file.name} is {size:,} bytes, {sizes[name + '.parquet']:,} were stored"
-            if file_sha256(file) != want:
-                return f"{file.name} does not match its recorded sha256"
+        for parts in _parts(manifest).values():
+            for rel in parts:
+                file, name = path.parent / rel, _output_name(manifest, rel)
+                want = outputs[name]
+                shown = file.name if "table_parts" not in manifest else rel
+                if not file.is_file():
+                    return f"{shown} is missing"
+                size = file.stat().st_size
+                if name in sizes and size != sizes[name]:
+                    return f"{shown} is {size:,} bytes, {sizes[name]:,} were stored"
+                if file_sha256(file) != want:
+                    return f"{shown} does not match its recorded sha256"
     except (KeyError, TypeError, AttributeError) as exc:
         return f"its manifest.json lacks {exc}"
     except OSError as exc:

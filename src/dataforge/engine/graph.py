@@ -11,6 +11,7 @@ from ..hub.sync import locked_entries
 from ..recipe import LoadedRecipe
 from ..stages import convert, dedup, filter, mix, quality, read, render, split, substitute, validate
 from ..stages.base import Stage
+from ..stages.sharding import per_part_stage
 
 
 def build_graph(loaded: LoadedRecipe) -> list[Stage]:
@@ -41,6 +42,7 @@ def build_graph(loaded: LoadedRecipe) -> list[Stage]:
             run=read.make_read(src, root, list(files)),
             files=files,
             source=src.name,
+            sharded=read.sharded_read(src, root, list(files), max(1, int(recipe.shard_mb * (1 << 20)))),
         )
         # `substitute:` fills placeholders as the last step of convert; in the key only when set (other keys stay).
         fills = recipe.substitutions(src)
@@ -57,6 +59,13 @@ def build_graph(loaded: LoadedRecipe) -> list[Stage]:
             },
             substitute.after_convert(convert.make_convert(src.name, r.name, src.reasoning or recipe.reasoning), fills),
             source=src.name,
+            sharded=per_part_stage(
+                r.name,
+                "raw",
+                convert.convert_table,
+                {"source": src.name, "reasoning": src.reasoning or recipe.reasoning, "fills": fills},
+                meta=lambda i, m: m,
+            ),
         )
         v = Stage(
             f"validate:{src.name}",
@@ -67,6 +76,7 @@ def build_graph(loaded: LoadedRecipe) -> list[Stage]:
             {"lint_ignore": sorted(recipe.lint.ignore)},
             validate.make_validate(c.name, frozenset(recipe.lint.ignore)),
             source=src.name,
+            sharded=per_part_stage(c.name, "examples", validate.validate_table, {"ignore": sorted(recipe.lint.ignore)}),
         )
         f = Stage(
             f"filter:{src.name}",
@@ -77,6 +87,7 @@ def build_graph(loaded: LoadedRecipe) -> list[Stage]:
             recipe.filters.model_dump(),
             filter.make_filter(v.name, recipe.filters),
             source=src.name,
+            sharded=per_part_stage(v.name, "examples", filter.filter_table, {"policy": recipe.filters}),
         )
         stages += [r, c, v, f]
         if recipe.quality is not None:  # quality signals and their thresholds, after the cheap filters
@@ -90,6 +101,13 @@ def build_graph(loaded: LoadedRecipe) -> list[Stage]:
                 quality.make_quality(f.name, f"quality:{src.name}", recipe.quality),
                 libraries=quality.LIBRARIES,
                 source=src.name,
+                sharded=per_part_stage(
+                    f.name,
+                    "examples",
+                    quality.quality_table,
+                    {"policy": recipe.quality, "stage": f"quality:{src.name}"},
+                    merge=quality.merge_quality,
+                ),
             )
             stages.append(q)
             f = q

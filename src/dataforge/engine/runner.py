@@ -6,11 +6,25 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import shutil
+
 from ..recipe import LoadedRecipe
-from ..stages.base import Progress, Stage
-from .builddir import Claim, build_dir_lock
+from ..stages.base import Progress, RunContext, Stage, StageInput
+from .builddir import Claim, build_dir_lock, writing
 from .cache import Cache, Entry
+from .executor import Executor, LocalExecutor
 from .graph import build_graph
+from .shards import (
+    LazyParams,
+    ShardResult,
+    Sharded,
+    ShardTask,
+    load_shard,
+    remove_quietly,
+    run_shard,
+    shard_key,
+    with_paths,
+)
 
 
 @dataclass
@@ -114,7 +128,105 @@ def run(loaded: LoadedRecipe, on_stage: StageProgress | None = None) -> RunResul
         return _run(loaded, on_stage, claim)
 
 
+def _compute(
+    stage: Stage,
+    key: str,
+    parts: dict[str, Any],
+    inputs: dict[str, StageInput],
+    cache: Cache,
+    executor: Executor,
+    progress: Progress,
+) -> Entry:
+    """Run one stage that is not cached and store its entry."""
+    if stage.sharded is not None:
+        return run_sharded(stage, key, parts, inputs, cache, executor, progress)
+    if not stage.context:
+        return cache.store(stage, key, parts, stage.run(inputs, progress))
+    scratch = cache.scratch(stage.name)
+    try:
+        with writing(scratch):
+            output = stage.run(inputs, progress, RunContext(executor, scratch))
+        return cache.store(stage, key, parts, output)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def run_sharded(
+    stage: Stage,
+    key: str,
+    parts: dict[str, Any],
+    inputs: dict[str, StageInput],
+    cache: Cache,
+    executor: Executor,
+    progress: Progress,
+) -> Entry:
+    """Run the shards of `stage` that are not cached (in the executor's workers), then write its entry.
+
+    Each shard is keyed by its own content (engine.shards): a shard another build of this stage finished, or this
+    build finished before it was killed, is reused."""
+    spec: Sharded = stage.sharded
+    tasks = spec.tasks(inputs)
+    base = {
+        "stage": stage.kind,
+        "version": stage.version,
+        "config": spec.shard_config if spec.shard_config is not None else parts["config"],
+        "libraries": parts["libraries"],
+    }
+    digests: dict[str, str] = {}
+    for upstream in inputs.values():
+        digests.update(upstream._digests)
+    results: list[ShardResult] = []
+    todo: list[ShardTask] = []
+    waiting: list[int] = []
+    for task in tasks:
+        k = shard_key(base, {name: digests[path] for name, path in sorted(task.inputs.items())}, task.meta)
+        final = cache.shard_dir(stage.name, k)
+        info = load_shard(final)
+        if info is None:
+            remove_quietly(final)  # a folder that is not whole (cut by a full disk, say): computed again
+            todo.append(with_paths(task, cache.shard_tmp(stage.name, k), final))
+            waiting.append(len(results))
+        results.append(ShardResult(task, k, final, info or {}))
+    total, done = len(tasks), len(tasks) - len(todo)
+    progress(done, total, f"{done}/{total} shards cached" if done else "")
+
+    def finished(i: int, info: dict[str, Any]) -> None:
+        nonlocal done
+        results[waiting[i]].info = info
+        done += 1
+        progress(done, total, f"{done}/{total} shards")
+
+    if todo:
+        (cache.shard_dir(stage.name, "x")).parent.mkdir(parents=True, exist_ok=True)
+        params = spec.params.resolve() if isinstance(spec.params, LazyParams) else spec.params
+        executor.map(
+            run_shard, (spec.fn, params), todo, describe=lambda i: f"{stage.name} {todo[i].describe}", on_done=finished
+        )
+    progress(total, total, spec.note() if spec.note else "")
+    stats = spec.merge([r.stats for r in results])
+    if spec.finish is None:
+        return cache.store_sharded(stage, key, parts, results, stats)
+    scratch = cache.scratch(stage.name)
+    try:
+        with writing(scratch):
+            finished = spec.finish(results, scratch)
+        return cache.store_sharded(stage, key, parts, results, stats, finished)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def executor_for(loaded: LoadedRecipe) -> Executor:
+    """The recipe's engine: `local` worker processes (default: every core) or a Ray cluster."""
+    engine = loaded.recipe.engine
+    if engine.name == "ray":
+        from .ray_executor import RayExecutor
+
+        return RayExecutor(address=engine.address, workers=engine.workers, num_partitions=engine.num_partitions)
+    return LocalExecutor(engine.workers)
+
+
 def _run(loaded: LoadedRecipe, on_stage: StageProgress | None, claim: Claim) -> RunResult:
+    executor = executor_for(loaded)
     stages = build_graph(loaded)
     cache = cache_for(loaded)
     entries: dict[str, Entry] = {}
@@ -146,8 +258,7 @@ def _run(loaded: LoadedRecipe, on_stage: StageProgress | None, claim: Claim) -> 
         if entry is None:
             claim.refuse_writes()  # a read-only build dir: said once, naming the folder, before any work
             inputs = {name: entries[name].as_input() for name in stage.inputs}
-            output = stage.run(inputs, progress)
-            entry = cache.store(stage, key, parts, output)
+            entry = _compute(stage, key, parts, inputs, cache, executor, progress)
         entries[stage.name] = entry
         statuses.append(status)
     return RunResult(stages, entries, statuses, warnings)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -210,3 +211,20 @@ def make_convert(source: str, read_stage: str, reasoning: Policy = "keep"):
         return convert_raw(upstream.table("raw"), upstream.stats["format"], source, progress, reasoning)
 
     return run
+
+
+def convert_table(raw: pa.Table, settings: dict[str, Any]) -> StageOutput:
+    """One read shard converted (the shard function of `convert`): numbered as the whole source numbers its rows,
+    converted, its reasoning policy applied and its placeholders filled."""
+    from .sharding import quiet, with_ordinals
+    from .substitute import substitute
+
+    out = convert_raw(
+        with_ordinals(raw, settings), settings["format"], settings["source"], quiet, settings["reasoning"]
+    )
+    fills = settings["fills"]
+    table = out.tables["examples"]
+    if not fills or table is None:
+        return out
+    table, stats = substitute(table, fills)
+    return StageOutput({**out.tables, "examples": table}, {**out.stats, "substitute": stats})

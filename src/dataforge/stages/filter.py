@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -90,3 +92,10 @@ def make_filter(validate_stage: str, policy: Filters):
         return filter_examples(inputs[validate_stage].table("examples"), policy, progress)
 
     return run
+
+
+def filter_table(examples: pa.Table, settings: dict[str, Any]) -> StageOutput:
+    """One shard filtered (the shard function of `filter`)."""
+    from .sharding import quiet
+
+    return filter_examples(examples, settings["policy"], quiet)

@@ -166,3 +166,22 @@ def make_quality(filter_stage: str, stage: str, policy: Any):
         return quality_examples(inputs[filter_stage].table("examples"), policy, stage, progress)
 
     return run
+
+
+def quality_table(examples: pa.Table, settings: dict[str, Any]) -> StageOutput:
+    """One shard's quality signals and thresholds (the shard function of `quality:<source>`)."""
+    from .sharding import quiet
+
+    return quality_examples(examples, settings["policy"], settings["stage"], quiet)
+
+
+def merge_quality(parts: list[dict[str, Any]]) -> dict[str, Any]:
+    """The stage's stats from its shards': counts added, each role's language mix ordered by count again."""
+    from ..engine.shards import sum_stats
+
+    merged = sum_stats(parts)
+    if "lang" in merged:
+        merged["lang"] = {role: dict(Counter(mix).most_common()) for role, mix in merged["lang"].items()}
+    if "removed" in merged:
+        merged["removed"] = dict(sorted(merged["removed"].items()))
+    return merged

@@ -17,6 +17,9 @@ from ..formats.base import FILE, ORDINAL
 from ..hub.lock import LockedSource, local_files
 from ..hub.uris import HubRef, parse_uri, raw_dir
 from ..readers import FileSet, ReadResult, column_names, files_problem, find_files, read_file, sample_records
+from dataclasses import dataclass
+
+from ..engine.shards import Finished, LazyParams, ShardResult, Sharded, ShardTask
 from ..readers_files import shown
 from ..recipe import Source
 from ..rejects import concat_rejects, with_source
@@ -26,7 +29,8 @@ from .base import Progress, StageInput, StageOutput
 # folder's rule skipped (`skipped`); CSV/TSV, compressed, Arrow and column-oriented JSON files are read.
 # 4: hardening: too-deep and NaN/Infinity records, unreadable files and mid-file BOMs become rejects (or are
 # read); pandas index columns are dropped; raw excerpts are capped; files outside the root are refused.
-VERSION = 4
+# 5: read over shards: raw rows numbered within their shard (convert numbers them across the source).
+VERSION = 5
 
 
 def source_files(source: Source, root: Path, locked: LockedSource | None = None) -> list[Path]:
@@ -289,3 +293,185 @@ def make_read(
         return read_source(source, chosen, root, fmt, progress, skipped_files(source, root), recorded)
 
     return run
+
+
+# --- the read stage over shards (DESIGN.md seam 3) --------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ReadParams:
+    """What every read shard of a source shares (picklable: it crosses to worker processes)."""
+
+    source: str
+    fmt: str
+    columns: dict[str, str]
+
+
+def read_shard_fn(params: ReadParams, task: ShardTask) -> dict[str, Any]:
+    """Read one shard (a whole file, or a byte range / row groups of one): raw rows numbered from 0 within the
+    shard, the file's name on each, and the records rejected; stats say how many records the shard held."""
+    from ..engine.cache import write_parquet
+    from ..readers_shards import read_shard
+
+    meta = task.meta
+    shape = formats.get(params.fmt).shape
+    shown = meta["file"]
+    if meta["kind"] == "whole":
+        path = Path(task.data)
+        result = read_file(path, shown, shape, params.columns)
+        if result.sha256 is not None and result.sha256 != meta["digest"]:
+            raise DataError(
+                f"source {params.source!r}: {shown} changed while the build read it (its sha256 when the build "
+                f"started was {meta['digest'][:12]}…, the bytes read hash to {result.sha256[:12]}…); rerun when it "
+                "is stable",
+                hint="wait until whatever writes the file has finished, then build again",
+            )
+    else:
+        result = read_shard(task.data, shape, params.columns)
+    table = result.table
+    table = table.append_column(FILE, pa.array(np.full(table.num_rows, shown, dtype=object), pa.string()))
+    rejects = result.rejects
+    if rejects.num_rows:
+        rejects = with_source(rejects, params.source)
+    out = Path(task.out)
+    write_parquet(table, out / "raw.parquet")
+    write_parquet(concat_rejects([rejects]), out / "rejects.parquet")
+    return {"file": shown, "records": result.records, "unmodelled": dict(sorted(result.unmodelled.items()))}
+
+
+def plan_read(source: Source, root: Path, files: list[Path], recorded: dict[Path, str] | None, shard_bytes: int):
+    """The read stage's task list: a shard per byte range of a JSONL file or row groups of a Parquet file (see
+    `readers_shards`), a whole file otherwise."""
+    from ..readers_shards import plan_shards
+
+    def tasks(inputs: dict[str, StageInput]) -> list[ShardTask]:
+        out: list[ShardTask] = []
+        for path in files:
+            shown = display_path(path, root)
+            for shard in plan_shards(path, shown, shard_bytes):
+                if shard.kind == "whole":
+                    digest = (recorded or {}).get(path) or shard.digest
+                    meta = {"file": shown, "kind": "whole", "digest": digest}
+                    data: Any = str(path)
+                    what = shown
+                else:
+                    meta = {
+                        "file": shown,
+                        "kind": shard.kind,
+                        "start": shard.start,
+                        "end": shard.end,
+                        "first_line": shard.first_line,
+                        "digest": shard.digest,
+                    }
+                    data = shard
+                    what = shard.describe()
+                out.append(ShardTask(len(out), {}, meta, what, data=data))
+        return out
+
+    return tasks
+
+
+def read_finish(source: Source, fmt_of: Callable[[], str]):
+    """After every shard is read: the row offsets that number the source's records across shards and files (given
+    to convert with each part), `max_rows` applied, and the shards' rejects as one part with file-level rows."""
+
+    def finish(results: list[ShardResult], scratch: Path) -> Finished:
+        import pyarrow.parquet as pq
+
+        fmt = fmt_of()
+        raw, meta, rejects = [], [], []
+        in_file: Counter[str] = Counter()
+        ordinal = 0
+        for r in results:
+            records, shown = r.stats["records"], r.stats["file"]
+            if source.max_rows is not None and ordinal >= source.max_rows:
+                break
+            keep = None
+            if source.max_rows is not None and ordinal + records > source.max_rows:
+                keep = source.max_rows - ordinal
+            row_offset = in_file[shown]
+            raw.append(r)
+            meta.append({"row_offset": row_offset, "ordinal_offset": ordinal, "keep": keep, "format": fmt})
+            part = pq.read_table(r.path / "rejects.parquet")
+            if part.num_rows:
+                local = part["row"]
+                if keep is not None:  # a whole-file reject has no row: it is the file's one record
+                    part = part.filter(pc.fill_null(pc.less(local, keep), keep > 0))
+                    local = part["row"]
+                part = part.set_column(part.schema.get_field_index("row"), "row", pc.add(local, row_offset))
+                rejects.append(part)
+            in_file[shown] += records
+            ordinal += records if keep is None else keep
+        from ..engine.cache import write_parquet
+
+        path = scratch / "rejects.parquet"
+        write_parquet(concat_rejects(rejects), path)
+        return Finished({"raw": raw, "rejects": [path]}, {"raw": meta})
+
+    return finish
+
+
+def read_merge(source: Source, fmt_of: Callable[[], str], skipped_of: Callable[[], list[dict[str, str]]]):
+    """The read stage's stats from its shards' (the same as a whole-source read reports)."""
+
+    def merge(parts: list[dict[str, Any]]) -> dict[str, Any]:
+        per_file: dict[str, dict[str, Any]] = {}
+        dropped: Counter[str] = Counter()
+        ordinal = 0
+        for stats in parts:
+            if source.max_rows is not None and ordinal >= source.max_rows:
+                # The files after the one max_rows ends in are not reported (the whole-source read never opened them).
+                if stats["file"] not in per_file:
+                    continue
+            shown = stats["file"]
+            entry = per_file.setdefault(shown, {"file": shown, "records": 0})
+            dropped.update(stats["unmodelled"])
+            records = stats["records"]
+            if source.max_rows is not None and ordinal + records > source.max_rows:
+                records = max(source.max_rows - ordinal, 0)
+                entry["truncated_by_max_rows"] = True
+            entry["records"] += records
+            ordinal += records
+        files = list(per_file.values())
+        return {
+            "format": fmt_of(),
+            "records": ordinal,
+            "files": files,
+            "skipped": skipped_of(),
+            "unmodelled_fields": dict(sorted(dropped.items())),
+        }
+
+    return merge
+
+
+def sharded_read(source: Source, root: Path, files: list[Path], shard_bytes: int) -> Sharded:
+    """The read stage of `source` over shards."""
+    recorded = recorded_digests(files)
+    memo: dict[str, Any] = {}
+
+    def fmt_of() -> str:
+        if "fmt" not in memo:
+            memo["fmt"] = resolve_format(source, files, root)
+        return memo["fmt"]
+
+    def skipped_of() -> list[dict[str, str]]:
+        if "skipped" not in memo:
+            memo["skipped"] = skipped_files(source, root)
+        return memo["skipped"]
+
+    plan = plan_read(source, root, files, recorded, shard_bytes)
+
+    def tasks(inputs: dict[str, StageInput]) -> list[ShardTask]:
+        fmt_of()  # a source whose format cannot be told fails here, before any shard is read
+        return plan(inputs)
+
+    return Sharded(
+        read_shard_fn,
+        # Resolved when the stage runs (the format is told from the files then), not when the graph is made.
+        LazyParams(lambda: ReadParams(source.name, fmt_of(), dict(source.columns))),
+        tasks,
+        read_merge(source, fmt_of, skipped_of),
+        shard_config=None,
+        finish=read_finish(source, fmt_of),
+        note=lambda: skipped_note(skipped_of()),
+    )

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from typing import Any
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -245,3 +247,10 @@ def make_validate(convert_stage: str, ignore: frozenset[str] = frozenset()):
         return validate_examples(inputs[convert_stage].table("examples"), progress, ignore)
 
     return run
+
+
+def validate_table(examples: pa.Table, settings: dict[str, Any]) -> StageOutput:
+    """One shard validated (the shard function of `validate`)."""
+    from .sharding import quiet
+
+    return validate_examples(examples, quiet, frozenset(settings["ignore"]))
