@@ -20,6 +20,17 @@ class DataforgeError(Exception):
     def __str__(self) -> str:
         return self.message if not self.hint else f"{self.message}\n  hint: {self.hint}"
 
+    def __reduce__(self):  # type: ignore[no-untyped-def]
+        # Raised in a worker process or a Ray task, it crosses back pickled: keep the hint (plain Exception
+        # pickling keeps only `args`).
+        return (_rebuild, (type(self), self.message, self.hint))
+
+
+def _rebuild(cls: type[DataforgeError], message: str, hint: str | None) -> DataforgeError:
+    error = cls.__new__(cls)
+    DataforgeError.__init__(error, message, hint=hint)
+    return error
+
 
 class DataError(DataforgeError):
     """The data cannot be used (exit 1)."""

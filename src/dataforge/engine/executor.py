@@ -45,6 +45,7 @@ class Executor(Protocol):
         *,
         describe: Describe,
         on_done: OnDone | None = None,
+        parallel: bool = True,
     ) -> list[Any]: ...
 
 
@@ -83,9 +84,12 @@ def _portable(exc: BaseException) -> BaseException:
         return RuntimeError("".join(traceback.format_exception(exc)))
 
 
-def _serve(conn: Connection, fn: ShardFn, params: Any) -> None:
-    """A worker's loop: (index, task) in, (index, ok, result-or-exception) out, until None or the parent goes."""
+def _serve(conn: Connection) -> None:
+    """A worker's loop until None or the parent goes: ("use", fn, params) sets the function of the map call that
+    follows (so a pool serves every stage of a build); (index, task) runs it and sends (index, ok, result)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle: it stops the workers
+    fn: ShardFn | None = None
+    params: Any = None
     while True:
         try:
             item = conn.recv()
@@ -93,8 +97,12 @@ def _serve(conn: Connection, fn: ShardFn, params: Any) -> None:
             return
         if item is None:
             return
+        if item[0] == "use":
+            _, fn, params = item
+            continue
         index, task = item
         try:
+            assert fn is not None
             conn.send((index, True, fn(params, task)))
         except BaseException as exc:  # noqa: BLE001 - every failure is the parent's to report
             conn.send((index, False, _portable(exc)))
@@ -106,7 +114,14 @@ class SerialExecutor:
     workers = 1
 
     def map(
-        self, fn: ShardFn, params: Any, tasks: Sequence[Any], *, describe: Describe, on_done: OnDone | None = None
+        self,
+        fn: ShardFn,
+        params: Any,
+        tasks: Sequence[Any],
+        *,
+        describe: Describe,
+        on_done: OnDone | None = None,
+        parallel: bool = True,
     ) -> list[Any]:
         out = []
         for i, task in enumerate(tasks):
@@ -118,33 +133,60 @@ class SerialExecutor:
 
 
 class LocalExecutor:
-    """`workers` spawned processes on this machine (default: every core)."""
+    """`workers` spawned processes on this machine (default: every core), started at the first map call that is
+    worth them and kept for the next ones (each costs about a second to start); `close()` stops them."""
 
     def __init__(self, workers: int | None = None) -> None:
         self.workers = workers or default_workers()
+        self._pool: _Pool | None = None
 
     def map(
-        self, fn: ShardFn, params: Any, tasks: Sequence[Any], *, describe: Describe, on_done: OnDone | None = None
+        self,
+        fn: ShardFn,
+        params: Any,
+        tasks: Sequence[Any],
+        *,
+        describe: Describe,
+        on_done: OnDone | None = None,
+        parallel: bool = True,
     ) -> list[Any]:
-        count = min(self.workers, len(tasks))
+        """Results in task order. `parallel=False` (work too small to pay for starting processes, about a second
+        each) runs every task here."""
+        count = min(self.workers, len(tasks)) if parallel else 1
         if count <= 1:
             return SerialExecutor().map(fn, params, tasks, describe=describe, on_done=on_done)
-        with _Pool(count, fn, params, describe) as pool:
-            return pool.run(tasks, on_done)
+        if self._pool is None:
+            self._pool = _Pool(self.workers)
+        try:
+            return self._pool.run(fn, params, tasks, describe, on_done)
+        except BaseException:
+            self.close(kill=True)  # a worker died or a shard failed: the pool's state is not worth keeping
+            raise
+
+    def close(self, *, kill: bool = False) -> None:
+        if self._pool is not None:
+            self._pool.close(kill=kill)
+            self._pool = None
+
+    def __enter__(self) -> LocalExecutor:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, *rest: object) -> None:
+        self.close(kill=exc_type is not None)
 
 
 class _Pool:
-    """Spawned processes serving one map call; use as a context manager (closing never hangs)."""
+    """Spawned processes serving map calls; closing never hangs."""
 
-    def __init__(self, count: int, fn: ShardFn, params: Any, describe: Describe) -> None:
+    def __init__(self, count: int) -> None:
         context = multiprocessing.get_context("spawn")  # fork after Arrow/tokenizers threads can deadlock
-        self._describe = describe
+        self._describe: Describe = str
         self._procs: list[Any] = []
         self._conns: list[Connection] = []
         try:
             for _ in range(count):
                 parent, child = context.Pipe(duplex=True)
-                proc = context.Process(target=_serve, args=(child, fn, params), daemon=True, name="dataforge-shard")
+                proc = context.Process(target=_serve, args=(child,), daemon=True, name="dataforge-shard")
                 self._procs.append(proc)
                 self._conns.append(parent)
                 try:
@@ -157,17 +199,19 @@ class _Pool:
             self.close(kill=True)
             raise
 
-    def __enter__(self) -> _Pool:
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, *rest: object) -> None:
-        self.close(kill=exc_type is not None)
-
-    def run(self, tasks: Sequence[Any], on_done: OnDone | None) -> list[Any]:
+    def run(
+        self, fn: ShardFn, params: Any, tasks: Sequence[Any], describe: Describe, on_done: OnDone | None
+    ) -> list[Any]:
+        self._describe = describe
         todo = iter(enumerate(tasks))
         busy: dict[int, int] = {}  # worker → the task it holds
         results: dict[int, Any] = {}
+        use = ("use", fn, params)
         for worker in range(len(self._procs)):
+            try:
+                self._conns[worker].send(use)  # params once per worker per map call, not once per task
+            except OSError:
+                raise self._died(worker, None) from None
             self._feed(worker, todo, busy)
         while busy:
             conns = {self._conns[w]: w for w in busy}
@@ -207,10 +251,10 @@ class _Pool:
         if proc.pid is not None:
             proc.join(1.0)  # a worker whose connection broke is exiting: give it a moment, to say how it ended
         how = describe_exit(proc.exitcode)
-        what = f"shard {self._describe(task)}" if task is not None else "no shard yet (it was starting)"
+        what = f"shard {self._describe(task)}" if task is not None else "no shard (it was starting)"
         return WorkerDied(
             f"the worker process holding {what} died ({how})",
-            hint="a worker killed for memory: lower `engine.workers` or `engine.shard_mb` in the recipe",
+            hint="a worker killed for memory: lower `engine.workers` or `shard_mb` in the recipe",
         )
 
     def close(self, *, kill: bool = False) -> None:

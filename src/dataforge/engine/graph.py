@@ -126,9 +126,10 @@ def build_graph(loaded: LoadedRecipe) -> list[Stage]:
             "seed": recipe.seed,
             "eval_files": [read.display_path(f, root) for f in eval_files],
         },
-        dedup.make_dedup(filtered, recipe.dedup, root, list(eval_files), recipe.seed),
+        dedup.make_sharded_dedup(filtered, recipe.dedup, root, list(eval_files), recipe.seed),
         files=eval_files,
         libraries=("pyarrow", "numpy", "datasketch", "scipy"),
+        context=True,
     )
     m = Stage(
         "mix",
@@ -137,8 +138,9 @@ def build_graph(loaded: LoadedRecipe) -> list[Stage]:
         (d.name,),
         ("examples", "rejects"),
         {**recipe.mix.model_dump(), "seed": recipe.seed, "sources": names},
-        mix.make_mix(d.name, names, recipe.mix, recipe.seed),
+        mix.make_sharded_mix(d.name, names, recipe.mix, recipe.seed),
         libraries=("pyarrow", "numpy"),
+        context=True,
     )
     s = Stage(
         "split",
@@ -152,8 +154,9 @@ def build_graph(loaded: LoadedRecipe) -> list[Stage]:
             "sources": names,
             "near": recipe.dedup.near.model_dump(exclude={"workers"}) if recipe.dedup.near else None,
         },
-        split.make_split(m.name, names, recipe.split, recipe.seed, recipe.dedup.near),
+        split.make_sharded_split(m.name, names, recipe.split, recipe.seed, recipe.dedup.near),
         libraries=("pyarrow", "numpy"),
+        context=True,
     )
     stages += [d, m, s]
     stages += [render_stage(spec, loaded, s.name) for spec in recipe.render]
@@ -201,6 +204,7 @@ def render_stage(spec, loaded: LoadedRecipe, split_stage: str) -> Stage:
         config,
         render.make_render(split_stage, spec, target),
         libraries=("pyarrow", "numpy", "transformers", "tokenizers", "jinja2"),
+        sharded=render.sharded_render(split_stage, spec, target),
     )
 
 

@@ -130,9 +130,19 @@ class RayExecutor:
             ray.shutdown()
 
     def map(
-        self, fn: ShardFn, params: Any, tasks: Sequence[Any], *, describe: Describe, on_done: OnDone | None = None
+        self,
+        fn: ShardFn,
+        params: Any,
+        tasks: Sequence[Any],
+        *,
+        describe: Describe,
+        on_done: OnDone | None = None,
+        parallel: bool = True,
     ) -> list[Any]:
-        """`fn(params, task)` for every task as a Ray task; results in task order, `on_done` as each one finishes."""
+        """`fn(params, task)` for every task as a Ray task; results in task order, `on_done` as each one finishes.
+
+        `parallel` is the local executor's hint that the work is too small for worker processes: on a cluster every
+        task runs remotely regardless (the driver may not see the data)."""
         if not tasks:
             return []
         ray = self.start()

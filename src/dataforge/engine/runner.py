@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
-
-import shutil
 
 from ..recipe import LoadedRecipe
 from ..stages.base import Progress, RunContext, Stage, StageInput
@@ -16,8 +17,8 @@ from .executor import Executor, LocalExecutor
 from .graph import build_graph
 from .shards import (
     LazyParams,
-    ShardResult,
     Sharded,
+    ShardResult,
     ShardTask,
     load_shard,
     remove_quietly,
@@ -177,24 +178,29 @@ def run_sharded(
         digests.update(upstream._digests)
     results: list[ShardResult] = []
     todo: list[ShardTask] = []
-    waiting: list[int] = []
+    waiting: dict[str, list[int]] = {}  # shard key → the results waiting for it (equal shards are run once)
     for task in tasks:
         k = shard_key(base, {name: digests[path] for name, path in sorted(task.inputs.items())}, task.meta)
         final = cache.shard_dir(stage.name, k)
-        info = load_shard(final)
+        info = None if k in waiting else load_shard(final)
         if info is None:
-            remove_quietly(final)  # a folder that is not whole (cut by a full disk, say): computed again
-            todo.append(with_paths(task, cache.shard_tmp(stage.name, k), final))
-            waiting.append(len(results))
+            if k not in waiting:
+                remove_quietly(final)  # a folder that is not whole (cut by a full disk, say): computed again
+                todo.append(with_paths(task, cache.shard_tmp(stage.name, k), final))
+                waiting[k] = []
+            waiting[k].append(len(results))
         results.append(ShardResult(task, k, final, info or {}))
-    total, done = len(tasks), len(tasks) - len(todo)
+    total, done = len(tasks), sum(1 for r in results if r.info)
     progress(done, total, f"{done}/{total} shards cached" if done else "")
 
     def finished(i: int, info: dict[str, Any]) -> None:
         nonlocal done
-        results[waiting[i]].info = info
-        done += 1
+        for at in waiting[shard_key_of[i]]:
+            results[at].info = info
+            done += 1
         progress(done, total, f"{done}/{total} shards")
+
+    shard_key_of = [Path(t.final).name for t in todo]
 
     if todo:
         (cache.shard_dir(stage.name, "x")).parent.mkdir(parents=True, exist_ok=True)
@@ -210,9 +216,31 @@ def run_sharded(
     try:
         with writing(scratch):
             finished = spec.finish(results, scratch)
+        if finished.stats is not None:
+            stats = finished.stats
         return cache.store_sharded(stage, key, parts, results, stats, finished)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+# Below this much input, starting worker processes (about a second each: import, unpickle) costs more than it saves.
+PARALLEL_BYTES = 8 << 20
+
+
+def parallel_bytes() -> int:
+    """PARALLEL_BYTES, or DATAFORGE_PARALLEL_BYTES (tests set 0 to run tiny builds in workers). Where work runs never
+    changes what is built, so this is not part of any key."""
+    return int(os.environ.get("DATAFORGE_PARALLEL_BYTES", PARALLEL_BYTES))
+
+
+def worth_processes(tasks: list[ShardTask]) -> bool:
+    """Whether these shards are big enough together to run in worker processes."""
+    if len(tasks) < 2:
+        return False
+    total = 0
+    for task in tasks:
+        total += task.weight if task.weight is not None else sum(os.path.getsize(p) for p in task.inputs.values())
+    return total >= parallel_bytes()
 
 
 def executor_for(loaded: LoadedRecipe) -> Executor:
@@ -227,6 +255,15 @@ def executor_for(loaded: LoadedRecipe) -> Executor:
 
 def _run(loaded: LoadedRecipe, on_stage: StageProgress | None, claim: Claim) -> RunResult:
     executor = executor_for(loaded)
+    try:
+        return _run_stages(loaded, on_stage, claim, executor)
+    finally:
+        close = getattr(executor, "close", None)
+        if close is not None:
+            close()
+
+
+def _run_stages(loaded: LoadedRecipe, on_stage: StageProgress | None, claim: Claim, executor: Executor) -> RunResult:
     stages = build_graph(loaded)
     cache = cache_for(loaded)
     entries: dict[str, Entry] = {}

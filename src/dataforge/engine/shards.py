@@ -2,8 +2,8 @@
 
 A sharded stage (`Stage.sharded`) says how to cut its work into `ShardTask`s (one per input part, or one per byte range
 of a source file for `read`), the function that handles one task, and how the shards' stats merge into the stage's.
-Each shard is cached on its own under `<cache>/<stage>/shards/<shard key>/`, its key the hash of what defines its output:
-the stage's kind, version and shard config, the libraries it names, the sha256 of its input parts and the task's own
+Each shard is cached on its own under `<cache>/<stage>/shards/<shard key>/`, its key the hash of what defines its
+output: the stage's kind, version and shard config, the libraries it names, the sha256 of its input parts and the task's own
 `meta` (a byte range and its digest, an offset). Appending rows to a source changes only the last shards' keys, so a
 rebuild re-runs those (and the stages after them); a build killed midway keeps every shard it finished.
 
@@ -41,6 +41,7 @@ class ShardTask:
     out: str = ""  # set by the runner: the temporary folder the function writes its tables into
     final: str = ""  # set by the runner: where the folder is renamed to when the shard is done
     data: Any = None  # what the function needs that does not define the output (an absolute path): not in the key
+    weight: int | None = None  # bytes of input, when not the input parts' sizes (a byte range of a source file)
 
 
 @dataclass(frozen=True)
@@ -78,6 +79,7 @@ class Finished:
 
     parts: dict[str, list[Any]]  # table → ShardResult (its file) or Path (a new file), in row order
     meta: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    stats: dict[str, Any] | None = None  # the stage's stats, when they need what `finish` found (else `merge`'s)
 
 
 @dataclass

@@ -22,7 +22,7 @@ from ..dedup.text import dedup_text, field_text, normalise
 from ..recipe import Dedup, NearDedup
 from ..rejects import Outcome, concat_rejects, location, rejects_from_examples
 from ..tables import keep_rows
-from .base import Progress, StageInput, StageOutput
+from .base import Progress, RunContext, StageInput, StageOutput
 from .dedup_exact import exact_duplicates, exact_rejects
 
 # 4: stats without the redundant exact_duplicates (it is exact.removed)
@@ -258,5 +258,27 @@ def make_dedup(filter_stages: list[str], policy: Dedup, root: Path, files: list[
         tables = [inputs[s].table("examples") for s in filter_stages]
         combined = pa.concat_tables(tables).combine_chunks()
         return deduplicate(combined, policy, root=root, files=files, seed=seed, progress=progress)
+
+    return run
+
+
+def make_sharded_dedup(filter_stages: list[str], policy: Dedup, root: Path, files: list[Path], seed: int):
+    """The dedup stage over parts: keys per part in the executor's workers, decisions on id-level arrays, then each
+    part cut by them (`dedup.sharded`); the same rows, rejects and stats as `deduplicate` on the whole table."""
+    from ..dedup.sharded import deduplicate_sharded
+
+    def run(inputs: dict[str, StageInput], progress: Progress, ctx: RunContext) -> StageOutput:
+        parts = [part for s in filter_stages for part in inputs[s].parts("examples")]
+        done = deduplicate_sharded(
+            parts,
+            policy,
+            root=root,
+            files=files,
+            seed=seed,
+            executor=ctx.executor,
+            work=ctx.scratch / "work",
+            progress=progress,
+        )
+        return StageOutput({"examples": done.examples, "rejects": done.rejects}, done.stats)
 
     return run

@@ -16,7 +16,7 @@ import pyarrow as pa
 from ..errors import DataError
 from ..recipe import Mix
 from ..rejects import Outcome, concat_rejects, rejects_from_examples
-from .base import Progress, StageInput, StageOutput
+from .base import Progress, RunContext, StageInput, StageOutput
 
 VERSION = 1
 
@@ -96,5 +96,57 @@ def mix(examples: pa.Table, sources: list[str], policy: Mix, seed: int, progress
 def make_mix(dedup_stage: str, sources: list[str], policy: Mix, seed: int):
     def run(inputs: dict[str, StageInput], progress: Progress) -> StageOutput:
         return mix(inputs[dedup_stage].table("examples"), sources, policy, seed, progress)
+
+    return run
+
+
+def mix_keep(source_codes: np.ndarray, sources: list[str], policy: Mix, seed: int) -> tuple[np.ndarray, dict]:
+    """Which rows the mix keeps, decided on each row's source alone (an int16 code per row: its index in
+    `sources`), and the stage's stats. The same choice `mix` makes on the whole table."""
+    n = len(source_codes)
+    available = {s: int((source_codes == i).sum()) for i, s in enumerate(sources)}
+    if policy.strategy == "natural":
+        return np.ones(n, dtype=bool), {"strategy": "natural", "available": available, "taken": available}
+    want = targets(available, policy.ratios, policy.total)
+    keep = np.zeros(n, dtype=bool)
+    for i, s in enumerate(sources):
+        rows = np.flatnonzero(source_codes == i)
+        chosen = rng_for(seed, s).choice(len(rows), size=want[s], replace=False) if want[s] else []
+        keep[rows[np.sort(np.asarray(chosen, dtype=np.int64))]] = True
+    stats = {
+        "strategy": "ratio",
+        "available": available,
+        "taken": want,
+        "shares": {s: round(want[s] / max(sum(want.values()), 1), 6) for s in sources},
+    }
+    return keep, stats
+
+
+def make_sharded_mix(dedup_stage: str, sources: list[str], policy: Mix, seed: int):
+    """The mix stage over parts: the choice is made on the rows' sources (read one column at a time), then each
+    part is cut by its slice of the choice in the executor's workers."""
+    from .sharding import RejectSpec, source_codes, split_parts
+
+    def run(inputs: dict[str, StageInput], progress: Progress, ctx: RunContext) -> StageOutput:
+        upstream = inputs[dedup_stage]
+        codes, sizes = source_codes(upstream, "examples", sources)
+        n = len(codes)
+        progress(0, n, "")
+        keep, stats = mix_keep(codes, sources, policy, seed)
+        spec = RejectSpec("mix", Outcome.DOWNSAMPLED.value, "downsampled", "left out to meet the mix ratios")
+        parts = split_parts(
+            upstream,
+            "examples",
+            keep,
+            sizes,
+            ctx.scratch,
+            ctx.executor,
+            chosen="examples",
+            rest=None,
+            rejects=spec,
+            label="mix",
+        )
+        progress(n, n, "")
+        return StageOutput({"examples": parts["examples"], "rejects": parts["rejects"]}, stats)
 
     return run

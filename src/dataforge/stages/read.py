@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -12,14 +13,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .. import formats
+from ..engine.shards import Finished, LazyParams, Sharded, ShardResult, ShardTask
 from ..errors import DataError
 from ..formats.base import FILE, ORDINAL
 from ..hub.lock import LockedSource, local_files
 from ..hub.uris import HubRef, parse_uri, raw_dir
 from ..readers import FileSet, ReadResult, column_names, files_problem, find_files, read_file, sample_records
-from dataclasses import dataclass
-
-from ..engine.shards import Finished, LazyParams, ShardResult, Sharded, ShardTask
 from ..readers_files import shown
 from ..recipe import Source
 from ..rejects import concat_rejects, with_source
@@ -365,7 +364,8 @@ def plan_read(source: Source, root: Path, files: list[Path], recorded: dict[Path
                     }
                     data = shard
                     what = shard.describe()
-                out.append(ShardTask(len(out), {}, meta, what, data=data))
+                weight = shard.end - shard.start if shard.kind == "bytes" else path.stat().st_size
+                out.append(ShardTask(len(out), {}, meta, what, data=data, weight=weight))
         return out
 
     return tasks

@@ -11,12 +11,16 @@ from __future__ import annotations
 import os
 from collections import Counter
 from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
+from ..engine.shards import Finished, Sharded, ShardResult, ShardTask
 from ..errors import DataError
 from ..pack import TOO_LONG_REASON, PackError, merge_stats, pack_rendered
 from ..recipe import RenderTarget
@@ -271,3 +275,142 @@ def make_render(split_stage: str, spec: RenderTarget, target: LoadedTarget):
         return render_target(inputs, split_stage, spec, target, progress)
 
     return run
+
+
+# --- render over shards (DESIGN.md seam 3) ----------------------------------------------------------------------
+
+DROPPED_SCHEMA = REJECTS_SCHEMA.append(pa.field("n_tokens", pa.int64()))
+
+
+@dataclass(frozen=True)
+class RenderParams:
+    """What every render shard of a target shares (picklable: the tokenizer crosses to each worker once)."""
+
+    spec: RenderTarget
+    target: LoadedTarget
+
+
+def render_shard(params: RenderParams, task: ShardTask) -> dict[str, Any]:
+    """Render one part of train or val (in this process: the executor runs shards side by side); write the rendered
+    rows and the rows left out (with their token counts, for the length statistics)."""
+    from ..engine.cache import write_parquet
+    from .sharding import quiet
+
+    split = task.meta["split"]
+    examples = pq.read_table(task.inputs["in"])
+    table, dropped, notes = render_split(examples, params.target, options_of(params.spec), quiet, split, workers=1)
+    out = Path(task.out)
+    write_parquet(table, out / f"{split}.parquet")
+    write_parquet(pa.Table.from_pylist(dropped, schema=DROPPED_SCHEMA), out / "dropped.parquet")
+    return {"split": split, "in": examples.num_rows, "rendered": table.num_rows, "notes": dict(sorted(notes.items()))}
+
+
+def render_tasks(split_stage: str):
+    def tasks(inputs: dict[str, StageInput]) -> list[ShardTask]:
+        upstream = inputs[split_stage]
+        out: list[ShardTask] = []
+        for split in ("train", "val"):
+            parts = upstream.parts(split)
+            for i, part in enumerate(parts):
+                what = f"{split} part {i + 1} of {len(parts)}"
+                out.append(ShardTask(len(out), {"in": str(part)}, {"split": split}, what))
+        return out
+
+    return tasks
+
+
+def render_finish(split_stage: str, spec: RenderTarget, target: LoadedTarget, inputs_of: dict[str, Any]):
+    """After every shard: the overflow check, packing (over the whole split: it needs every row's tokens), the
+    target's rejects and its statistics from per-row counts."""
+
+    def finish(results: list[ShardResult], scratch: Path) -> Finished:
+        from ..engine.cache import write_parquet
+        from ..engine.shards import Finished
+
+        options = options_of(spec)
+        upstream: StageInput = inputs_of["inputs"][split_stage]
+        parts: dict[str, list[Any]] = {}
+        dropped: list[dict[str, Any]] = []
+        notes: Counter[str] = Counter()
+        counts: dict[str, dict[str, int]] = {}
+        packed: dict[str, Any] = {}
+        slim: list[pa.Table] = []
+        for split in ("train", "val"):
+            mine = [r for r in results if r.stats["split"] == split]
+            split_dropped = [row for r in mine for row in pq.read_table(r.path / "dropped.parquet").to_pylist()]
+            if options.overflow == "error" and any(d["reason"] == "overflow_error" for d in split_dropped):
+                over = [d["example_id"] for d in split_dropped if d["reason"] == "overflow_error"]
+                raise DataError(
+                    f"render target {spec.name!r}: {len(over)} row(s) exceed max_length {spec.max_length} "
+                    f"(overflow: error), e.g. {', '.join(over[:5])}",
+                    hint="raise max_length, or choose overflow: drop | truncate | keep",
+                )
+            for r in mine:
+                notes.update(r.stats["notes"])
+            rows_in = sum(r.stats["in"] for r in mine)
+            if spec.pack is not None:
+                rendered = _concat([pq.read_table(r.path / f"{split}.parquet") for r in mine], target, options)
+                examples = upstream.table(split, columns=["id", "source", "file", "row", "line"])
+                table, packed[split], too_long = _pack_split(rendered, examples, spec)
+                split_dropped += too_long
+                path = scratch / f"{split}.parquet"
+                write_parquet(table, path)
+                parts[split] = [path]
+                slim.append(table.select(["id", "source", "n_tokens", "n_prompt", "n_trained"]))
+                rendered_rows = table.num_rows
+            else:
+                parts[split] = mine
+                for r in mine:
+                    slim.append(
+                        pq.read_table(
+                            r.path / f"{split}.parquet", columns=["id", "source", "n_tokens", "n_prompt", "n_trained"]
+                        )
+                    )
+                rendered_rows = sum(r.stats["rendered"] for r in mine)
+            dropped += split_dropped
+            counts[split] = {"in": rows_in, "rendered": rendered_rows, "dropped": len(split_dropped)}
+        both = (
+            pa.concat_tables(slim)
+            if slim
+            else _concat([], target, options).select(["id", "source", "n_tokens", "n_prompt", "n_trained"])
+        )
+        stats = render_stats(both, spec, target, options, dropped, notes, counts)
+        if spec.pack is not None:
+            stats["pack"] = {
+                **merge_stats({s: p.stats for s, p in packed.items()}),
+                "drop_longer": spec.pack.drop_longer,
+            }
+            for split, p in packed.items():
+                path = scratch / f"packed_{split}.parquet"
+                write_parquet(p.table, path)
+                parts[f"packed_{split}"] = [path]
+        rejects = pa.Table.from_pylist(
+            [{k: v for k, v in d.items() if k != "n_tokens"} for d in dropped], schema=REJECTS_SCHEMA
+        )
+        path = scratch / "rejects.parquet"
+        write_parquet(rejects, path)
+        parts["rejects"] = [path]
+        return Finished(parts, stats=stats)
+
+    return finish
+
+
+def _concat(tables: list[pa.Table], target: LoadedTarget, options: RenderOptions) -> pa.Table:
+    return pa.concat_tables(tables) if tables else render_rows([], target, options).table
+
+
+def sharded_render(split_stage: str, spec: RenderTarget, target: LoadedTarget) -> Sharded:
+    """The render stage of one target over the parts of train and val."""
+    holder: dict[str, Any] = {}
+
+    def tasks(inputs: dict[str, StageInput]) -> list[ShardTask]:
+        holder["inputs"] = inputs  # finish reads the split's examples for the rows packing leaves out
+        return render_tasks(split_stage)(inputs)
+
+    return Sharded(
+        render_shard,
+        RenderParams(spec, target),
+        tasks,
+        merge=lambda parts: {},
+        finish=render_finish(split_stage, spec, target, holder),
+    )

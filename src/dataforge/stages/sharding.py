@@ -7,11 +7,14 @@ upstream's parts, so a source of twelve read shards has twelve convert, validate
 
 from __future__ import annotations
 
+import os
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -97,3 +100,115 @@ def with_ordinals(raw: pa.Table, meta: dict[str, Any]) -> pa.Table:
     local = raw[ROW]
     raw = raw.set_column(raw.schema.get_field_index(ROW), ROW, pc.add(local, meta.get("row_offset", 0)))
     return raw.append_column(ORDINAL, pc.add(local, meta.get("ordinal_offset", 0)))
+
+
+# --- global stages: decide on id-level arrays, then apply the decision part by part -------------------------
+
+
+def source_codes(upstream: StageInput, table: str, sources: list[str]) -> tuple[np.ndarray, list[int]]:
+    """int16 [rows]: each row's source as its index in `sources` (-1 for none of them), over every part of `table`,
+    reading only the `source` column one part at a time; and the rows of each part."""
+    codes, sizes = [], []
+    lookup = pa.array(sources, pa.string())
+    for part in upstream.iter_tables(table, columns=["source"]):
+        index = pc.index_in(part["source"], value_set=lookup)
+        codes.append(pc.fill_null(index, -1).to_numpy(zero_copy_only=False).astype(np.int16))
+        sizes.append(part.num_rows)
+    return (np.concatenate(codes) if codes else np.zeros(0, np.int16)), sizes
+
+
+@dataclass(frozen=True)
+class MaskTask:
+    """One part to split by a row mask: rows where `mask` holds go to `chosen`, the others to `rest`."""
+
+    part: str
+    mask: np.ndarray
+    chosen: str  # path for the rows the mask picks ("" to drop them)
+    rest: str  # path for the others ("" to drop them)
+    rejects: str  # path for the rejects of the rows named by `reject_chosen` (the chosen rows when True)
+    reject_chosen: bool
+
+
+@dataclass(frozen=True)
+class RejectSpec:
+    """How a global stage's dropped rows are recorded (`rejects.rejects_from_examples`'s arguments)."""
+
+    stage: str
+    outcome: str
+    reason: str
+    message: str
+
+
+def mask_part(spec: RejectSpec | None, task: MaskTask) -> int:
+    """Split one part by its mask, writing the two sides and the rejects of the dropped side; rows read."""
+    from ..engine.cache import write_parquet
+    from ..rejects import Outcome, concat_rejects, rejects_from_examples
+    from ..tables import keep_rows
+
+    mask = np.asarray(task.mask, dtype=bool)
+    if mask.all() and task.chosen and not task.rest and not (task.rejects and task.reject_chosen):
+        # Every row stays: the part itself is the output (a hard link, when the filesystem allows one).
+        try:
+            os.link(task.part, task.chosen)
+        except OSError:
+            shutil.copyfile(task.part, task.chosen)
+        if task.rejects:
+            write_parquet(concat_rejects([]), Path(task.rejects))
+        return len(mask)
+    table = pq.read_table(task.part)
+    if task.chosen:
+        write_parquet(keep_rows(table, mask), Path(task.chosen))
+    if task.rest:
+        write_parquet(keep_rows(table, ~mask), Path(task.rest))
+    if task.rejects:
+        dropped = keep_rows(table, mask if task.reject_chosen else ~mask)
+        rejects = (
+            rejects_from_examples(
+                dropped, stage=spec.stage, outcome=Outcome(spec.outcome), reason=spec.reason, message=spec.message
+            )
+            if spec is not None
+            else None
+        )
+        write_parquet(concat_rejects([rejects] if rejects is not None else []), Path(task.rejects))
+    return table.num_rows
+
+
+def split_parts(
+    upstream: StageInput,
+    table: str,
+    mask: np.ndarray,
+    sizes: list[int],
+    scratch: Path,
+    executor: Any,
+    *,
+    chosen: str | None,
+    rest: str | None,
+    rejects: RejectSpec | None,
+    reject_chosen: bool = False,
+    label: str,
+) -> dict[str, list[Path]]:
+    """Every part of `upstream`'s `table` split by its slice of `mask` (over the concatenated rows), in the
+    executor's workers: the parts of `chosen`, of `rest` and of their rejects, each in part order."""
+    tasks, out = [], {name: [] for name in (chosen, rest) if name} | ({"rejects": []} if rejects else {})
+    start = 0
+    for i, (part, n) in enumerate(zip(upstream.parts(table), sizes, strict=True)):
+        paths = {}
+        for name in out:
+            paths[name] = scratch / f"{name}-{i:05d}.parquet"
+            out[name].append(paths[name])
+        tasks.append(
+            MaskTask(
+                str(part),
+                mask[start : start + n],
+                str(paths[chosen]) if chosen else "",
+                str(paths[rest]) if rest else "",
+                str(paths["rejects"]) if rejects else "",
+                reject_chosen,
+            )
+        )
+        start += n
+    from ..engine.runner import parallel_bytes
+
+    big = len(tasks) > 1 and sum(os.path.getsize(t.part) for t in tasks) >= parallel_bytes()
+    executor.map(mask_part, rejects, tasks, describe=lambda i: f"{label} part {i + 1} of {len(tasks)}", parallel=big)
+    return out

@@ -5,6 +5,7 @@ generalisation rather than recall of training rows.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -13,7 +14,7 @@ import pyarrow as pa
 from ..recipe import NearDedup, Split
 from ..rejects import Outcome, concat_rejects, rejects_from_examples
 from ..tables import keep_rows
-from .base import Progress, StageInput, StageOutput
+from .base import Progress, RunContext, StageInput, StageOutput
 from .mix import rng_for
 
 VERSION = 2
@@ -93,3 +94,65 @@ def make_split(mix_stage: str, sources: list[str], policy: Split, seed: int, nea
         return split(inputs[mix_stage].table("examples"), sources, policy, seed, progress, near)
 
     return run
+
+
+def val_mask(source_codes: np.ndarray, sources: list[str], policy: Split, seed: int) -> tuple[np.ndarray, dict]:
+    """Which rows go to validation, decided on each row's source alone (the choice `split` makes), and the
+    per-source counts."""
+    val = np.zeros(len(source_codes), dtype=bool)
+    counts = {}
+    for i, s in enumerate(sources):
+        rows = np.flatnonzero(source_codes == i)
+        k = int(round(len(rows) * policy.validation))
+        if k:
+            val[rows[rng_for(seed, s, salt=1).choice(len(rows), size=k, replace=False)]] = True
+        counts[s] = {"train": len(rows) - k, "val": k}
+    return val, counts
+
+
+def make_sharded_split(mix_stage: str, sources: list[str], policy: Split, seed: int, near: NearDedup | None = None):
+    """The split over parts: validation rows chosen on the rows' sources, each part cut in the executor's workers;
+    with `decontaminate`, validation rows with a near-copy in train are then removed (`dedup.sharded`)."""
+    from .sharding import source_codes, split_parts
+
+    def run(inputs: dict[str, StageInput], progress: Progress, ctx: RunContext) -> StageOutput:
+        upstream = inputs[mix_stage]
+        codes, sizes = source_codes(upstream, "examples", sources)
+        n = len(codes)
+        progress(0, n, "")
+        val, counts = val_mask(codes, sources, policy, seed)
+        parts = split_parts(
+            upstream,
+            "examples",
+            val,
+            sizes,
+            ctx.scratch,
+            ctx.executor,
+            chosen="val",
+            rest="train",
+            rejects=None,
+            label="split",
+        )
+        train, vals = parts["train"], parts["val"]
+        rejects: list[Path] | pa.Table = concat_rejects([])
+        decon: dict[str, Any] = {"enabled": bool(policy.decontaminate and val.any()), "val_removed": 0}
+        if decon["enabled"] and int((~val).sum()):
+            vals, rejects, decon = decontaminate_parts(train, vals, near, seed, ctx)
+            for s in sources:
+                counts[s]["val_removed"] = decon["by_source"].get(s, 0)
+                counts[s]["val"] -= counts[s]["val_removed"]
+        progress(n, n, "")
+        return StageOutput(
+            {"train": train, "val": vals, "rejects": rejects}, {"per_source": counts, "decontamination": decon}
+        )
+
+    return run
+
+
+def decontaminate_parts(
+    train: list[Path], val: list[Path], near: NearDedup | None, seed: int, ctx: RunContext
+) -> tuple[list[Path], list[Path] | pa.Table, dict[str, Any]]:
+    """Validation parts without near-copies of training rows, their rejects, and stats."""
+    from ..dedup.sharded import decontaminate_validation_sharded
+
+    return decontaminate_validation_sharded(train, val, near, seed, executor=ctx.executor, work=ctx.scratch / "decon")

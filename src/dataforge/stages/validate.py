@@ -9,7 +9,6 @@ preference pair, a label for kto, text for pretrain. Rows that pass are then lin
 from __future__ import annotations
 
 from dataclasses import dataclass
-
 from typing import Any
 
 import numpy as np
