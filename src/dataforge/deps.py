@@ -14,7 +14,7 @@ from typing import Literal
 
 from .errors import DataforgeError
 
-Provider = Literal["core", "train", "own"]  # the core install, the `train` extra, or no dataforge extra
+Provider = Literal["core", "train", "ray", "own"]  # the core install, an extra (`train`, `ray`), or none
 
 # Import name → (distribution to install, what brings it).
 KNOWN: dict[str, tuple[str, Provider]] = {
@@ -28,6 +28,7 @@ KNOWN: dict[str, tuple[str, Provider]] = {
     "protobuf": ("protobuf", "core"),
     "tiktoken": ("tiktoken", "core"),
     "scipy": ("scipy", "core"),
+    "ray": ("ray", "ray"),
 }
 
 # How libraries word a missing package in their own ImportErrors (transformers: "requires jinja2 to be
@@ -56,6 +57,8 @@ def install_command(package: str) -> str:
     dist, provider = KNOWN.get(package, (package, "own"))
     if provider == "train":
         return 'pip install "dataforge[train]"  (on a machine without a GPU: pip install torch==2.13.0 first)'
+    if provider == "ray":
+        return 'pip install "dataforge[ray]"'
     if provider == "core":  # the environment lost it, or dataforge was installed with --no-deps
         return f'pip install "{dist}"  (part of the core install: pip install -e . brings it)'
     return f'pip install "{dist}"'

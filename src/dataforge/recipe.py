@@ -163,6 +163,13 @@ def _engine_shorthand(value: Any) -> Any:
     return {"name": value} if isinstance(value, str) else value
 
 
+def _engine_schema(schema: dict[str, Any]) -> None:
+    """The recipe's JSON Schema accepts the `engine: ray` shorthand that `_engine_shorthand` reads."""
+    engine = schema["properties"]["engine"]
+    ref = engine.pop("$ref", None) or engine.pop("allOf")[0]["$ref"]
+    engine["anyOf"] = [{"$ref": ref}, {"type": "string", "enum": ["local", "ray"]}]
+
+
 class Mix(_Section):
     """How sources combine: `natural` keeps every row; `ratio` samples each source to its share."""
 
@@ -492,6 +499,8 @@ class Train(_Section):
 class Recipe(_Section):
     """A dataforge build: sources in, one processed dataset out."""
 
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True, json_schema_extra=_engine_schema)
+
     name: Annotated[str, Field(pattern=NAME_PATTERN, description="Names the build directory.")]
     seed: int = Field(default=0, description="Seeds every random choice (mix, split).")
     root: str = Field(default=".", description="Directory relative paths resolve against, relative to the recipe.")
@@ -518,7 +527,8 @@ class Recipe(_Section):
     checks: Checks = Field(default_factory=Checks, description="Quality gates; a failed gate makes the build exit 1.")
     engine: Annotated[Engine, BeforeValidator(_engine_shorthand)] = Field(
         default_factory=Engine,
-        description="Where shard functions run: `local` (default) or `ray`, with their settings (README: Scale).",
+        description="Where shard functions run: `local` (default) or `ray`, alone or with their settings "
+        "(README: Scale).",
     )
     shard_mb: Annotated[float, Field(gt=0, le=4096)] = Field(
         default=32,

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from ..hub.sync import locked_entries
 from ..recipe import LoadedRecipe
-from ..stages import convert, dedup, filter, mix, quality, read, render, split, substitute, validate
+from ..stages import convert, dedup, filter, mix, quality, read, render, split, validate
 from ..stages.base import Stage
 from ..stages.sharding import per_part_stage
 
@@ -39,7 +39,7 @@ def build_graph(loaded: LoadedRecipe) -> list[Stage]:
                 "files": [read.display_path(f, root) for f in files],
                 **pinned,
             },
-            run=read.make_read(src, root, list(files)),
+            run=None,  # runs over shards
             files=files,
             source=src.name,
             sharded=read.sharded_read(src, root, list(files), max(1, int(recipe.shard_mb * (1 << 20)))),
@@ -57,7 +57,7 @@ def build_graph(loaded: LoadedRecipe) -> list[Stage]:
                 "reasoning": src.reasoning or recipe.reasoning,
                 **({"substitute": fills} if fills else {}),
             },
-            substitute.after_convert(convert.make_convert(src.name, r.name, src.reasoning or recipe.reasoning), fills),
+            None,
             source=src.name,
             sharded=per_part_stage(
                 r.name,
@@ -74,7 +74,7 @@ def build_graph(loaded: LoadedRecipe) -> list[Stage]:
             (c.name,),
             ("examples", "rejects"),
             {"lint_ignore": sorted(recipe.lint.ignore)},
-            validate.make_validate(c.name, frozenset(recipe.lint.ignore)),
+            None,
             source=src.name,
             sharded=per_part_stage(c.name, "examples", validate.validate_table, {"ignore": sorted(recipe.lint.ignore)}),
         )
@@ -85,7 +85,7 @@ def build_graph(loaded: LoadedRecipe) -> list[Stage]:
             (v.name,),
             ("examples", "rejects"),
             recipe.filters.model_dump(),
-            filter.make_filter(v.name, recipe.filters),
+            None,
             source=src.name,
             sharded=per_part_stage(v.name, "examples", filter.filter_table, {"policy": recipe.filters}),
         )
@@ -98,7 +98,7 @@ def build_graph(loaded: LoadedRecipe) -> list[Stage]:
                 (f.name,),
                 ("examples", "rejects", "signals"),
                 recipe.quality.model_dump(),
-                quality.make_quality(f.name, f"quality:{src.name}", recipe.quality),
+                None,
                 libraries=quality.LIBRARIES,
                 source=src.name,
                 sharded=per_part_stage(
@@ -202,7 +202,7 @@ def render_stage(spec, loaded: LoadedRecipe, split_stage: str) -> Stage:
         (split_stage,),
         ("train", "val", "rejects") + (render.PACKED_OUTPUTS if spec.pack is not None else ()),
         config,
-        render.make_render(split_stage, spec, target),
+        None,
         libraries=("pyarrow", "numpy", "transformers", "tokenizers", "jinja2"),
         sharded=render.sharded_render(split_stage, spec, target),
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -193,12 +194,16 @@ def run_sharded(
     total, done = len(tasks), sum(1 for r in results if r.info)
     progress(done, total, f"{done}/{total} shards cached" if done else "")
 
+    started, rows = time.monotonic(), 0
+
     def finished(i: int, info: dict[str, Any]) -> None:
-        nonlocal done
+        nonlocal done, rows
         for at in waiting[shard_key_of[i]]:
             results[at].info = info
             done += 1
-        progress(done, total, f"{done}/{total} shards")
+        rows += info.get("rows", 0)
+        rate = rows / max(time.monotonic() - started, 1e-6)
+        progress(done, total, f"{done}/{total} shards, {rate:,.0f} rows/s")
 
     shard_key_of = [Path(t.final).name for t in todo]
 

@@ -3,9 +3,9 @@
 A sharded stage (`Stage.sharded`) says how to cut its work into `ShardTask`s (one per input part, or one per byte range
 of a source file for `read`), the function that handles one task, and how the shards' stats merge into the stage's.
 Each shard is cached on its own under `<cache>/<stage>/shards/<shard key>/`, its key the hash of what defines its
-output: the stage's kind, version and shard config, the libraries it names, the sha256 of its input parts and the task's own
-`meta` (a byte range and its digest, an offset). Appending rows to a source changes only the last shards' keys, so a
-rebuild re-runs those (and the stages after them); a build killed midway keeps every shard it finished.
+output: the stage's kind, version and shard config, the libraries it names, the sha256 of its input parts and the
+task's own `meta` (a byte range and its digest, an offset). Appending rows to a source changes only the last shards'
+keys, so a rebuild re-runs those (and the stages after them); a build killed midway keeps every shard it finished.
 
 The function runs in this process or in a worker (`engine.executor`): it reads its input parts, writes one Parquet per
 output table into `task.out` and returns its stats (JSON-able). The wrapper `run_shard` then writes `shard.json` (the
@@ -135,11 +135,21 @@ def _run_shard(
         shutil.rmtree(out)
     out.mkdir(parents=True)
     stats = fn(inner, task)
-    outputs, sizes = {}, {}
+    import pyarrow.parquet as pq
+
+    outputs, sizes, rows = {}, {}, 0
     for path in sorted(out.glob("*.parquet")):
         outputs[path.name] = file_sha256(path)
         sizes[path.name] = path.stat().st_size
-    info = {"stats": stats, "outputs": outputs, "sizes": sizes, "meta": task.meta, "describe": task.describe}
+        rows = max(rows, pq.ParquetFile(path).metadata.num_rows)  # the shard's main table: for rows/s
+    info = {
+        "stats": stats,
+        "outputs": outputs,
+        "sizes": sizes,
+        "rows": rows,
+        "meta": task.meta,
+        "describe": task.describe,
+    }
     (out / "shard.json").write_text(json.dumps(info, indent=1, sort_keys=True, ensure_ascii=False))
     if final.exists():  # another build finished the same shard first: identical by construction
         shutil.rmtree(out)

@@ -98,7 +98,8 @@ class Stage:
     inputs: tuple[str, ...]
     outputs: tuple[str, ...]  # the tables it produces, e.g. ("examples", "rejects")
     config: dict[str, Any]
-    run: Callable[[dict[str, StageInput], Progress], StageOutput]
+    # (inputs, progress) → output, or (inputs, progress, RunContext) with `context`; None for a sharded stage.
+    run: Callable[..., StageOutput] | None
     # Files the stage reads from outside the graph; their sha256 joins the key.
     files: tuple[Path, ...] = ()
     # Libraries whose versions change the stage's output.

@@ -18,7 +18,7 @@ from ..readers import EXTRA
 from ..reasoning import Policy, apply_policy
 from ..rejects import Outcome, concat_rejects, empty_rejects, rejects_from_examples, with_source
 from ..tables import keep_rows
-from .base import Progress, StageInput, StageOutput
+from .base import Progress, StageOutput
 
 # 3: rows with image, video or audio inputs are rejected (multimodal_unsupported)
 # 4: NaN/infinite weights and metadata, and metadata nested too deep, are rejected (non_finite_number, too_deep);
@@ -203,14 +203,6 @@ def _batches(raw: pa.Table) -> Iterator[pa.Table]:
 def _table(schema: pa.Schema, batches: list[pa.RecordBatch]) -> pa.Table:
     table = pa.Table.from_batches(batches, schema=schema)
     return table.combine_chunks() if len(batches) > 1 else table
-
-
-def make_convert(source: str, read_stage: str, reasoning: Policy = "keep"):
-    def run(inputs: dict[str, StageInput], progress: Progress) -> StageOutput:
-        upstream = inputs[read_stage]
-        return convert_raw(upstream.table("raw"), upstream.stats["format"], source, progress, reasoning)
-
-    return run
 
 
 def convert_table(raw: pa.Table, settings: dict[str, Any]) -> StageOutput:

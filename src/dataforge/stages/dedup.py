@@ -253,15 +253,6 @@ def deduplicate(
     return StageOutput({"examples": examples, "rejects": concat_rejects(rejects)}, stats)
 
 
-def make_dedup(filter_stages: list[str], policy: Dedup, root: Path, files: list[Path], seed: int):
-    def run(inputs: dict[str, StageInput], progress: Progress) -> StageOutput:
-        tables = [inputs[s].table("examples") for s in filter_stages]
-        combined = pa.concat_tables(tables).combine_chunks()
-        return deduplicate(combined, policy, root=root, files=files, seed=seed, progress=progress)
-
-    return run
-
-
 def make_sharded_dedup(filter_stages: list[str], policy: Dedup, root: Path, files: list[Path], seed: int):
     """The dedup stage over parts: keys per part in the executor's workers, decisions on id-level arrays, then each
     part cut by them (`dedup.sharded`); the same rows, rejects and stats as `deduplicate` on the whole table."""

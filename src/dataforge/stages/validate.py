@@ -19,7 +19,7 @@ from ..formats.columnar import ORIGIN, list_positions, whole
 from ..record import KINDS, ROLES
 from ..rejects import Outcome, concat_rejects, rejects_from_examples
 from ..tables import keep_rows
-from .base import Progress, StageInput, StageOutput
+from .base import Progress, StageOutput
 from .lint import lint
 
 VERSION = 3  # 3: the lint rejects unfilled template placeholders (`unfilled_placeholder`)
@@ -239,13 +239,6 @@ def _with_raw(rejects: pa.Table, invalid: pa.Table) -> pa.Table:
     rows = invalid.select(["kind", "messages", "tools", "chosen", "rejected", "label", "text"]).to_pylist()
     raw = pa.array([json.dumps(r, ensure_ascii=False) for r in rows], pa.string())
     return rejects.set_column(rejects.schema.get_field_index("raw"), "raw", raw)
-
-
-def make_validate(convert_stage: str, ignore: frozenset[str] = frozenset()):
-    def run(inputs: dict[str, StageInput], progress: Progress) -> StageOutput:
-        return validate_examples(inputs[convert_stage].table("examples"), progress, ignore)
-
-    return run
 
 
 def validate_table(examples: pa.Table, settings: dict[str, Any]) -> StageOutput:
