@@ -274,3 +274,35 @@ class _Pool:
                 proc.join()
         for conn in self._conns:
             conn.close()
+
+
+class Hinted:
+    """An executor whose map calls all carry one `parallel` hint (a stage that knows its work is small passes this
+    to code that maps several times)."""
+
+    def __init__(self, executor: Executor, parallel: bool) -> None:
+        self._executor = executor
+        self.parallel = parallel
+        self.workers = executor.workers
+
+    def map(
+        self,
+        fn: ShardFn,
+        params: Any,
+        tasks: Sequence[Any],
+        *,
+        describe: Describe,
+        on_done: OnDone | None = None,
+        parallel: bool = True,
+    ) -> list[Any]:
+        return self._executor.map(
+            fn, params, tasks, describe=describe, on_done=on_done, parallel=parallel and self.parallel
+        )
+
+
+def hinted_for(executor: Executor, parts: Sequence[Any]) -> Executor:
+    """`executor`, told to run in this process when `parts` (Parquet files) are too small to pay for workers."""
+    from .runner import parallel_bytes
+
+    big = len(parts) > 1 and sum(os.path.getsize(p) for p in parts) >= parallel_bytes()
+    return Hinted(executor, big)

@@ -257,6 +257,7 @@ def make_sharded_dedup(filter_stages: list[str], policy: Dedup, root: Path, file
     """The dedup stage over parts: keys per part in the executor's workers, decisions on id-level arrays, then each
     part cut by them (`dedup.sharded`); the same rows, rejects and stats as `deduplicate` on the whole table."""
     from ..dedup.sharded import deduplicate_sharded
+    from ..engine.executor import hinted_for
 
     def run(inputs: dict[str, StageInput], progress: Progress, ctx: RunContext) -> StageOutput:
         parts = [part for s in filter_stages for part in inputs[s].parts("examples")]
@@ -266,7 +267,7 @@ def make_sharded_dedup(filter_stages: list[str], policy: Dedup, root: Path, file
             root=root,
             files=files,
             seed=seed,
-            executor=ctx.executor,
+            executor=hinted_for(ctx.executor, parts),
             work=ctx.scratch / "work",
             progress=progress,
         )

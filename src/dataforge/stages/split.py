@@ -147,5 +147,7 @@ def decontaminate_parts(
 ) -> tuple[list[Path], list[Path] | pa.Table, dict[str, Any]]:
     """Validation parts without near-copies of training rows, their rejects, and stats."""
     from ..dedup.sharded import decontaminate_validation_sharded
+    from ..engine.executor import hinted_for
 
-    return decontaminate_validation_sharded(train, val, near, seed, executor=ctx.executor, work=ctx.scratch / "decon")
+    executor = hinted_for(ctx.executor, train + val)
+    return decontaminate_validation_sharded(train, val, near, seed, executor=executor, work=ctx.scratch / "decon")

@@ -1,0 +1,279 @@
+"""The partitioned global steps of sharded deduplication: candidate pairs per band-key partition, and
+verification of candidate pairs reading only the signatures (and texts) of the rows in them.
+
+Both are shard functions (`fn(params, task)`) run through an executor. Row numbers are int64 positions: global
+positions in the concatenated parts (band files), or indices into the survivors of the earlier steps (pairs),
+which is the numbering `near.near_duplicates` uses on the table it is given.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+from .candidates import LARGE_GROUP, _pairs_in_groups
+from .keys import mapped, read_texts
+from .near import Clusters, NearSettings, similarities
+from .signatures import Signatures, distinct
+
+# Band-key entries per partition: partitions are sorted in memory one at a time (16 bytes an entry).
+PARTITION_ENTRIES = 1_000_000
+# Pairs verified per task: a task holds two signatures per pair (2 KB at 128 values) and their comparison.
+VERIFY_PAIRS = 50_000
+
+
+def partition_count(entries: int) -> int:
+    """How many band-key partitions for `entries` band keys (about PARTITION_ENTRIES each)."""
+    return max(1, -(-entries // PARTITION_ENTRIES))
+
+
+def unique_pairs(pairs: np.ndarray) -> np.ndarray:
+    """The distinct rows of an int64 [m, 2] array, sorted (as `candidates._unique_pairs`)."""
+    if len(pairs) == 0:
+        return np.zeros((0, 2), dtype=np.int64)
+    width = int(pairs[:, 1].max()) + 1
+    codes = distinct(pairs[:, 0] * width + pairs[:, 1])
+    return np.stack((codes // width, codes % width), axis=1)
+
+
+def _read_partition(files: list[tuple[Path, Path, Path]], p: int) -> tuple[np.ndarray, np.ndarray]:
+    """(tagged keys, global positions) of partition `p` from every part's band files, in position order."""
+    keys, pos = [], []
+    for key_file, pos_file, off_file in files:
+        off = np.load(off_file)
+        lo, hi = int(off[p]), int(off[p + 1])
+        if hi > lo:
+            keys.append(np.load(key_file, mmap_mode="r")[lo:hi])
+            pos.append(np.load(pos_file, mmap_mode="r")[lo:hi])
+    if not keys:
+        return np.zeros(0, np.uint64), np.zeros(0, np.int64)
+    return np.concatenate(keys), np.concatenate(pos)
+
+
+def _survivor_index(pos: np.ndarray, survivors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(mask of `pos` among `survivors` (sorted global positions), their indices into `survivors`)."""
+    at = np.searchsorted(survivors, pos)
+    ok = at < len(survivors)
+    ok[ok] = survivors[at[ok]] == pos[ok]
+    return ok, at
+
+
+def _groups(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(order, starts, sizes) of the groups of equal `keys` with two or more entries."""
+    order = np.argsort(keys, kind="stable")
+    ordered = keys[order]
+    starts = np.flatnonzero(np.concatenate(([True], ordered[1:] != ordered[:-1]))) if len(keys) else np.zeros(0, int)
+    sizes = np.diff(np.concatenate((starts, [len(keys)])))
+    shared = sizes > 1
+    return order, starts[shared], sizes[shared]
+
+
+def _all_pairs(members: np.ndarray, starts: np.ndarray, sizes: np.ndarray) -> np.ndarray:
+    """Every pair (i < j) within each group: what datasketch's MinHashLSH returns (engine `lsh`)."""
+    out = [np.zeros((0, 2), np.int64)]
+    for s, size in zip(starts.tolist(), sizes.tolist(), strict=True):
+        i, j = np.triu_indices(size, 1)
+        group = members[s : s + size]
+        out.append(np.stack((group[i], group[j]), axis=1))
+    pairs = np.sort(np.concatenate(out).astype(np.int64), axis=1)
+    return unique_pairs(pairs[pairs[:, 0] != pairs[:, 1]])
+
+
+@dataclass(frozen=True)
+class PairParams:
+    """Band files of every part, the survivors to pair (global positions, sorted), and the engine."""
+
+    files: list[tuple[Path, Path, Path]]
+    survivors: Path  # .npy int64
+    engine: str
+
+
+def self_pairs(params: PairParams, p: int) -> np.ndarray:
+    """Shard function: candidate pairs (survivor indices, i < j, sorted unique) of band-key partition `p`.
+
+    A partition holds whole (band, key) groups, so its pairs are `candidates.candidate_pairs` restricted to its
+    groups: `banded` pairs large buckets as a star and a chain, `lsh` pairs every member."""
+    keys, pos = _read_partition(params.files, p)
+    ok, index = _survivor_index(pos, np.load(params.survivors, mmap_mode="r"))
+    keys, index = keys[ok], index[ok]
+    order, starts, sizes = _groups(keys)
+    members = index[order]
+    if params.engine == "lsh":
+        return _all_pairs(members, starts, sizes)
+    return _pairs_in_groups(members, starts, sizes)
+
+
+@dataclass(frozen=True)
+class CrossParams:
+    """Band files of the queries' parts and of the references' parts."""
+
+    queries: list[tuple[Path, Path, Path]]
+    references: list[tuple[Path, Path, Path]]
+
+
+def cross_partition_pairs(params: CrossParams, p: int) -> np.ndarray:
+    """Shard function: (query, reference) global positions sharing a band key in partition `p`, each query
+    paired with at most the first LARGE_GROUP references of a bucket, as `candidates.cross_pairs` does."""
+    qk, qp = _read_partition(params.queries, p)
+    rk, rp = _read_partition(params.references, p)
+    order = np.lexsort((rp, rk))  # references of a bucket in position order: the first ones are kept
+    sorted_ref = rk[order]
+    lo = np.searchsorted(sorted_ref, qk, side="left")
+    hi = np.searchsorted(sorted_ref, qk, side="right")
+    hit = np.flatnonzero(hi > lo)
+    counts = np.minimum(hi - lo, LARGE_GROUP)[hit]
+    at = np.repeat(lo[hit] - np.cumsum(counts) + counts, counts) + np.arange(int(counts.sum()))
+    return unique_pairs(np.stack((np.repeat(qp[hit], counts), rp[order[at]]), axis=1))
+
+
+@dataclass(frozen=True)
+class Store:
+    """Where one set of rows' signatures and texts are: per part, its first global position and files."""
+
+    starts: list[int]  # global position of each part's first row, then the total
+    signatures: list[Path]
+    texts: list[tuple[Path, Path]]
+
+    def part_of(self, rows: np.ndarray) -> np.ndarray:
+        return np.searchsorted(np.asarray(self.starts), rows, side="right") - 1
+
+    def signatures_of(self, rows: np.ndarray) -> Signatures:
+        """Signatures of `rows` (sorted global positions), read from the memory-mapped part files (`empty` is
+        left False: rows with empty signatures are never in a candidate pair)."""
+        part = self.part_of(rows)
+        values = [mapped(self.signatures[k])[rows[part == k] - self.starts[k]] for k in distinct(part).tolist()]
+        return Signatures(np.concatenate(values), np.zeros(len(rows), bool))
+
+    def texts_of(self, rows: np.ndarray) -> pa.Array:
+        """Compared texts of `rows` (global positions, any order), reading one part's text file at a time."""
+        order = np.argsort(rows, kind="stable")
+        ordered = rows[order]
+        part = self.part_of(ordered)
+        chunks = []
+        for k in distinct(part).tolist():
+            chunks.append(read_texts(self.texts[k], ordered[part == k] - self.starts[k]))
+        joined = pa.concat_arrays(chunks) if chunks else pa.array([], pa.large_string())
+        back = np.empty(len(rows), dtype=np.int64)
+        back[order] = np.arange(len(rows))
+        return joined.take(pa.array(back, pa.int64()))
+
+
+class LazyTexts:
+    """The compared texts of some rows, read from disk only if `similarities` asks (for unsure pairs): it
+    calls `take` and nothing else, so this stands in for the text array it is normally given."""
+
+    def __init__(self, store: Store, rows: np.ndarray) -> None:
+        self.store, self.rows = store, rows
+
+    def take(self, indices: pa.Array) -> pa.Array:
+        return self.store.texts_of(self.rows[np.asarray(indices.to_numpy(zero_copy_only=False), dtype=np.int64)])
+
+
+@dataclass(frozen=True)
+class VerifyParams:
+    settings: NearSettings
+    left: Store
+    right: Store | None  # None: pairs within `left` (self-join)
+
+
+def verify_pairs(params: VerifyParams, pairs: np.ndarray) -> np.ndarray:
+    """Shard function: `near.similarities` of `pairs` (global positions: left row, right row), loading only the
+    signatures of the rows in them and, where verification compares exactly, their texts."""
+    if len(pairs) == 0:
+        return np.zeros(0)
+    if params.right is None:
+        rows = distinct(pairs.ravel())
+        sigs = params.left.signatures_of(rows)
+        local = np.searchsorted(rows, pairs)
+        texts = LazyTexts(params.left, rows)
+        return similarities(local, params.settings, sigs=(sigs, sigs), texts=(texts, texts))  # type: ignore[arg-type]
+    lrows, rrows = distinct(pairs[:, 0]), distinct(pairs[:, 1])
+    local = np.stack((np.searchsorted(lrows, pairs[:, 0]), np.searchsorted(rrows, pairs[:, 1])), axis=1)
+    sigs = (params.left.signatures_of(lrows), params.right.signatures_of(rrows))
+    texts = (LazyTexts(params.left, lrows), LazyTexts(params.right, rrows))
+    return similarities(local, params.settings, sigs=sigs, texts=texts)  # type: ignore[arg-type]
+
+
+def verify_all(executor, params: VerifyParams, pairs: np.ndarray, what: str) -> np.ndarray:
+    """Similarity of every pair, VERIFY_PAIRS pairs per task, in order."""
+    if len(pairs) == 0:
+        return np.zeros(0)
+    chunks = [pairs[i : i + VERIFY_PAIRS] for i in range(0, len(pairs), VERIFY_PAIRS)]
+    results = executor.map(
+        verify_pairs, params, chunks, describe=lambda i: f"{what}: pairs {i * VERIFY_PAIRS}–{(i + 1) * VERIFY_PAIRS}"
+    )
+    return np.concatenate(results)
+
+
+# ---------------------------------------------------------------- decisions on id-level arrays
+
+
+def exact_keepers(keys: np.ndarray, rank_key: np.ndarray) -> np.ndarray:
+    """int64 [n]: the kept row of each row's digest group, lowest (rank key, position) winning.
+
+    `dedup_exact.exact_duplicates` on digests instead of a table (it could call this with `digests(...)`)."""
+    n = len(keys)
+    _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
+    inverse = inverse.reshape(-1)
+    order = np.lexsort((np.arange(n), rank_key, inverse))
+    starts = np.concatenate(([True], inverse[order][1:] != inverse[order][:-1]))
+    best = np.empty(len(first), dtype=np.int64)
+    best[inverse[order][starts]] = order[starts]
+    return best[inverse]
+
+
+def keeper_similarity(dup, kept, edges, edge_sim, n: int, verify) -> np.ndarray:
+    """Similarity of each removed row to its keeper: the verified edge's when they were compared, `verify`
+    (pairs → similarities) otherwise. `near._to_keeper` with the comparison passed in (it could call this)."""
+    lo, hi = np.minimum(dup, kept), np.maximum(dup, kept)
+    codes = lo * n + hi
+    edge_codes = edges[:, 0] * n + edges[:, 1]
+    order = np.argsort(edge_codes)
+    at = np.searchsorted(edge_codes[order], codes)
+    known = (at < len(order)) & (edge_codes[order][np.minimum(at, len(order) - 1)] == codes)
+    out = np.empty(len(dup))
+    out[known] = edge_sim[order[at[known]]]
+    rest = np.flatnonzero(~known)
+    if len(rest):
+        out[rest] = verify(np.stack((dup[rest], kept[rest]), axis=1))
+    return out
+
+
+def clusters_from_edges(n: int, edges: np.ndarray, edge_sim: np.ndarray, rank: np.ndarray, pairs: int, verify):
+    """`near.Clusters` from verified edges: components, keeper = lowest rank then row, clusters numbered by
+    keeper row. The second half of `near.near_duplicates` (which could call this with its own `verify`)."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    label = np.full(n, -1, dtype=np.int64)
+    keeper = np.full(n, -1, dtype=np.int64)
+    similarity = np.full(n, np.nan)
+    if len(edges):
+        graph = coo_matrix((np.ones(len(edges)), (edges[:, 0], edges[:, 1])), shape=(n, n))
+        _, comp = connected_components(graph, directed=False)
+        in_cluster = np.zeros(n, dtype=bool)
+        in_cluster[edges.ravel()] = True
+        rows = np.flatnonzero(in_cluster)
+        order = np.lexsort((rows, rank[rows], comp[rows]))
+        ordered = rows[order]
+        first = np.concatenate(([True], comp[ordered][1:] != comp[ordered][:-1]))
+        keeper_of = np.full(int(comp.max()) + 1, -1, dtype=np.int64)
+        keeper_of[comp[ordered[first]]] = ordered[first]
+        keeper[rows] = keeper_of[comp[rows]]
+        kept_rows = np.sort(ordered[first])
+        label[rows] = np.searchsorted(kept_rows, keeper[rows])
+        similarity[rows] = 1.0
+        dup = rows[keeper[rows] != rows]
+        similarity[dup] = keeper_similarity(dup, keeper[dup], edges, edge_sim, n, verify)
+    return Clusters(label, keeper, similarity, pairs=pairs, edges=edges)
+
+
+def rank_of(key: np.ndarray) -> np.ndarray:
+    """Ranks (a permutation) ordering rows by (key, position), as `stages.dedup.keep_rank`."""
+    order = np.lexsort((np.arange(len(key)), key))
+    rank = np.empty(len(key), dtype=np.int64)
+    rank[order] = np.arange(len(key))
+    return rank
