@@ -273,6 +273,7 @@ class Cache:
         sizes: dict[str, int] = {}
         tables = []
         table_parts: dict[str, list[str]] = {}
+        parted = any(isinstance(table, list) for table in output.tables.values())
         for name, table in output.tables.items():
             if table is None:
                 continue
@@ -289,8 +290,10 @@ class Cache:
             else:
                 path = tmp / f"{name}.parquet"
                 write_parquet(table, path)
-                outputs[path.name] = file_sha256(path)
-                sizes[path.name] = path.stat().st_size
+                # Beside parts, a whole table is named like them (relative to the stage's folder).
+                name_key = f"{key}/{path.name}" if parted else path.name
+                outputs[name_key] = file_sha256(path)
+                sizes[name_key] = path.stat().st_size
             tables.append(name)
         stats_text = canonical_json(output.stats)
         outputs["stats"] = hashlib.sha256(stats_text.encode()).hexdigest()

@@ -21,55 +21,77 @@ from typing import Any
 import yaml
 
 from ..formats.base import is_unwritten, unwritable
-from .base import METADATA_KEYS, Exported, Splits, Tally, by_kind, jsonl, write_rows
+from .base import METADATA_KEYS, Exported, Exporter, MemoryFiles, Sink, Splits, run_export, write_rows
+
+
+class AxolotlExporter(Exporter):
+    def __init__(self, sink: Sink, dataset: str, *, keep_left_out: bool = True) -> None:
+        super().__init__(sink, dataset, keep_left_out=keep_left_out)
+        self.reasoning: set[tuple[str, str]] = set()  # (split, kind) of files with a `reasoning_content` turn
+
+    def records(self, split: str, kind: str, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        losses = self.losses
+        if kind == "sft":
+            return write_rows("openai", rows, split, losses)
+        if kind == "pretrain":
+            losses.add(split, kind, Counter(METADATA_KEYS for row in rows if row.get("metadata")))
+            return [{"text": row["text"]} for row in rows]
+        records = []
+        for row in rows:
+            record, lost = (_preference if kind == "preference" else _kto)(row)
+            unsafe = unwritable(record) if record is not None else None
+            if unsafe is not None:  # never written as invalid JSON: left out, counted
+                record, lost = None, Counter({unsafe: 1})
+            if record is None:
+                why = next(what for what in lost if is_unwritten(what))
+                losses.leave(split, row, why)
+                del lost[why]
+            else:
+                if row.get("metadata"):
+                    lost[METADATA_KEYS] += 1
+                records.append(record)
+            losses.add(split, kind, lost)
+        return records
+
+    def seen(self, split: str, kind: str, records: list[dict[str, Any]]) -> None:
+        super().seen(split, kind, records)
+        if any("reasoning_content" in m for r in records for m in r.get("messages", ())):
+            self.reasoning.add((split, kind))
+
+    def describe(self) -> None:
+        blocks: dict[str, dict[str, list[dict[str, Any]]]] = {}
+        for split, kinds in self.kinds.items():
+            for kind in kinds:
+                key = "datasets" if split == "train" else "test_datasets"
+                block = _block(
+                    kind, self.file_name(split, kind), self.keys[(split, kind)], (split, kind) in self.reasoning
+                )
+                blocks.setdefault(kind, {}).setdefault(key, []).append(block)
+        for kind, block in blocks.items():
+            header = {"preference": {"rl": "dpo"}, "kto": {"rl": "kto", "remove_unused_columns": False}}.get(kind, {})
+            text = yaml.safe_dump({**header, **block}, sort_keys=False, allow_unicode=True)
+            self.sink.write(f"axolotl-{kind}.yaml", text)
 
 
 def export(splits: Splits, dataset: str) -> Exported:
-    out = Exported()
-    losses = Tally()
-    blocks: dict[str, dict[str, list[dict[str, Any]]]] = {}
-    for split, rows in splits.items():
-        for kind, group in by_kind(rows).items():
-            if kind == "sft":
-                records = write_rows("openai", group, split, losses)
-            elif kind == "pretrain":
-                records = [{"text": row["text"]} for row in group]
-                losses.add(split, kind, Counter(METADATA_KEYS for row in group if row.get("metadata")))
-            else:
-                records = []
-                for row in group:
-                    record, lost = (_preference if kind == "preference" else _kto)(row)
-                    unsafe = unwritable(record) if record is not None else None
-                    if unsafe is not None:  # never written as invalid JSON: left out, counted
-                        record, lost = None, Counter({unsafe: 1})
-                    if record is None:
-                        why = next(what for what in lost if is_unwritten(what))
-                        losses.leave(split, row, why)
-                        del lost[why]
-                    else:
-                        if row.get("metadata"):
-                            lost[METADATA_KEYS] += 1
-                        records.append(record)
-                    losses.add(split, kind, lost)
-            name = f"{kind}/{split}.jsonl"
-            out.files[name] = jsonl(records)
-            out.rows[name] = len(records)
-            key = "datasets" if split == "train" else "test_datasets"
-            blocks.setdefault(kind, {}).setdefault(key, []).append(dataset_block(kind, name, records))
-    for kind, block in blocks.items():
-        header = {"preference": {"rl": "dpo"}, "kto": {"rl": "kto", "remove_unused_columns": False}}.get(kind, {})
-        out.files[f"axolotl-{kind}.yaml"] = yaml.safe_dump({**header, **block}, sort_keys=False, allow_unicode=True)
-    out.losses, out.left_out = losses.result(), losses.left_out
-    return out
+    sink = MemoryFiles()
+    return run_export(AxolotlExporter(sink, dataset), sink, splits)
 
 
 def dataset_block(kind: str, path: str, records: list[dict[str, Any]]) -> dict[str, Any]:
     """One entry of axolotl's `datasets:` list for a file of `kind` records."""
     keys = {k for r in records for k in r}
+    reasoning = any("reasoning_content" in m for r in records for m in r.get("messages", ()))
+    return _block(kind, path, keys, reasoning)
+
+
+def _block(kind: str, path: str, keys: set[str], reasoning: bool) -> dict[str, Any]:
+    """`dataset_block` from what it needs of the records: every key they hold, and whether any sft turn holds
+    `reasoning_content`."""
     base: dict[str, Any] = {"path": path, "ds_type": "json", "split": "train"}
     if kind == "sft":
         mappings = {"role": "role", "content": "content"}
-        if any("reasoning_content" in m for r in records for m in r.get("messages", ())):
+        if reasoning:
             mappings["reasoning_content"] = "reasoning_content"
         block = {
             **base,

@@ -1,10 +1,13 @@
-"""What an export produces, and the generic export of rows through one format's writer."""
+"""What an export produces, the generic export of rows through one format's writer, and the streaming frame
+every export is written in: an `Exporter` takes a split's rows batch by batch and appends each file's records to
+a `Sink` (files on disk for a build, strings in memory for `dataforge convert`), so a build never holds a split's
+rows or a file's text whole; the bytes are the same whatever the batches."""
 
 from __future__ import annotations
 
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from .. import formats, jsonsafe
 from ..formats.base import write_each
@@ -85,16 +88,103 @@ def merge(a: Counts, b: Counts) -> Counts:
     return tally.result()
 
 
+class Sink(Protocol):
+    """Where an export's files go: text appended to a file (path relative to the export's folder)."""
+
+    def write(self, name: str, text: str) -> None:
+        """Append `text` to file `name`, creating it on the first call (an empty text still creates it)."""
+
+
+class MemoryFiles:
+    """A sink that keeps the files as text, in the order they were created."""
+
+    def __init__(self) -> None:
+        self._pieces: dict[str, list[str]] = {}
+
+    def write(self, name: str, text: str) -> None:
+        self._pieces.setdefault(name, []).append(text)
+
+    def files(self) -> dict[str, str]:
+        return {name: "".join(pieces) for name, pieces in self._pieces.items()}
+
+
+class Exporter:
+    """An export written batch by batch: `add(split, rows)` as often as needed (splits in order, each split's
+    rows in order), then `finish()` for the counts and the description files.
+
+    Records go to one file per split and row kind (`file_name`), created when the split's first row of that kind
+    arrives, so kinds appear in the order a whole-split pass would see them. `keep_left_out=False` forgets the
+    rows left out whole once they are counted (a build counts them; only `dataforge convert` lists them)."""
+
+    def __init__(self, sink: Sink, dataset: str, *, keep_left_out: bool = True) -> None:
+        self.sink, self.dataset, self.keep_left_out = sink, dataset, keep_left_out
+        self.out = Exported()
+        self.losses, self.transforms = Tally(), Tally()
+        self.kinds: dict[str, dict[str, None]] = {}  # split → row kinds, in first-seen order
+        self.keys: dict[tuple[str, str], set[str]] = {}  # (split, kind) → every key of the records written
+
+    def add(self, split: str, rows: list[dict[str, Any]]) -> None:
+        kinds = self.kinds.setdefault(split, {})
+        for kind, group in by_kind(rows).items():
+            kinds.setdefault(kind)
+            records = self.records(split, kind, group)
+            self.emit(self.file_name(split, kind), records)
+            self.seen(split, kind, records)
+        if not self.keep_left_out:
+            self.losses.left_out.clear()
+
+    def records(self, split: str, kind: str, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The records written for `rows` (all of one kind); losses and transforms counted on the way."""
+        raise NotImplementedError
+
+    def file_name(self, split: str, kind: str) -> str:
+        return f"{kind}/{split}.jsonl"
+
+    def emit(self, name: str, records: list[dict[str, Any]]) -> None:
+        self.sink.write(name, jsonl(records))
+        self.out.rows[name] = self.out.rows.get(name, 0) + len(records)
+
+    def seen(self, split: str, kind: str, records: list[dict[str, Any]]) -> None:
+        """Note what a description file needs to know of the records written (their keys, by default)."""
+        self.keys.setdefault((split, kind), set()).update(k for r in records for k in r)
+
+    def describe(self) -> None:
+        """Write the description files (dataset_info.json, axolotl YAML), once every row is in."""
+
+    def finish(self) -> Exported:
+        self.describe()
+        self.out.losses, self.out.transforms = self.losses.result(), self.transforms.result()
+        self.out.left_out = self.losses.left_out
+        return self.out
+
+
+class FormatExporter(Exporter):
+    """Every split through one format's writer: `<split>.jsonl` (written for every split, even an empty one)."""
+
+    def __init__(self, name: str, sink: Sink, dataset: str, *, keep_left_out: bool = True) -> None:
+        super().__init__(sink, dataset, keep_left_out=keep_left_out)
+        self.format = name
+
+    def add(self, split: str, rows: list[dict[str, Any]]) -> None:
+        self.kinds.setdefault(split, {})
+        self.emit(f"{split}.jsonl", write_rows(self.format, rows, split, self.losses))
+        if not self.keep_left_out:
+            self.losses.left_out.clear()
+
+
+def run_export(exporter: Exporter, sink: MemoryFiles, splits: Splits) -> Exported:
+    """`splits` through `exporter` in one batch per split; the result holds the files' text."""
+    for split, rows in splits.items():
+        exporter.add(split, rows)
+    out = exporter.finish()
+    out.files = sink.files()
+    return out
+
+
 def format_export(name: str, splits: Splits) -> Exported:
     """Every split through one format's writer: `<split>.jsonl`."""
-    out = Exported()
-    losses = Tally()
-    for split, rows in splits.items():
-        records = write_rows(name, rows, split, losses)
-        out.files[f"{split}.jsonl"] = jsonl(records)
-        out.rows[f"{split}.jsonl"] = len(records)
-    out.losses, out.left_out = losses.result(), losses.left_out
-    return out
+    sink = MemoryFiles()
+    return run_export(FormatExporter(name, sink, ""), sink, splits)
 
 
 def by_kind(rows: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:

@@ -22,7 +22,7 @@ from collections import Counter
 from typing import Any
 
 from .. import jsonsafe
-from .base import Exported, Splits, Tally, by_kind, jsonl, reasoning_inline, write_rows
+from .base import Exported, Exporter, MemoryFiles, Splits, reasoning_inline, run_export, write_rows
 
 # LLaMA-Factory's ShareGPT tags, spelled out so the description does not depend on its defaults.
 TAGS = {
@@ -36,36 +36,43 @@ TAGS = {
 }
 
 
+class LlamaFactoryExporter(Exporter):
+    def file_name(self, split: str, kind: str) -> str:
+        return f"{kind}_{split}.jsonl"
+
+    def records(self, split: str, kind: str, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        if kind == "pretrain":
+            return write_rows("text", rows, split, self.losses)
+        moved = 0
+        inlined = []
+        for row in rows:
+            copy, n = reasoning_inline(row)
+            inlined.append(copy)
+            moved += n
+        self.transforms.add(split, kind, Counter({"reasoning moved inline as <think>": moved}))
+        return write_rows("sharegpt", inlined, split, self.losses)
+
+    def describe(self) -> None:
+        info: dict[str, Any] = {}
+        for split, kinds in self.kinds.items():
+            for kind in kinds:
+                name = self.file_name(split, kind)
+                info[f"{self.dataset}_{kind}_{split}"] = described(name, kind, self.keys[(split, kind)])
+        self.sink.write("dataset_info.json", jsonsafe.dumps(info, indent=2, ensure_ascii=False) + "\n")
+
+
 def export(splits: Splits, dataset: str) -> Exported:
-    out = Exported()
-    losses, transforms = Tally(), Tally()
-    info: dict[str, Any] = {}
-    for split, rows in splits.items():
-        for kind, group in by_kind(rows).items():
-            name = f"{kind}_{split}.jsonl"
-            if kind == "pretrain":
-                records = write_rows("text", group, split, losses)
-            else:
-                moved = 0
-                inlined = []
-                for row in group:
-                    copy, n = reasoning_inline(row)
-                    inlined.append(copy)
-                    moved += n
-                transforms.add(split, kind, Counter({"reasoning moved inline as <think>": moved}))
-                records = write_rows("sharegpt", inlined, split, losses)
-            out.files[name] = jsonl(records)
-            out.rows[name] = len(records)
-            info[f"{dataset}_{kind}_{split}"] = entry(name, kind, records)
-    out.files["dataset_info.json"] = jsonsafe.dumps(info, indent=2, ensure_ascii=False) + "\n"
-    out.losses, out.transforms = losses.result(), transforms.result()
-    out.left_out = losses.left_out
-    return out
+    sink = MemoryFiles()
+    return run_export(LlamaFactoryExporter(sink, dataset), sink, splits)
 
 
 def entry(file_name: str, kind: str, records: list[dict[str, Any]]) -> dict[str, Any]:
     """The dataset_info.json entry describing `records` (as written to `file_name`)."""
-    keys = {k for r in records for k in r}
+    return described(file_name, kind, {k for r in records for k in r})
+
+
+def described(file_name: str, kind: str, keys: set[str]) -> dict[str, Any]:
+    """The dataset_info.json entry for a file of `kind` records whose keys, over all records, are `keys`."""
     if kind == "pretrain":
         return {"file_name": file_name, "columns": {"prompt": "text"}}
     columns = {"messages": "conversations"}

@@ -5,23 +5,21 @@ how ms-swift's pretraining datasets are spelled."""
 from __future__ import annotations
 
 from collections import Counter
+from typing import Any
 
-from .base import METADATA_KEYS, Exported, Splits, Tally, by_kind, jsonl, write_rows
+from .base import METADATA_KEYS, Exported, Exporter, MemoryFiles, Splits, run_export, write_rows
+
+
+class SwiftExporter(Exporter):
+    def records(self, split: str, kind: str, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        if kind != "pretrain":
+            return write_rows("swift", rows, split, self.losses)
+        # ms-swift's pretraining spelling; for training it loses nothing (the swift writer counts it only
+        # because it reads back as sft).
+        self.losses.add(split, kind, Counter(METADATA_KEYS for row in rows if row.get("metadata")))
+        return [{"messages": [{"role": "assistant", "content": row["text"]}]} for row in rows]
 
 
 def export(splits: Splits, dataset: str) -> Exported:
-    out = Exported()
-    losses = Tally()
-    for split, rows in splits.items():
-        for kind, group in by_kind(rows).items():
-            if kind == "pretrain":
-                # ms-swift's pretraining spelling; for training it loses nothing (the swift writer counts it only
-                # because it reads back as sft).
-                records = [{"messages": [{"role": "assistant", "content": row["text"]}]} for row in group]
-                losses.add(split, kind, Counter(METADATA_KEYS for row in group if row.get("metadata")))
-            else:
-                records = write_rows("swift", group, split, losses)
-            out.files[f"{kind}/{split}.jsonl"] = jsonl(records)
-            out.rows[f"{kind}/{split}.jsonl"] = len(records)
-    out.losses, out.left_out = losses.result(), losses.left_out
-    return out
+    sink = MemoryFiles()
+    return run_export(SwiftExporter(sink, dataset), sink, splits)

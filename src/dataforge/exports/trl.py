@@ -10,16 +10,16 @@ Records come from the `trl` format's writer, so what trl cannot carry is counted
 
 from __future__ import annotations
 
-from .base import Exported, Splits, Tally, by_kind, jsonl, write_rows
+from typing import Any
+
+from .base import Exported, Exporter, MemoryFiles, Splits, run_export, write_rows
+
+
+class TrlExporter(Exporter):
+    def records(self, split: str, kind: str, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return write_rows("trl", rows, split, self.losses)
 
 
 def export(splits: Splits, dataset: str) -> Exported:
-    out = Exported()
-    losses = Tally()
-    for split, rows in splits.items():
-        for kind, group in by_kind(rows).items():
-            records = write_rows("trl", group, split, losses)
-            out.files[f"{kind}/{split}.jsonl"] = jsonl(records)
-            out.rows[f"{kind}/{split}.jsonl"] = len(records)
-    out.losses, out.left_out = losses.result(), losses.left_out
-    return out
+    sink = MemoryFiles()
+    return run_export(TrlExporter(sink, dataset), sink, splits)

@@ -9,6 +9,7 @@ from typing import Any
 import pyarrow as pa
 
 from ..recipe import LoadedRecipe
+from ..streams import Tables, as_tables
 from .gates import gate_section, metrics
 from .html import render_html
 from .samples import rendered_samples
@@ -19,15 +20,17 @@ from .summary import render_markdown
 def complete_report(
     report: dict[str, Any],
     loaded: LoadedRecipe,
-    train: pa.Table,
-    val: pa.Table,
-    rejects: pa.Table,
-    rendered: dict[str, pa.Table],
+    train: pa.Table | Tables,
+    val: pa.Table | Tables,
+    rejects: pa.Table | Tables,
+    rendered: dict[str, pa.Table | Tables],
 ) -> dict[str, Any]:
     """Add what the HTML and the gates need: content statistics, trained-token shares, duplicate clusters,
-    rendered samples, gate metrics and results. `rendered` maps each target to its train + val rows."""
+    rendered samples, gate metrics and results. `rendered` maps each target to its train + val rows.
+
+    Every table is read a piece at a time (`streams.Tables`), never whole."""
     sources = [s.name for s in loaded.recipe.sources]
-    final = pa.concat_tables([train, val])
+    final = Tables.chain(as_tables(train), as_tables(val))
     report["content"] = content_stats(final, sources)
     report["duplicates"] = duplicate_clusters(rejects, final)
     report["tokens"] = {name: token_share(table) for name, table in sorted(rendered.items())}

@@ -7,11 +7,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from ..quality.policy import threshold_rules
+from ..streams import Tables
 from .mdkit import code, text
 
 # Shown even without a threshold: the signals people look at first.
@@ -45,23 +44,45 @@ def _distribution(values: np.ndarray) -> dict[str, Any]:
     }
 
 
-def quality_report(policy: Any, signal_tables: dict[str, Path], stage_stats: dict[str, dict[str, Any]]) -> dict:
-    """The quality section of report.json: `signal_tables` maps each source to its signals.parquet."""
-    tables = {source: pq.read_table(path) for source, path in signal_tables.items()}
-    every = pa.concat_tables(tables.values()) if tables else None
+def quality_report(
+    policy: Any, signal_tables: dict[str, Path | list[Path]], stage_stats: dict[str, dict[str, Any]]
+) -> dict:
+    """The quality section of report.json: `signal_tables` maps each source to its signals.parquet (or its parts).
+
+    Read a part at a time, two columns: per signal its values (an id-level float array, for exact percentiles)
+    and the rows each source removed for it."""
+    tables = {
+        source: Tables.parts(path if isinstance(path, list) else [path]) for source, path in signal_tables.items()
+    }
     rules = threshold_rules(policy)
     wanted = list(dict.fromkeys([*((r.role, r.signal) for r in rules), *DEFAULT_SIGNALS]))
+    limits_of = {key: [{"op": r.op, "limit": r.limit} for r in rules if (r.role, r.signal) == key] for key in wanted}
+    values: dict[tuple[str | None, str], list[np.ndarray]] = {key: [] for key in wanted}
+    removed: dict[tuple[str | None, str], dict[str, int]] = {key: {} for key in wanted}
+    for source, parts in tables.items():
+        for key in wanted:
+            removed[key][source] = 0
+        for table in parts(["quality", "reason"]):
+            for role, signal in wanted:
+                path = [role, signal] if role else [signal]
+                column = pc.struct_field(table["quality"], path)
+                numbers = column.filter(pc.is_valid(column)).to_numpy(zero_copy_only=False).astype(np.float64)
+                values[(role, signal)].append(numbers)
+                if limits_of[(role, signal)]:
+                    removed[(role, signal)][source] += int(pc.sum(pc.equal(table["reason"], signal)).as_py() or 0)
     signals = []
     for role, signal in wanted:
-        path = [role, signal] if role else [signal]
-        values = pc.struct_field(every["quality"], path) if every is not None else pa.array([], pa.float64())
-        numbers = values.filter(pc.is_valid(values)).to_numpy(zero_copy_only=False).astype(np.float64)
-        limits = [{"op": r.op, "limit": r.limit} for r in rules if (r.role, r.signal) == (role, signal)]
-        removed = {
-            source: int(pc.sum(pc.equal(t["reason"], signal)).as_py() or 0) if limits else 0
-            for source, t in tables.items()
-        }
-        signals.append({"signal": signal, "role": role, "limits": limits, "removed": removed, **_distribution(numbers)})
+        found = values[(role, signal)]
+        numbers = np.concatenate(found) if found else np.array([], dtype=np.float64)
+        signals.append(
+            {
+                "signal": signal,
+                "role": role,
+                "limits": limits_of[(role, signal)],
+                "removed": removed[(role, signal)],
+                **_distribution(numbers),
+            }
+        )
     sources = {}
     for source in tables:
         stats = stage_stats.get(f"quality:{source}", {})

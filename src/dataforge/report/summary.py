@@ -7,12 +7,12 @@ from urllib.parse import quote
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from ..engine.cache import Entry
 from ..recipe import LoadedRecipe
 from ..rejects import count_by, location
 from ..stages.base import Stage
+from ..streams import Tables, as_tables
 from .gates import describe, template_expected
 from .mdkit import code, text
 
@@ -22,9 +22,11 @@ EXCERPT_CHARS = 500  # characters of a removed row's raw text (or message) shown
 CUT_MARK = " … (cut)"
 
 
-def _rows_by_source(path, sources: list[str]) -> dict[str, int]:
-    table = pq.read_table(path, columns=["source"])
-    counts = {c["source"]: c["count"] for c in count_by(table, "source")}
+def _rows_by_source(tables: Tables, sources: list[str]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for table in tables(["source"]):
+        for c in count_by(table, "source"):
+            counts[c["source"]] = counts.get(c["source"], 0) + c["count"]
     return {s: counts.get(s, 0) for s in sources}
 
 
@@ -33,47 +35,66 @@ def stage_rows(stages: list[Stage], entries: dict[str, Entry], sources: list[str
     out = []
     for stage in stages:
         entry = entries[stage.name]
-        tables = {name: entry.path / f"{name}.parquet" for name in entry.manifest["tables"]}
+        stage_input = entry.as_input()
         row: dict[str, Any] = {"stage": stage.name, "kind": stage.kind, "source": stage.source}
-        for name, path in tables.items():
+        for name in entry.manifest["tables"]:
             if name == "signals":  # the quality stage's per-row signals: every row it read, not rows passed on
                 continue
             if name == "rejects":
-                row["removed"] = pq.ParquetFile(path).metadata.num_rows
+                row["removed"] = stage_input.num_rows(name)
             elif name.startswith("packed_"):  # packed rows mix sources; the target's packing stats count them
                 continue
             elif stage.source is not None:
-                row["out"] = pq.ParquetFile(path).metadata.num_rows
+                row["out"] = stage_input.num_rows(name)
             else:
-                row[f"{name}_by_source" if name != "examples" else "out_by_source"] = _rows_by_source(path, sources)
+                key = f"{name}_by_source" if name != "examples" else "out_by_source"
+                row[key] = _rows_by_source(Tables.parts(stage_input.parts(name)), sources)
         out.append(row)
     return out
 
 
-def reject_groups(rejects: pa.Table) -> list[dict[str, Any]]:
-    """Removed rows grouped by (stage, outcome, reason), each with a few examples and where they came from."""
-    groups = count_by(rejects, "stage", "outcome", "reason")
+EXAMPLE_COLUMNS = ["source", "file", "row", "line", "field", "message", "duplicate_of", "raw"]
+
+
+def reject_groups(rejects: pa.Table | Tables) -> list[dict[str, Any]]:
+    """Removed rows grouped by (stage, outcome, reason), each with a few examples and where they came from.
+
+    One pass over the rejects, a piece at a time: counts are added up, and each group's first examples are
+    taken from the pieces until it has EXAMPLES_PER_REASON."""
+    keys = ("stage", "outcome", "reason")
+    counts: dict[tuple, int] = {}
+    examples: dict[tuple, list[dict[str, Any]]] = {}
+    for table in as_tables(rejects)([*keys, *EXAMPLE_COLUMNS]):
+        for g in count_by(table, *keys):
+            key = tuple(g[k] for k in keys)
+            counts[key] = counts.get(key, 0) + g["count"]
+            have = examples.setdefault(key, [])
+            if len(have) >= EXAMPLES_PER_REASON:
+                continue
+            # The same mask as over the whole table: a null key matches nothing, so its group shows no example.
+            mask = pc.and_(
+                pc.and_(pc.equal(table["stage"], g["stage"]), pc.equal(table["outcome"], g["outcome"])),
+                pc.equal(table["reason"], g["reason"]),
+            )
+            sample = table.filter(mask).slice(0, EXAMPLES_PER_REASON - len(have))
+            have += [_example(r) for r in sample.select(EXAMPLE_COLUMNS).to_pylist()]
+    groups = [{**dict(zip(keys, key, strict=True)), "count": n} for key, n in counts.items()]
+    groups.sort(key=lambda r: tuple(str(r[k]) for k in keys))  # count_by's order
     for g in groups:
-        mask = pc.and_(
-            pc.and_(pc.equal(rejects["stage"], g["stage"]), pc.equal(rejects["outcome"], g["outcome"])),
-            pc.equal(rejects["reason"], g["reason"]),
-        )
-        sample = rejects.filter(mask).slice(0, EXAMPLES_PER_REASON)
-        g["examples"] = [
-            {
-                "where": location(r),
-                "source": r["source"],
-                "field": r["field"],
-                "message": _snippet(r["message"]),
-                "duplicate_of": r["duplicate_of"],
-                "raw": _snippet(r["raw"]),
-            }
-            for r in sample.select(
-                ["source", "file", "row", "line", "field", "message", "duplicate_of", "raw"]
-            ).to_pylist()
-        ]
+        g["examples"] = examples[tuple(g[k] for k in keys)]
     order = {"rejected": 0, "filtered": 1, "deduplicated": 2, "downsampled": 3}
     return sorted(groups, key=lambda g: (order.get(g["outcome"], 9), -g["count"], g["stage"], g["reason"]))
+
+
+def _example(r: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "where": location(r),
+        "source": r["source"],
+        "field": r["field"],
+        "message": _snippet(r["message"]),
+        "duplicate_of": r["duplicate_of"],
+        "raw": _snippet(r["raw"]),
+    }
 
 
 def build_report(
@@ -82,12 +103,14 @@ def build_report(
     entries: dict[str, Entry],
     stage_stats: dict[str, dict[str, Any]],
     book: dict[str, Any],
-    rejects: pa.Table,
-    train: pa.Table,
-    val: pa.Table,
+    rejects: pa.Table | Tables,
+    train: pa.Table | Tables,
+    val: pa.Table | Tables,
     export_losses: dict[str, Any],
 ) -> dict[str, Any]:
-    """Every number of the build summary, with stable keys (documented in the README)."""
+    """Every number of the build summary, with stable keys (documented in the README). The tables are read a
+    piece at a time (`streams.Tables`); whole tables in memory are taken too."""
+    rejects, train, val = as_tables(rejects), as_tables(train), as_tables(val)
     sources = [s.name for s in loaded.recipe.sources]
     return {
         "report_version": REPORT_VERSION,
@@ -117,7 +140,7 @@ def _quality(loaded: LoadedRecipe, entries: dict[str, Entry], stage_stats: dict[
     """The quality section, from each source's `quality:<source>` stage (README: Quality signals)."""
     from .quality import quality_report
 
-    tables = {s.name: entries[f"quality:{s.name}"].path / "signals.parquet" for s in loaded.recipe.sources}
+    tables = {s.name: entries[f"quality:{s.name}"].as_input().parts("signals") for s in loaded.recipe.sources}
     return quality_report(loaded.recipe.quality, tables, stage_stats)
 
 

@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from .. import __version__
 from ..engine.builddir import HOUSEKEEPING, build_dir_lock, read_marker, set_pending
@@ -22,20 +25,21 @@ from ..engine.cache import (
     Entry,
     atomic_path,
     atomic_write_bytes,
-    atomic_write_parquet,
     canonical_json,
     file_sha256,
     library_versions,
 )
 from ..engine.graph import rejecting_stages
 from ..errors import DataforgeError
-from ..exports import export
+from ..exports import Exported, open_export
 from ..recipe import LoadedRecipe
-from ..rejects import Outcome, concat_rejects, count_by
+from ..record import EXAMPLE_SCHEMA
+from ..rejects import REJECTS_SCHEMA, Outcome, capped_raw
 from ..report.assemble import complete_report, report_files
 from ..report.lengths import plot
 from ..report.summary import build_report
-from .base import Stage
+from ..streams import Tables, TextFiles, as_tables, slices, write_parquet_stream, write_parts
+from .base import Stage, StageInput
 
 # 2: report.html, content statistics and gates in the report; 3: report.md escapes data, excerpts capped,
 # expected template notes, length axes scaled to the data
@@ -77,25 +81,69 @@ def is_current(loaded: LoadedRecipe, key: str) -> bool:
     )
 
 
-def ledger(loaded: LoadedRecipe, entries: dict[str, Entry], rejects: pa.Table, train: pa.Table, val: pa.Table):
-    """Per source and in total: rows in = train + val + rejected + filtered + deduplicated + downsampled."""
+def ledger(
+    loaded: LoadedRecipe,
+    entries: dict[str, Entry],
+    rejects: pa.Table | Tables,
+    train: pa.Table | Tables,
+    val: pa.Table | Tables,
+) -> dict[str, Any]:
+    """Per source and in total: rows in = train + val + rejected + filtered + deduplicated + downsampled.
+
+    Counted one piece at a time from the `source` and `outcome` columns alone."""
     rows: dict[str, dict[str, int]] = {}
-    counts = {(c["source"], c["outcome"]): c["count"] for c in count_by(rejects, "source", "outcome")}
-    train_src = train["source"].to_pylist()
-    val_src = val["source"].to_pylist()
+    counts = group_counts(as_tables(rejects), ["source", "outcome"])
+    train_src = group_counts(as_tables(train), ["source"])
+    val_src = group_counts(as_tables(val), ["source"])
     for src in loaded.recipe.sources:
         name = src.name
         r = {"in": entries[f"read:{name}"].manifest["stats"]["records"]}
         for outcome in Outcome:
             r[outcome.value] = counts.get((name, outcome.value), 0)
-        r["train"] = train_src.count(name)
-        r["val"] = val_src.count(name)
+        r["train"] = train_src.get((name,), 0)
+        r["val"] = val_src.get((name,), 0)
         out = r["train"] + r["val"] + sum(r[o.value] for o in Outcome)
         r["balanced"] = out == r["in"]
         rows[name] = r
     total = {k: sum(r[k] for r in rows.values()) for k in ["in", *(o.value for o in Outcome), "train", "val"]}
     total["balanced"] = all(r["balanced"] for r in rows.values())
     return {"sources": rows, "total": total}
+
+
+def reject_tables(inputs: list[StageInput], columns: list[str] | None = None) -> Tables:
+    """The rejects of every rejecting stage, in graph order, as `concat_rejects` would hold them (REJECTS_SCHEMA,
+    `raw` capped; empty parts skipped), read one part at a time; `columns` picks a subset of REJECTS_SCHEMA."""
+    names = [f.name for f in REJECTS_SCHEMA]
+    parts = [part for inp in inputs for part in inp.parts("rejects")]
+
+    def read(wanted: list[str] | None) -> Iterator[pa.Table]:
+        schema = REJECTS_SCHEMA if wanted is None else pa.schema([REJECTS_SCHEMA.field(c) for c in wanted])
+        for part in parts:
+            present = set(pq.read_schema(part).names)
+            table = pq.read_table(part, columns=[f.name for f in schema if f.name in present])
+            if table.num_rows == 0:
+                continue
+            columns = {
+                f.name: table[f.name].cast(f.type) if f.name in present else pa.nulls(table.num_rows, f.type)
+                for f in schema
+            }
+            table = pa.table(columns, schema=schema)
+            yield capped_raw(table) if "raw" in schema.names else table
+
+    return Tables(read, names, sum(pq.ParquetFile(p).metadata.num_rows for p in parts))
+
+
+def group_counts(tables: Tables, keys: list[str]) -> dict[tuple, int]:
+    """Rows per distinct value of `keys` (nulls included, as Arrow's group_by counts them), over every piece."""
+    out: dict[tuple, int] = {}
+    for table in tables(keys):
+        if table.num_rows == 0:
+            continue
+        grouped = table.group_by(keys).aggregate([([], "count_all")])
+        for r in grouped.to_pylist():
+            key = tuple(r[k] for k in keys)
+            out[key] = out.get(key, 0) + r["count_all"]
+    return out
 
 
 def _manifest_target(stats: dict[str, Any]) -> dict[str, Any]:
@@ -155,10 +203,9 @@ def _write_build(loaded: LoadedRecipe, stages: list[Stage], entries: dict[str, E
     # complete and consistent, whatever moment an earlier build was interrupted at.
     (out / "manifest.json").unlink(missing_ok=True)
     split_entry = entries["split"].as_input()
-    train, val = split_entry.table("train"), split_entry.table("val")
-    reject_tables = [entries[name].as_input().table("rejects") for name in rejecting_stages(stages)]
-    rejects = concat_rejects(reject_tables)
-    book = ledger(loaded, entries, rejects, train, val)
+    train, val = Tables.parts(split_entry.parts("train")), Tables.parts(split_entry.parts("val"))
+    reject_inputs = [entries[name].as_input() for name in rejecting_stages(stages)]
+    book = ledger(loaded, entries, reject_tables(reject_inputs, ["source", "outcome"]), train, val)
     if not book["total"]["balanced"]:
         bad = [n for n, r in book["sources"].items() if not r["balanced"]]
         raise LedgerError(f"internal error: the ledger does not balance for {', '.join(bad)}: {book['sources']}")
@@ -169,9 +216,11 @@ def _write_build(loaded: LoadedRecipe, stages: list[Stage], entries: dict[str, E
             pending.add(name)
             set_pending(out, pending)
 
-    def parquet(table: pa.Table, name: str) -> None:
+    def parquet(parts: list[Path], name: str, empty: pa.Schema | None = None) -> None:
+        """A stage output's parts as one file, streamed (the bytes today's write of the whole table gives);
+        `empty`: the schema of a table that has no parts at all."""
         note(name)
-        atomic_write_parquet(table, out / name)
+        write_parts(parts, out / name, empty)
         written[name] = file_sha256(out / name)
 
     def text(data: str, name: str) -> None:
@@ -179,26 +228,27 @@ def _write_build(loaded: LoadedRecipe, stages: list[Stage], entries: dict[str, E
         atomic_write_bytes(out / name, data.encode("utf-8"))
         written[name] = file_sha256(out / name)
 
-    parquet(train, "train.parquet")
-    parquet(val, "val.parquet")
-    parquet(rejects, "rejects.parquet")
+    parquet(split_entry.parts("train"), "train.parquet", EXAMPLE_SCHEMA)
+    parquet(split_entry.parts("val"), "val.parquet", EXAMPLE_SCHEMA)
+    note("rejects.parquet")
+    all_rejects = reject_tables(reject_inputs)
+    write_parquet_stream(all_rejects(), out / "rejects.parquet", REJECTS_SCHEMA, nbytes=all_rejects.num_rows * 256)
+    written["rejects.parquet"] = file_sha256(out / "rejects.parquet")
+    rejects = Tables.file(out / "rejects.parquet")  # read back one row group at a time for the report
     export_losses = {}
-    splits = {"train": train.to_pylist(), "val": val.to_pylist()} if loaded.recipe.outputs.exports else {}
-    for name in loaded.recipe.outputs.exports:
-        exported = export(name, splits, loaded.recipe.name)
-        for path, data in sorted(exported.files.items()):
-            text(data, f"exports/{name}/{path}")
+    for name, (exported, hashes) in write_exports(out, loaded, {"train": train, "val": val}, note).items():
+        written.update(hashes)
         export_losses[name] = {"files": exported.rows, "losses": exported.losses, "transforms": exported.transforms}
     rendered = {}
     rendered_rows = {}  # target → its rendered train + val rows, for the report's token shares and samples
     for spec in loaded.recipe.render:
         entry = entries[f"render:{spec.name}"].as_input()
         packed = ("packed_train", "packed_val") if spec.pack is not None else ()
-        tables = {name: entry.table(name) for name in ("train", "val", "rejects", *packed)}
-        for name, table in tables.items():
-            parquet(table, f"rendered/{spec.name}/{name}.parquet")
+        for name in ("train", "val", "rejects", *packed):
+            parts = entry.parts(name)
+            parquet(parts, f"rendered/{spec.name}/{name}.parquet", None if parts else _rendered_schema(name))
         rendered[spec.name] = entry.stats
-        rendered_rows[spec.name] = pa.concat_tables([tables["train"], tables["val"]])
+        rendered_rows[spec.name] = Tables.chain(Tables.parts(entry.parts("train")), Tables.parts(entry.parts("val")))
         png = f"rendered/{spec.name}/lengths.png"
         note(png)
         with atomic_path(out / png) as tmp:
@@ -235,6 +285,62 @@ def _write_build(loaded: LoadedRecipe, stages: list[Stage], entries: dict[str, E
     return manifest
 
 
+def _rendered_schema(name: str) -> pa.Schema | None:
+    """The schema of a render target's table `name`, for writing it when it has no parts (packed tables: none)."""
+    from ..render.engine import RENDERED_SCHEMA
+    from .render import DROPPED_SCHEMA
+
+    return {"train": RENDERED_SCHEMA, "val": RENDERED_SCHEMA, "rejects": DROPPED_SCHEMA}.get(name)
+
+
+EXPORT_BATCH = 10_000  # rows turned into dicts at a time for the exports
+
+
+def write_exports(
+    out: Path, loaded: LoadedRecipe, splits: dict[str, Tables], note: Callable[[str], None]
+) -> dict[str, tuple[Exported, dict[str, str]]]:
+    """Every export of the recipe, written batch by batch under `out/exports/<name>/` (each file atomically, all
+    renamed into place once every row is in); per export its counts and {file: sha256}. `note(file)` is called
+    before a file is first created."""
+    names = loaded.recipe.outputs.exports
+    if not names:
+        return {}
+    files = {name: TextFiles(out, note) for name in names}
+    exporters = {
+        name: open_export(name, _Prefixed(files[name], f"exports/{name}/"), loaded.recipe.name, keep_left_out=False)
+        for name in names
+    }
+    try:
+        for split, tables in splits.items():
+            for exporter in exporters.values():
+                exporter.add(split, [])  # every split is known to every export, even one without rows
+            for table in tables():
+                for batch in slices(table, EXPORT_BATCH):
+                    rows = batch.to_pylist()
+                    for exporter in exporters.values():
+                        exporter.add(split, rows)
+        done = {name: exporter.finish() for name, exporter in exporters.items()}
+        result = {}
+        for name in names:
+            committed = files[name].commit()
+            result[name] = (done[name], {f: file_sha256(out / f) for f in committed})
+        return result
+    except BaseException:
+        for f in files.values():
+            f.discard()
+        raise
+
+
+class _Prefixed:
+    """A sink writing into `files` under a folder prefix."""
+
+    def __init__(self, files: TextFiles, prefix: str) -> None:
+        self.files, self.prefix = files, prefix
+
+    def write(self, name: str, text: str) -> None:
+        self.files.write(self.prefix + name, text)
+
+
 def source_lock(loaded: LoadedRecipe, entries: dict[str, Entry]) -> list[dict[str, Any]]:
     """Per source: its format and every file used, with sha256 and record count; a hub source adds where it
     came from (uri, revision, resolved commit, license), as its lock entry pinned it."""
@@ -261,8 +367,6 @@ def no_rows_problem(build_dir: Path, top: int = 3) -> str | None:
 
     Why: a build with nothing to train on is unusable data (exit 1), even though its report is written and
     explains it; the gates only check what a recipe asks for."""
-    import pyarrow.parquet as pq
-
     try:
         total = json.loads((build_dir / "manifest.json").read_text(encoding="utf-8"))["ledger"]["total"]
     except (OSError, ValueError, KeyError, TypeError):
@@ -275,18 +379,30 @@ def no_rows_problem(build_dir: Path, top: int = 3) -> str | None:
     dropped = [f"{total[o.value]:,} of {n_in:,} records {o.value}" for o in Outcome if total.get(o.value)]
     left = f"{total.get('val', 0):,} went to validation" if total.get("val") else None
     line = "the build kept no training rows: " + ", ".join([*dropped, *([left] if left else [])])
-    try:
-        rejects = pq.read_table(build_dir / "rejects.parquet", columns=["reason", "message"]).to_pylist()
-    except (OSError, ValueError, KeyError):
-        return line
     counts: dict[str, int] = {}
     example: dict[str, str] = {}
-    for r in rejects:
-        counts[r["reason"]] = counts.get(r["reason"], 0) + 1
-        example.setdefault(r["reason"], " ".join(str(r["message"] or "").split()))
-    ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:top]
+    try:
+        # One row group at a time, two columns: a build that kept nothing may have rejected millions of rows.
+        for table in Tables.file(build_dir / "rejects.parquet")(["reason", "message"]):
+            for reason, n in group_counts(Tables.of(table), ["reason"]).items():
+                counts[reason[0]] = counts.get(reason[0], 0) + n
+            for reason in counts.keys() - example.keys():
+                first = (
+                    pc.index(table["reason"], reason).as_py() if reason is not None else _first_null(table["reason"])
+                )
+                if first >= 0:
+                    example[reason] = " ".join(str(table["message"][first].as_py() or "").split())
+    except (OSError, ValueError, KeyError, pa.ArrowInvalid):
+        return line
+    ranked = sorted(counts.items(), key=lambda kv: (-kv[1], str(kv[0])))[:top]  # str: a null reason sorts too
     reasons = "; ".join(f"{reason} {n:,}: {_clip(example[reason])}" for reason, n in ranked)
     return f"{line} ({reasons})" if reasons else line
+
+
+def _first_null(column: pa.ChunkedArray) -> int:
+    """The index of the first null in `column`, or -1."""
+    nulls = pc.is_null(column).to_numpy(zero_copy_only=False)
+    return int(nulls.argmax()) if nulls.any() else -1
 
 
 def _clip(text: str, width: int = 80) -> str:
