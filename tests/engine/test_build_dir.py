@@ -296,8 +296,6 @@ def test_a_full_disk_says_where_how_much_and_leaves_the_cache_whole(tmp_path, mo
     assert "read:alp" not in result.ran and "read:sgpt" in result.ran  # the whole entry before is reused
 
 
-
-
 # --- 6. a damaged cache entry ---------------------------------------------------------------------------
 
 
