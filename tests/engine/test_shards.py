@@ -144,3 +144,42 @@ def test_a_worker_killed_mid_stage_fails_the_build_with_one_line_naming_the_shar
         caught.value.message,
     ), caught.value.message
     assert caught.value.hint is not None and "shard_mb" in caught.value.hint
+
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def demo_copy(root: Path, extra: str) -> Path:
+    """The demo (near dedup, decontamination, a render target) under `root`, its recipe with `extra` appended."""
+    import shutil
+
+    shutil.copytree(REPO / "data" / "raw" / "demo", root / "data" / "raw" / "demo")
+    shutil.copytree(REPO / "data" / "tokenizers" / "demo-chatml", root / "data" / "tokenizers" / "demo-chatml")
+    (root / "pipelines").mkdir()
+    recipe = root / "pipelines" / "demo.yaml"
+    recipe.write_text((REPO / "pipelines" / "demo.yaml").read_text() + extra)
+    return recipe
+
+
+def test_the_demo_is_the_same_whatever_the_shards_partitions_and_workers(tmp_path, monkeypatch):
+    """Near-dedup clusters, decontamination, the ledger, the report and the render: one set of bytes."""
+    builds = {}
+    for name, extra in [
+        ("plain", ""),
+        ("shards", "\nshard_mb: 0.004\nengine: {workers: 1, num_partitions: 1}\n"),
+        ("parallel", "\nshard_mb: 0.004\nengine: {workers: 2, num_partitions: 7}\n"),
+    ]:
+        if name == "parallel":
+            monkeypatch.setenv("DATAFORGE_PARALLEL_BYTES", "0")
+        loaded, _, manifest = build(demo_copy(tmp_path / name, extra))
+        builds[name] = (outputs(loaded.build_dir), manifest)
+    plain, _ = builds["plain"]
+    assert len(shard_dirs(tmp_path / "shards" / "data/processed/demo", "read:alpaca")) > 3
+    for name in ("shards", "parallel"):
+        got, manifest = builds[name]
+        assert got.keys() == plain.keys()
+        for file in plain:
+            if file != "manifest.json":
+                assert got[file] == plain[file], (name, file)
+        assert manifest["ledger"] == builds["plain"][1]["ledger"]
+    assert builds["plain"][1]["ledger"]["total"]["deduplicated"] > 0

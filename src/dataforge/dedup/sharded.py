@@ -298,7 +298,7 @@ def deduplicate_sharded(
         settings=settings,
         band_shape=shape,
         near_rank=policy.near is not None,
-        partitions=partition_count(n * shape[0]) if shape else 1,
+        partitions=_partitions(executor, n * shape[0]) if shape else 1,
         references=refs,
     )
     tasks = [KeyTask(i, p, int(starts[i]), work) for i, p in enumerate(parts)]
@@ -353,7 +353,7 @@ def decontaminate_validation_sharded(
     shape = band_shape(settings.threshold, settings.num_perm)
     vstarts = row_starts([pq.ParquetFile(p).metadata.num_rows for p in val_parts])
     tstarts = row_starts([pq.ParquetFile(p).metadata.num_rows for p in train_parts])
-    partitions = partition_count(int(vstarts[-1] + tstarts[-1]) * shape[0])
+    partitions = _partitions(executor, int(vstarts[-1] + tstarts[-1]) * shape[0])
     params = KeyParams(
         exact=False,
         keep="first",
@@ -419,3 +419,9 @@ def decontaminate_validation_sharded(
         "by_source": dict(sorted(by_source.items())),
     }
     return [t.examples for t in apply], [t.groups[0].path for t in apply], stats
+
+
+def _partitions(executor: Executor, entries: int) -> int:
+    """The band-key shuffle's partitions: the engine's `num_partitions` when the recipe sets it, else from the number
+    of band-key entries. Either way the pairs found, and so the outputs, are the same."""
+    return getattr(executor, "num_partitions", None) or partition_count(entries)

@@ -136,8 +136,9 @@ class LocalExecutor:
     """`workers` spawned processes on this machine (default: every core), started at the first map call that is
     worth them and kept for the next ones (each costs about a second to start); `close()` stops them."""
 
-    def __init__(self, workers: int | None = None) -> None:
+    def __init__(self, workers: int | None = None, num_partitions: int | None = None) -> None:
         self.workers = workers or default_workers()
+        self.num_partitions = num_partitions  # of the near-dedup band-key shuffle (None: from the row count)
         self._pool: _Pool | None = None
 
     def map(
@@ -284,6 +285,7 @@ class Hinted:
         self._executor = executor
         self.parallel = parallel
         self.workers = executor.workers
+        self.num_partitions = getattr(executor, "num_partitions", None)
 
     def map(
         self,

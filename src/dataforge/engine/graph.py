@@ -25,24 +25,30 @@ def build_graph(loaded: LoadedRecipe) -> list[Stage]:
         files = tuple(read.source_files(src, root, locked))
         # A hub source's key takes its lock entry (commit, file hashes); local sources' keys stay as they were.
         pinned = {"hub": locked.key() | {"license": locked.license}} if locked is not None else {}
+        read_config = {
+            "from": src.from_,
+            "format": src.format,
+            "columns": dict(sorted(src.columns.items())),
+            "max_rows": src.max_rows,
+            "files": [read.display_path(f, root) for f in files],
+            **pinned,
+        }
+        # A shard's key leaves out the file list and the hub lock (its own bytes' digest is in its key): a file added
+        # to a source, or a hub commit that changes one file, does not re-read the others.
+        shard_config = {k: v for k, v in read_config.items() if k not in ("files", "hub")}
         r = Stage(
             name=f"read:{src.name}",
             kind="read",
             version=read.VERSION,
             inputs=(),
             outputs=("raw", "rejects"),
-            config={
-                "from": src.from_,
-                "format": src.format,
-                "columns": dict(sorted(src.columns.items())),
-                "max_rows": src.max_rows,
-                "files": [read.display_path(f, root) for f in files],
-                **pinned,
-            },
+            config=read_config,
             run=None,  # runs over shards
             files=files,
             source=src.name,
-            sharded=read.sharded_read(src, root, list(files), max(1, int(recipe.shard_mb * (1 << 20)))),
+            sharded=read.sharded_read(
+                src, root, list(files), max(1, int(recipe.shard_mb * (1 << 20))), shard_config=shard_config
+            ),
         )
         # `substitute:` fills placeholders as the last step of convert; in the key only when set (other keys stay).
         fills = recipe.substitutions(src)

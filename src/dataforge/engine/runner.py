@@ -255,7 +255,7 @@ def executor_for(loaded: LoadedRecipe) -> Executor:
         from .ray_executor import RayExecutor
 
         return RayExecutor(address=engine.address, workers=engine.workers, num_partitions=engine.num_partitions)
-    return LocalExecutor(engine.workers)
+    return LocalExecutor(engine.workers, engine.num_partitions)
 
 
 def _run(loaded: LoadedRecipe, on_stage: StageProgress | None, claim: Claim) -> RunResult:

@@ -444,7 +444,9 @@ def read_merge(source: Source, fmt_of: Callable[[], str], skipped_of: Callable[[
     return merge
 
 
-def sharded_read(source: Source, root: Path, files: list[Path], shard_bytes: int) -> Sharded:
+def sharded_read(
+    source: Source, root: Path, files: list[Path], shard_bytes: int, shard_config: dict[str, Any] | None = None
+) -> Sharded:
     """The read stage of `source` over shards."""
     recorded = recorded_digests(files)
     memo: dict[str, Any] = {}
@@ -471,7 +473,7 @@ def sharded_read(source: Source, root: Path, files: list[Path], shard_bytes: int
         LazyParams(lambda: ReadParams(source.name, fmt_of(), dict(source.columns))),
         tasks,
         read_merge(source, fmt_of, skipped_of),
-        shard_config=None,
+        shard_config=shard_config,
         finish=read_finish(source, fmt_of),
         note=lambda: skipped_note(skipped_of()),
     )
