@@ -45,6 +45,9 @@ TRAIN_ONLY = {"torch", "trl", "peft"}
 # GPU-only (QLoRA), imported under dataforge/trainers/ inside `try: ... except ImportError` that says what to install;
 # declared nowhere, as it is needed only on CUDA machines.
 GUARDED = {"bitsandbytes"}
+# `engine: ray`: the `ray` extra, imported only by the Ray executor (which says how to install it when it is missing).
+RAY_ONLY = {"ray"}
+RAY_EXECUTOR = SOURCE / "engine" / "ray_executor.py"
 
 
 def requirements(group: str = "core") -> dict[str, Requirement]:
@@ -113,9 +116,19 @@ def test_every_import_outside_the_trainers_is_a_core_dependency() -> None:
     missing = [
         f"{path.relative_to(ROOT)}:{line}: {module} (distribution {distribution(module)})"
         for module, path, line, _ in third_party_imports()
-        if distribution(module) not in core and module not in TRAIN_ONLY | GUARDED
+        if distribution(module) not in core and module not in TRAIN_ONLY | GUARDED | RAY_ONLY
     ]
     assert not missing, "imported but not in [project] dependencies:\n" + "\n".join(missing)
+
+
+def test_ray_is_in_the_ray_extra_and_imported_only_by_the_ray_executor() -> None:
+    assert {distribution(m) for m in RAY_ONLY} <= set(requirements("ray"))
+    misplaced = [
+        f"{path.relative_to(ROOT)}:{line}: {module}"
+        for module, path, line, _ in third_party_imports()
+        if module in RAY_ONLY and path != RAY_EXECUTOR
+    ]
+    assert not misplaced, "ray imported outside engine/ray_executor.py:\n" + "\n".join(misplaced)
 
 
 def test_train_only_imports_are_in_the_train_extra_and_only_under_trainers() -> None:

@@ -123,7 +123,10 @@ def plan_shards(path: Path, display: str, target_bytes: int = TARGET_BYTES) -> l
         if ftype.kind == "jsonl" and ftype.compression is None and not _binary_head(path, display):
             return _plan_lines(path, display, target_bytes)
         if ftype.kind == "json" and ftype.compression is None:
-            shards = _plan_array(path, display, target_bytes)
+            try:
+                shards = _plan_array(path, display, target_bytes)
+            except UnicodeDecodeError:  # not UTF-8: the whole-file read rejects it, saying so
+                shards = []
             if shards:
                 return shards
         if ftype.kind == "parquet":
@@ -479,8 +482,8 @@ def _bom_stripped(data: bytes, file_start: bool) -> bytes | memoryview:
     those), which is why the shard is seen as if a newline preceded it.
     """
     if file_start or not data.startswith(_BOM):
-        return strip_boms(memoryview(pa.py_buffer(data)))
-    return memoryview(pa.py_buffer(bytes(strip_boms(b"\n" + data))[1:]))
+        return strip_boms(memoryview(pa.py_buffer(data)).cast("B"))
+    return memoryview(pa.py_buffer(bytes(strip_boms(b"\n" + data))[1:])).cast("B")
 
 
 def _read_row_groups(shard: FileShard, shape: RowShape) -> tuple[ReadResult, str]:

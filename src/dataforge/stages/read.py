@@ -344,9 +344,19 @@ def plan_read(source: Source, root: Path, files: list[Path], recorded: dict[Path
     from ..readers_shards import plan_shards
 
     def tasks(inputs: dict[str, StageInput]) -> list[ShardTask]:
+        from ..engine.cache import file_sha256
+
         out: list[ShardTask] = []
         for path in files:
             shown = display_path(path, root)
+            # Each shard's own digest is checked when it is read; here the file as a whole, against the sha256 the
+            # build's key took (memoised by size and mtime, so an unchanged file is not hashed again).
+            if recorded and path in recorded and file_sha256(path) != recorded[path]:
+                raise DataError(
+                    f"source {source.name!r}: {shown} changed while the build read it (its sha256 when the build "
+                    f"started was {recorded[path][:12]}…, now {file_sha256(path)[:12]}…); rerun when it is stable",
+                    hint="wait until whatever writes the file has finished, then build again",
+                )
             for shard in plan_shards(path, shown, shard_bytes):
                 if shard.kind == "whole":
                     digest = (recorded or {}).get(path) or shard.digest
