@@ -394,7 +394,9 @@ class RenderTarget(_Section):
         "then trains on them, padding-free.",
     )
     workers: Annotated[int, Field(gt=0)] | None = Field(
-        default=None, description="Processes to render with; default: the machine's cores (at most 8)."
+        default=None,
+        description="Ignored, accepted so that older recipes load: a build renders in its engine's workers "
+        "(`engine.workers`).",
     )
     keep_share: Annotated[float, Field(gt=0, le=1)] = Field(
         default=0.99, description="Share of rows the suggested max_length keeps."

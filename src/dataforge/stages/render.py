@@ -8,7 +8,6 @@ so the target has its own small ledger: rows in = rendered + dropped.
 
 from __future__ import annotations
 
-import os
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -30,7 +29,7 @@ from ..render.spans import SpanError
 from ..render.target import LoadedTarget
 from ..render.workers import RenderWorkers, WorkerDied
 from ..report.lengths import length_stats, suggested_max_length
-from .base import Progress, StageInput, StageOutput
+from .base import Progress, StageInput
 
 # 4: spans located by sentinel renders, boundary tokens, unrendered policy, every row round-tripped;
 # 5: special-token rejects name their field (`messages[1].tool_calls[0].arguments`)
@@ -145,43 +144,6 @@ def _dropped(row: dict[str, Any], problem: dict[str, Any], target: str) -> dict[
     }
 
 
-def render_target(
-    inputs: dict[str, StageInput], split_stage: str, spec: RenderTarget, target: LoadedTarget, progress: Progress
-) -> StageOutput:
-    options = options_of(spec)
-    upstream = inputs[split_stage]
-    tables: dict[str, pa.Table] = {}
-    dropped: list[dict[str, Any]] = []
-    notes: Counter[str] = Counter()
-    counts: dict[str, dict[str, int]] = {}
-    packed: dict[str, Any] = {}
-    for split in ("train", "val"):
-        examples = upstream.table(split)
-        workers = spec.workers or min(os.cpu_count() or 1, 8)
-        table, split_dropped, split_notes = render_split(examples, target, options, progress, split, workers)
-        if options.overflow == "error" and any(d["reason"] == "overflow_error" for d in split_dropped):
-            over = [d["example_id"] for d in split_dropped if d["reason"] == "overflow_error"]
-            raise DataError(
-                f"render target {spec.name!r}: {len(over)} row(s) exceed max_length {spec.max_length} "
-                f"(overflow: error), e.g. {', '.join(over[:5])}",
-                hint="raise max_length, or choose overflow: drop | truncate | keep",
-            )
-        if spec.pack is not None:
-            table, packed[split], too_long = _pack_split(table, examples, spec)
-            split_dropped += too_long
-        tables[split] = table
-        dropped += split_dropped
-        notes.update(split_notes)
-        counts[split] = {"in": examples.num_rows, "rendered": table.num_rows, "dropped": len(split_dropped)}
-    both = pa.concat_tables([tables["train"], tables["val"]])
-    stats = render_stats(both, spec, target, options, dropped, notes, counts)
-    if spec.pack is not None:
-        stats["pack"] = {**merge_stats({s: p.stats for s, p in packed.items()}), "drop_longer": spec.pack.drop_longer}
-        tables |= {f"packed_{split}": p.table for split, p in packed.items()}
-    rejects = pa.Table.from_pylist(
-        [{k: v for k, v in d.items() if k != "n_tokens"} for d in dropped], schema=REJECTS_SCHEMA
-    )
-    return StageOutput({**tables, "rejects": rejects}, stats)
 
 
 def _pack_split(table: pa.Table, examples: pa.Table, spec: RenderTarget) -> tuple[pa.Table, Any, list[dict[str, Any]]]:
