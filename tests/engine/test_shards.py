@@ -21,7 +21,7 @@ from dataforge.errors import DataError
 from dataforge.recipe import load_recipe
 from project import RECIPE, build, make_project
 
-ROWS = 3000
+ROWS = 2000
 TINY = "data/processed/tiny"
 
 
@@ -101,7 +101,7 @@ def test_a_build_killed_at_random_points_resumes_shard_by_shard_to_the_same_byte
     out = tmp_path / "run" / TINY
     rng = random.Random(7)
     reused = 0
-    for attempt in range(3):
+    for attempt in range(2):
         proc = subprocess.Popen(
             [sys.executable, "-m", "dataforge", "build", "-q", str(recipe)],
             stdout=subprocess.DEVNULL,
