@@ -144,8 +144,6 @@ def _dropped(row: dict[str, Any], problem: dict[str, Any], target: str) -> dict[
     }
 
 
-
-
 def _pack_split(table: pa.Table, examples: pa.Table, spec: RenderTarget) -> tuple[pa.Table, Any, list[dict[str, Any]]]:
     """(rendered rows without those too long to pack, the packed rows, rejects for the rows left out)."""
     assert spec.pack is not None
