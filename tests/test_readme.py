@@ -69,7 +69,7 @@ def test_the_setup_commands_ci_runs_are_the_readmes():
     first = subprocess.run([sys.executable, str(script), "first"], capture_output=True, text=True, check=True)
     tests = subprocess.run([sys.executable, str(script), "tests"], capture_output=True, text=True, check=True)
     assert first.stdout.strip().endswith("pip install -e . && dataforge build pipelines/demo.yaml")
-    assert tests.stdout.strip().endswith('pip install -e ".[dev,train,ray]" && python -m pytest -q')
+    assert tests.stdout.strip().endswith('pip install -e ".[dev,train,ray]" && python -m pytest -q -n 2')
     assert f"```bash\n{first.stdout}```" in README
     ci = (script.parent / "run").read_text(encoding="utf-8")
     assert "readme_command.py first" in ci and "readme_command.py tests" in ci
