@@ -256,8 +256,8 @@ def test_a_file_changed_after_planning_is_an_error(tmp_path):
     [
         ("a.json", json.dumps({"instruction": ["a", "b"], "output": ["c", 1]}).encode()),  # column-oriented
         ("a.csv", b'instruction,output\na,b\n"multi\nline",c\n'),
-        ("a.jsonl.gz", gzip.compress(b'{"instruction": "a", "output": "b"}\nbad\n')),
-        ("a.jsonl", gzip.compress(b'{"instruction": "a", "output": "b"}\n')),  # gzip named .jsonl: one reject
+        ("a.jsonl.gz", gzip.compress(b'{"instruction": "a", "output": "b"}\nbad\n', mtime=0)),
+        ("a.jsonl", gzip.compress(b'{"instruction": "a", "output": "b"}\n', mtime=0)),  # gzip named .jsonl: one reject
     ],
 )
 def test_other_files_are_one_whole_shard(tmp_path, name, content):
