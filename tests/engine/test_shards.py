@@ -107,7 +107,11 @@ def test_a_build_killed_at_random_points_resumes_shard_by_shard_to_the_same_byte
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        time.sleep(rng.uniform(0.5, 3.0) + attempt)
+        # Killed once a shard is finished (however slow the machine), then at a random later moment.
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not list((out / ".cache").glob("read--*/shards/[0-9a-f]*/shard.json")):
+            time.sleep(0.05)
+        time.sleep(rng.uniform(0.0, 1.5) + attempt)
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
         for shard in (out / ".cache").glob("*/shards/*"):
