@@ -10,15 +10,14 @@ on every busy worker's process sentinel at once: a death is seen the moment it h
 from __future__ import annotations
 
 import multiprocessing
-import pickle
 import signal
-import traceback
 from collections.abc import Iterator
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
 import pyarrow as pa
 
+from ..engine.executor import _portable, describe_exit
 from .engine import Rendered, RenderOptions, render_rows
 from .spans import SpanError
 from .target import LoadedTarget
@@ -54,29 +53,6 @@ def _serve(conn: Connection, target: LoadedTarget, options: RenderOptions) -> No
             conn.send((index, "span", (exc.reason, exc.message, exc.field)))
         except Exception as exc:
             conn.send((index, "error", _portable(exc)))
-
-
-def _portable(exc: Exception) -> Exception:
-    """`exc` if it survives pickling, else a RuntimeError holding its traceback."""
-    try:
-        pickle.loads(pickle.dumps(exc))
-        return exc
-    except Exception:
-        return RuntimeError("".join(traceback.format_exception(exc)))
-
-
-def describe_exit(exitcode: int | None) -> str:
-    """How a worker process ended, in words: a signal (SIGKILL most likely the OOM killer), a status, or neither."""
-    if exitcode is None:
-        return "it closed its connection"
-    if exitcode < 0:
-        try:
-            name = signal.Signals(-exitcode).name
-        except ValueError:
-            name = "an unknown signal"
-        oom = ", likely out of memory" if -exitcode == signal.SIGKILL else ""
-        return f"killed by signal {-exitcode} ({name}){oom}"
-    return f"exited with status {exitcode}"
 
 
 class RenderWorkers:
