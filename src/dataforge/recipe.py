@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from . import formats
 from .errors import RecipeError
@@ -376,7 +376,15 @@ class RenderTarget(_Section):
     overflow: Literal["drop", "truncate", "keep", "error"] = Field(
         default="drop", description="What happens to rows longer than max_length."
     )
-    train_on: Literal["all", "last"] = Field(default="all", description="Train every assistant turn, or the last.")
+    train_on: Literal["all", "last", "first_n", "weighted"] = Field(
+        default="all",
+        description="Which assistant turns train: `all` (every turn whose weight is not 0), `last`, `first_n` "
+        "(the first `first_n` turns), or `weighted` (every turn, its tokens' loss scaled by the turn's "
+        "`weight`, written as `loss_weights`).",
+    )
+    first_n: Annotated[int, Field(gt=0)] | None = Field(
+        default=None, description="With `train_on: first_n`: how many assistant turns, from the first, train."
+    )
     reasoning: Literal["keep", "strip"] = Field(
         default="keep", description="Pass reasoning to the template (`reasoning_content`) or strip it."
     )
@@ -408,6 +416,16 @@ class RenderTarget(_Section):
         "on. A rendering longer than 10,000,000 characters, or a `*`, `+` or `**` in the template building a "
         "value that big, is rejected `template_output_too_large`.",
     )
+
+    @model_validator(mode="after")
+    def _first_n_with_its_mode(self) -> RenderTarget:
+        # `first_n` means something only with `train_on: first_n`, and that mode needs it: say so either way
+        # rather than train a different set of turns than the recipe's author meant.
+        if self.train_on == "first_n" and self.first_n is None:
+            raise ValueError("train_on: first_n needs `first_n: N` (how many assistant turns train)")
+        if self.first_n is not None and self.train_on != "first_n":
+            raise ValueError(f"first_n is set but train_on is {self.train_on!r}; set train_on: first_n")
+        return self
 
 
 class Checks(_Section):
