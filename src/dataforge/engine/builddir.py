@@ -33,7 +33,7 @@ from ..errors import DataError, UsageError
 MARKER = ".dataforge-build"
 LOCK = ".dataforge-lock"
 # What is ours besides the outputs the manifest lists: never reported as foreign, never listed as an output.
-HOUSEKEEPING = frozenset({MARKER, LOCK, ".cache", "manifest.json"})
+HOUSEKEEPING = frozenset({MARKER, LOCK, ".cache", "manifest.json", ".dataforge-exports"})
 # Temporary names of atomic writes (`.<name>.<pid>.tmp`) and cache stores (`.tmp-<key>-<pid>`).
 _TMP_FILE = re.compile(r"^\..+\.\d+\.tmp$")
 _TMP_ENTRY = re.compile(r"^\.tmp-.+-\d+$")

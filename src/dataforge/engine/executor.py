@@ -136,9 +136,11 @@ class LocalExecutor:
     """`workers` spawned processes on this machine (default: every core), started at the first map call that is
     worth them and kept for the next ones (each costs about a second to start); `close()` stops them."""
 
-    def __init__(self, workers: int | None = None, num_partitions: int | None = None) -> None:
+    def __init__(self, workers: int | None = None, num_partitions: int | None = None, *, spawn_one: bool = False):
         self.workers = workers or default_workers()
         self.num_partitions = num_partitions  # of the near-dedup band-key shuffle (None: from the row count)
+        # A single task in a process of its own too (the write stage's exports run beside this process's work).
+        self.spawn_one = spawn_one
         self._pool: _Pool | None = None
 
     def map(
@@ -154,7 +156,7 @@ class LocalExecutor:
         """Results in task order. `parallel=False` (work too small to pay for starting processes, about a second
         each) runs every task here."""
         count = min(self.workers, len(tasks)) if parallel else 1
-        if count <= 1:
+        if count < 1 or (count == 1 and not (self.spawn_one and parallel)):
             return SerialExecutor().map(fn, params, tasks, describe=describe, on_done=on_done)
         if self._pool is None:
             self._pool = _Pool(self.workers)

@@ -40,6 +40,7 @@ from ..report.lengths import plot
 from ..report.summary import build_report
 from ..streams import Tables, TextFiles, as_tables, slices, write_parquet_stream, write_parts
 from .base import Stage, StageInput
+from .export_job import ExportJob
 
 # 2: report.html, content statistics and gates in the report; 3: report.md escapes data, excerpts capped,
 # expected template notes, length axes scaled to the data
@@ -228,33 +229,48 @@ def _write_build(loaded: LoadedRecipe, stages: list[Stage], entries: dict[str, E
         atomic_write_bytes(out / name, data.encode("utf-8"))
         written[name] = file_sha256(out / name)
 
-    parquet(split_entry.parts("train"), "train.parquet", EXAMPLE_SCHEMA)
-    parquet(split_entry.parts("val"), "val.parquet", EXAMPLE_SCHEMA)
-    note("rejects.parquet")
-    all_rejects = reject_tables(reject_inputs)
-    write_parquet_stream(all_rejects(), out / "rejects.parquet", REJECTS_SCHEMA, nbytes=all_rejects.num_rows * 256)
-    written["rejects.parquet"] = file_sha256(out / "rejects.parquet")
-    rejects = Tables.file(out / "rejects.parquet")  # read back one row group at a time for the report
+    # The exports run in worker processes meanwhile when that is worth it (see export_job), else here, below.
+    job = ExportJob.start(out, loaded, {"train": split_entry.parts("train"), "val": split_entry.parts("val")})
+    try:
+        parquet(split_entry.parts("train"), "train.parquet", EXAMPLE_SCHEMA)
+        parquet(split_entry.parts("val"), "val.parquet", EXAMPLE_SCHEMA)
+        note("rejects.parquet")
+        all_rejects = reject_tables(reject_inputs)
+        nbytes = all_rejects.num_rows * 256
+        write_parquet_stream(all_rejects(), out / "rejects.parquet", REJECTS_SCHEMA, nbytes=nbytes)
+        written["rejects.parquet"] = file_sha256(out / "rejects.parquet")
+        rejects = Tables.file(out / "rejects.parquet")  # read back one row group at a time for the report
+        rendered = {}
+        rendered_rows = {}  # target → its rendered train + val rows, for the report's token shares and samples
+        for spec in loaded.recipe.render:
+            entry = entries[f"render:{spec.name}"].as_input()
+            packed = ("packed_train", "packed_val") if spec.pack is not None else ()
+            for name in ("train", "val", "rejects", *packed):
+                parts = entry.parts(name)
+                parquet(parts, f"rendered/{spec.name}/{name}.parquet", None if parts else _rendered_schema(name))
+            rendered[spec.name] = entry.stats
+            rendered_rows[spec.name] = Tables.chain(
+                Tables.parts(entry.parts("train")), Tables.parts(entry.parts("val"))
+            )
+            png = f"rendered/{spec.name}/lengths.png"
+            note(png)
+            with atomic_path(out / png) as tmp:
+                plot(entry.stats["lengths"], spec.max_length, f"{spec.name}: tokens per row (train + val)", tmp)
+            written[png] = file_sha256(out / png)
+        stage_stats = {name: e.manifest["stats"] for name, e in entries.items()}
+        if job is None:
+            splits = {"train": train, "val": val}
+            exports = write_exports(out, loaded.recipe.outputs.exports, loaded.recipe.name, splits, note)
+        else:
+            exports, job = job.collect(note), None
+    except BaseException:
+        if job is not None:
+            job.abandon()
+        raise
     export_losses = {}
-    for name, (exported, hashes) in write_exports(out, loaded, {"train": train, "val": val}, note).items():
+    for name, (exported, hashes) in exports.items():
         written.update(hashes)
         export_losses[name] = {"files": exported.rows, "losses": exported.losses, "transforms": exported.transforms}
-    rendered = {}
-    rendered_rows = {}  # target → its rendered train + val rows, for the report's token shares and samples
-    for spec in loaded.recipe.render:
-        entry = entries[f"render:{spec.name}"].as_input()
-        packed = ("packed_train", "packed_val") if spec.pack is not None else ()
-        for name in ("train", "val", "rejects", *packed):
-            parts = entry.parts(name)
-            parquet(parts, f"rendered/{spec.name}/{name}.parquet", None if parts else _rendered_schema(name))
-        rendered[spec.name] = entry.stats
-        rendered_rows[spec.name] = Tables.chain(Tables.parts(entry.parts("train")), Tables.parts(entry.parts("val")))
-        png = f"rendered/{spec.name}/lengths.png"
-        note(png)
-        with atomic_path(out / png) as tmp:
-            plot(entry.stats["lengths"], spec.max_length, f"{spec.name}: tokens per row (train + val)", tmp)
-        written[png] = file_sha256(out / png)
-    stage_stats = {name: e.manifest["stats"] for name, e in entries.items()}
     report = build_report(loaded, stages, entries, stage_stats, book, rejects, train, val, export_losses)
     report["render"] = rendered
     complete_report(report, loaded, train, val, rejects, rendered_rows)
@@ -297,17 +313,16 @@ EXPORT_BATCH = 10_000  # rows turned into dicts at a time for the exports
 
 
 def write_exports(
-    out: Path, loaded: LoadedRecipe, splits: dict[str, Tables], note: Callable[[str], None]
+    out: Path, names: list[str], dataset: str, splits: dict[str, Tables], note: Callable[[str], None]
 ) -> dict[str, tuple[Exported, dict[str, str]]]:
-    """Every export of the recipe, written batch by batch under `out/exports/<name>/` (each file atomically, all
-    renamed into place once every row is in); per export its counts and {file: sha256}. `note(file)` is called
-    before a file is first created."""
-    names = loaded.recipe.outputs.exports
+    """The exports `names` of dataset `dataset`, written batch by batch under `out/exports/<name>/` (each file
+    atomically, all renamed into place once every row is in); per export its counts and {file: sha256}.
+    `note(file)` is called before a file is first created."""
     if not names:
         return {}
     files = {name: TextFiles(out, note) for name in names}
     exporters = {
-        name: open_export(name, _Prefixed(files[name], f"exports/{name}/"), loaded.recipe.name, keep_left_out=False)
+        name: open_export(name, _Prefixed(files[name], f"exports/{name}/"), dataset, keep_left_out=False)
         for name in names
     }
     try:
