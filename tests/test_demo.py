@@ -1,5 +1,6 @@
 """The shipped demo: the build runs offline and every planted problem in data/raw/demo/README.md is caught
-exactly where the table says."""
+exactly where the table says; its `quality:` section filters the planted repeated-line answer, redacts the planted
+e-mail address, and leaves every row's signals in the `quality` column of train/val.parquet (not in the exports)."""
 
 import json
 import re
@@ -40,7 +41,7 @@ def planted_rows():
 
 def test_the_readme_table_lists_the_planted_problems():
     rows = planted_rows()
-    assert len(rows) == 54
+    assert len(rows) == 56
     assert {r[0] for r in rows} == {"alpaca.json", "sharegpt.jsonl", "openai.jsonl"}
 
 
@@ -91,6 +92,45 @@ def test_demo_outputs_are_complete(demo_build):
     train = pq.read_table(out / "train.parquet")
     assert set(train["source"].to_pylist()) == {"alpaca", "sharegpt", "openai"}
     assert manifest["ledger"]["total"]["val"] == pq.read_table(out / "val.parquet").num_rows > 0
+
+
+def test_the_quality_section_filters_one_planted_row_and_redacts_another(demo_build):
+    out, manifest = demo_build
+    rejects = [r for r in pq.read_table(out / "rejects.parquet").to_pylist() if r["stage"].startswith("quality:")]
+    assert [(r["stage"], Path(r["file"]).name, r["line"], r["reason"], r["field"], r["message"]) for r in rejects] == [
+        (
+            "quality:sharegpt",
+            "sharegpt.jsonl",
+            88,
+            "dup_line_share",
+            "quality.assistant.dup_line_share",
+            "assistant dup_line_share 0.75 > max 0.3",
+        )
+    ]
+    rows = pq.read_table(out / "train.parquet").to_pylist() + pq.read_table(out / "val.parquet").to_pylist()
+    assert all(r["quality"] is not None and r["quality"]["assistant"]["turns"] > 0 for r in rows)
+    mail = next(r for r in rows if r["file"].endswith("openai.jsonl") and r["line"] == 89)
+    assert [m["content"] for m in mail["messages"]] == [
+        "Can you check my e-mail address before I sign up? It is <EMAIL>.",
+        "<EMAIL> is a well-formed address: a name, an @ and a domain.",
+    ]
+    assert mail["quality"]["pii"]["email"] == mail["quality"]["pii"]["total"] == 2  # measured before redaction
+    assert sum(r["quality"]["pii"]["total"] > 0 for r in rows) == 1
+    assert not any("maria.lopez@example.com" in (m["content"] or "") for r in rows for m in r["messages"])
+    report = json.loads((out / "report" / "report.json").read_text())["quality"]
+    assert (report["rows"], report["pii_rows"]) == (262, 1)
+    assert report["sources"]["sharegpt"]["removed"] == {"dup_line_share": 1}
+    for path in (out / "exports").rglob("*.jsonl"):
+        text = path.read_text(encoding="utf-8")
+        assert "maria.lopez@example.com" not in text, path
+        assert '"quality"' not in text and "dup_line_share" not in text, path
+
+
+def test_the_readme_states_the_demo_build_line(demo_build):
+    _, manifest = demo_build
+    total = manifest["ledger"]["total"]
+    line = f"Built demo: {total['train']} train, {total['val']} val from {total['in']} records (…)"
+    assert f"It ends with `{line}`" in (REPO / "README.md").read_text()
 
 
 def test_the_readme_quotes_the_demo_report_as_it_is(demo_build):

@@ -73,3 +73,15 @@ def test_the_setup_commands_ci_runs_are_the_readmes():
     assert f"```bash\n{first.stdout}```" in README
     ci = (script.parent / "run").read_text(encoding="utf-8")
     assert "readme_command.py first" in ci and "readme_command.py tests" in ci
+
+
+def test_the_demo_recipe_the_readme_shows_is_pipelines_demo_yaml():
+    """The recipe under "What the demo shows" says what pipelines/demo.yaml says (comments and layout aside), so the
+    README's figures, which tests/test_demo.py checks against a real build, are that recipe's."""
+    import yaml
+
+    section = README.split("## What the demo shows\n", 1)[1]
+    shown = yaml.safe_load(re.search(r"```yaml\n(.*?)```", section, flags=re.S)[1])
+    demo = yaml.safe_load((Path(__file__).resolve().parents[1] / "pipelines" / "demo.yaml").read_text(encoding="utf-8"))
+    assert shown == demo
+    assert demo["quality"] == {"max_dup_line_share": 0.3, "pii": "redact"}

@@ -92,7 +92,7 @@ def test_rows_satisfy_the_published_json_schema():
 
 
 def test_json_schema_and_arrow_schema_name_the_same_fields():
-    assert list(EXAMPLE_JSON_SCHEMA["properties"]) == EXAMPLE_SCHEMA.names
+    assert list(EXAMPLE_JSON_SCHEMA["properties"]) == [*EXAMPLE_SCHEMA.names, "quality"]
     message_fields = list(EXAMPLE_JSON_SCHEMA["$defs"]["message"]["properties"])
     assert message_fields == [f.name for f in MESSAGE_TYPE]
     assert list(EXAMPLE_JSON_SCHEMA["$defs"]["tool_call"]["properties"]) == [f.name for f in TOOL_CALL_TYPE]

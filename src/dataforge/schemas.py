@@ -8,6 +8,7 @@ from typing import Any
 
 from . import formats
 from .record import Kind, Role
+from .stages.quality import quality_json_schema
 
 _TEXT_OR_NULL = {"type": ["string", "null"]}
 
@@ -66,6 +67,8 @@ EXAMPLE_JSON_SCHEMA: dict[str, Any] = {
         "row": {"type": "integer", "minimum": 0},
         "line": {"type": ["integer", "null"], "minimum": 1},
         "metadata": {**_TEXT_OR_NULL, "description": "JSON text: columns of the source the format does not model."},
+        # Not part of the record (`EXAMPLE_SCHEMA`): a column of train/val.parquet when the recipe has `quality:`.
+        "quality": quality_json_schema(),
     },
 }
 

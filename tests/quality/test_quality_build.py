@@ -87,6 +87,20 @@ def test_pii_is_redacted_and_the_report_has_the_quality_section(build) -> None:
 
 
 @pytest.mark.integration
+def test_train_carries_the_signals_and_the_empty_val_has_its_schema(build) -> None:
+    from dataforge.stages.quality import canonical_schema
+
+    train, val = pq.read_table(build / "train.parquet"), pq.read_table(build / "val.parquet")
+    assert (train.num_rows, val.num_rows) == (10, 0)  # `split: {validation: 0.0}`
+    assert val.schema.equals(train.schema, check_metadata=True)
+    assert train.column_names == canonical_schema(True).names
+    by_line = {r["line"]: r["quality"] for r in train.to_pylist()}
+    assert by_line[12]["pii"]["email"] >= 1 and by_line[13]["pii"]["ipv4"] >= 1  # measured before redaction
+    assert {q["assistant"]["lang"] for q in by_line.values()} == {"en"}
+    assert max(q["assistant"]["dup_line_share"] for q in by_line.values()) <= 0.3
+
+
+@pytest.mark.integration
 def test_diff_compares_the_quality_section(build) -> None:
     from dataforge.report.diff import compare
 

@@ -2,6 +2,8 @@
 duplicates and bad rows. Re-running it rewrites the same bytes. See README.md here for what is planted where.
 """
 
+# ruff: noqa: E501  (the demo's questions and answers are data: one string literal each, whatever its length)
+
 from __future__ import annotations
 
 import json
@@ -281,7 +283,7 @@ def main() -> None:
             rec["system"] = SYSTEMS[i % 3]
         alpaca.append(rec)
     # Instruction + input rows.
-    for i, (q, a) in enumerate(extra[:20]):
+    for q, a in extra[:20]:
         alpaca.append({"instruction": "Answer the question below.", "input": q, "output": a})
     # Rows with history.
     for i in range(10):
@@ -420,6 +422,11 @@ def main() -> None:
     planted.append(("sharegpt.jsonl", len(share_lines), "`value` is a number", "read", "schema_violation"))
     share_lines.append(json.dumps(conv(long_qa[:6]), ensure_ascii=False))
     planted.append(("sharegpt.jsonl", len(share_lines), "6 exchanges", "filter", "too_many_turns"))
+    # Quality signals (the recipe's `quality:` section): fixed text, no draws, so every row above stays as it was.
+    tip = "Put your phone in another room while you study."
+    share_lines.append(json.dumps(conv([("How do I stay focused while studying?", "\n".join([tip] * 4))])))
+    problem = "the answer repeats one line four times"
+    planted.append(("sharegpt.jsonl", len(share_lines), problem, "quality:sharegpt", "dup_line_share"))
     with (HERE / "sharegpt.jsonl").open("wb") as fh:
         for line in share_lines:
             fh.write((line if isinstance(line, bytes) else line.encode("utf-8")) + b"\n")
@@ -461,7 +468,9 @@ def main() -> None:
     near_copy(a)  # draws what earlier versions drew, so every other row stays byte-identical
     q3, a3 = oai_qa[2]
     oai_lines.append(json.dumps(msgs([("Please, " + q3[0].lower() + q3[1:], a3)]), ensure_ascii=False))
-    planted.append(("openai.jsonl", len(oai_lines), "line 3 asked again, starting 'Please,'", "dedup", "near_duplicate"))
+    planted.append(
+        ("openai.jsonl", len(oai_lines), "line 3 asked again, starting 'Please,'", "dedup", "near_duplicate")
+    )
     oai_lines.append("")
     planted.append(("openai.jsonl", len(oai_lines), "blank line", "-", "skipped (holds no record)"))
     oai_lines.append('{"messages": [{"role": "user", "content": "unterminated}')
@@ -486,6 +495,13 @@ def main() -> None:
     planted.append(("openai.jsonl", len(oai_lines), "`content` is a number", "read", "schema_violation"))
     oai_lines.append(json.dumps(msgs([("Say hello.", "   ")])))
     planted.append(("openai.jsonl", len(oai_lines), "assistant content is only spaces", "filter", "blank_message"))
+    ask = "Can you check my e-mail address before I sign up? It is maria.lopez@example.com."
+    oai_lines.append(
+        json.dumps(msgs([(ask, "maria.lopez@example.com is a well-formed address: a name, an @ and a domain.")]))
+    )
+    planted.append(
+        ("openai.jsonl", len(oai_lines), "an e-mail address in both turns", "-", "kept, redacted to `<EMAIL>`")
+    )
     with (HERE / "openai.jsonl").open("wb") as fh:
         for line in oai_lines:
             fh.write((line if isinstance(line, bytes) else line.encode("utf-8")) + b"\n")
@@ -533,7 +549,9 @@ def main() -> None:
         "|---|--:|",
         *[f"| {k} | {v} |" for k, v in counts.items()],
         "",
-        "`quality/` is a separate, hand-written source for `pipelines/demo-quality.yaml` (quality signals); its own",
+        "The last rows of sharegpt.jsonl and openai.jsonl are for the recipe's `quality:` section (quality signals):",
+        "a repeated-line answer it filters and an e-mail address it redacts. `quality/` is a separate, hand-written",
+        "source for `pipelines/demo-quality.yaml` (language, refusals, IP addresses and the quality gates); its own",
         "README lists what is planted there. `pipelines/demo.yaml` does not read it.",
         "",
         "## Planted problems",

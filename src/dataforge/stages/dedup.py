@@ -258,6 +258,7 @@ def make_sharded_dedup(filter_stages: list[str], policy: Dedup, root: Path, file
     part cut by them (`dedup.sharded`); the same rows, rejects and stats as `deduplicate` on the whole table."""
     from ..dedup.sharded import deduplicate_sharded
     from ..engine.executor import hinted_for
+    from .sharding import conform_parts
 
     def run(inputs: dict[str, StageInput], progress: Progress, ctx: RunContext) -> StageOutput:
         parts = [part for s in filter_stages for part in inputs[s].parts("examples")]
@@ -271,6 +272,7 @@ def make_sharded_dedup(filter_stages: list[str], policy: Dedup, root: Path, file
             work=ctx.scratch / "work",
             progress=progress,
         )
-        return StageOutput({"examples": done.examples, "rejects": done.rejects}, done.stats)
+        # Sources meet here: from now on their rows share one schema (mix and split keep it; write needs it).
+        return StageOutput({"examples": conform_parts(done.examples), "rejects": done.rejects}, done.stats)
 
     return run

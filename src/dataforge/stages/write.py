@@ -41,6 +41,7 @@ from ..report.summary import build_report
 from ..streams import Tables, TextFiles, as_tables, slices, write_parquet_stream, write_parts
 from .base import Stage, StageInput
 from .export_job import ExportJob
+from .quality import canonical_schema
 
 # 2: report.html, content statistics and gates in the report; 3: report.md escapes data, excerpts capped,
 # expected template notes, length axes scaled to the data
@@ -231,9 +232,10 @@ def _write_build(loaded: LoadedRecipe, stages: list[Stage], entries: dict[str, E
 
     # The exports run in worker processes meanwhile when that is worth it (see export_job), else here, below.
     job = ExportJob.start(out, loaded, {"train": split_entry.parts("train"), "val": split_entry.parts("val")})
+    example_schema = canonical_schema(loaded.recipe.quality is not None)  # with its `quality` column or not
     try:
-        parquet(split_entry.parts("train"), "train.parquet", EXAMPLE_SCHEMA)
-        parquet(split_entry.parts("val"), "val.parquet", EXAMPLE_SCHEMA)
+        parquet(split_entry.parts("train"), "train.parquet", example_schema)
+        parquet(split_entry.parts("val"), "val.parquet", example_schema)
         note("rejects.parquet")
         all_rejects = reject_tables(reject_inputs)
         nbytes = all_rejects.num_rows * 256
@@ -329,7 +331,7 @@ def write_exports(
         for split, tables in splits.items():
             for exporter in exporters.values():
                 exporter.add(split, [])  # every split is known to every export, even one without rows
-            for table in tables():
+            for table in tables(EXAMPLE_SCHEMA.names):  # the record, never the quality signals
                 for batch in slices(table, EXPORT_BATCH):
                     rows = batch.to_pylist()
                     for exporter in exporters.values():
