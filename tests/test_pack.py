@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import io
+
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -29,6 +32,9 @@ def rows_of(lengths: list[int], prompt: float = 0.5, seed: int = 0) -> pa.Table:
             "labels": pa.array(labels, pa.list_(pa.int32())),
         }
     )
+
+
+lengths_lists = st.lists(st.integers(min_value=0, max_value=40), min_size=0, max_size=60)
 
 
 def bins_of(assignment: P.Assignment) -> list[list[int]]:
@@ -207,10 +213,214 @@ def test_efficiency_on_20k_generated_rows():
     assert found == {"bfd": (7015, 0.9996), "greedy": (7110, 0.9862), "none": (20000, 0.3506)}
 
 
+# ------------------------------------------------------------------------------ the plain-Python reference
+
+
+def reference_build(rows: pa.Table, assignment: P.Assignment) -> pa.Table:
+    """The packed rows, one Python list at a time: the oracle `P.build` must equal byte for byte.
+
+    Per bin, its rows' input_ids end to end; labels and loss_weights the same but -100 / 0.0 at every segment's
+    first token; position_ids 0, 1, … per segment; seq_lengths, row_ids, n_tokens. Every other list column is
+    carried as it is."""
+    listed = rows.to_pylist()
+    names = P.token_columns(rows)
+    out: dict[str, list] = {name: [] for name in [*names, "position_ids", "seq_lengths", "row_ids", "n_tokens"]}
+    for a, b in zip(assignment.bin_offsets[:-1].tolist(), assignment.bin_offsets[1:].tolist(), strict=True):
+        members = [listed[i] for i in assignment.order[a:b].tolist()]
+        for name in names:
+            column = []
+            for row in members:
+                values = list(row[name])
+                if name in P.BOUNDARY_VALUES:
+                    values[0] = P.BOUNDARY_VALUES[name]
+                column += values
+            out[name].append(column)
+        out["position_ids"].append([p for row in members for p in range(len(row["input_ids"]))])
+        out["seq_lengths"].append([len(row["input_ids"]) for row in members])
+        out["row_ids"].append([row["id"] for row in members])
+        out["n_tokens"].append(sum(len(row["input_ids"]) for row in members))
+    types = {name: pa.list_(rows.schema.field(name).type.value_type) for name in names[2:]}
+    types |= {"input_ids": pa.list_(pa.int32()), "labels": pa.list_(pa.int32())}
+    types |= {"position_ids": pa.list_(pa.int32()), "seq_lengths": pa.list_(pa.int32())}
+    types |= {"row_ids": pa.list_(rows.schema.field("id").type), "n_tokens": pa.int32()}
+    return pa.table({name: pa.array(values, types[name]) for name, values in out.items()})
+
+
+def parquet_bytes(table: pa.Table) -> bytes:
+    sink = io.BytesIO()
+    pq.write_table(table, sink)
+    return sink.getvalue()
+
+
+def weighted(rows: pa.Table, seed: int = 0) -> pa.Table:
+    """`rows` with a `loss_weights` column (float32, one per token; 0 on untrained tokens, as render writes it)."""
+    rng = np.random.default_rng(seed)
+    weights = []
+    for labels in rows["labels"].to_pylist():
+        scale = float(rng.choice([0.25, 0.5, 1.0, 2.0]))
+        weights.append([0.0 if label == IGNORE else scale for label in labels])
+    return rows.append_column("loss_weights", pa.array(weights, pa.list_(pa.float32())))
+
+
+def chunked(rows: pa.Table, pieces: int) -> pa.Table:
+    """The same rows in `pieces` chunks (as the render stage concatenates shards), each chunk a slice."""
+    if pieces <= 1 or rows.num_rows < 2:
+        return rows
+    cuts = np.linspace(0, rows.num_rows, pieces + 1).astype(int)
+    return pa.concat_tables([rows.slice(a, b - a) for a, b in zip(cuts[:-1], cuts[1:], strict=True)])
+
+
+def shifted(rows: pa.Table, name: str, by: int = 5) -> pa.Table:
+    """`rows` with column `name` rebuilt over a values buffer that starts with `by` other values: the same lists,
+    but not where input_ids lie in theirs (so build and check need a gather of their own for it)."""
+    column = rows[name].combine_chunks()
+    values = column.flatten()
+    padded = pa.concat_arrays([pa.array(np.arange(by), values.type), values])
+    offsets = pa.array(column.offsets.to_numpy() - column.offsets[0].as_py() + by, pa.int32())
+    return rows.set_column(rows.column_names.index(name), name, pa.ListArray.from_arrays(offsets, padded))
+
+
+def test_build_equals_the_reference_when_columns_lie_apart():
+    rows = weighted(rows_of([5, 1, 7, 3, 9, 2, 6], prompt=0.4))
+    for name in ("labels", "loss_weights"):
+        moved = shifted(rows, name)
+        assert moved[name].to_pylist() == rows[name].to_pylist()
+        assignment = P.assign(P.lengths_of(moved), 12, "bfd")
+        assert parquet_bytes(P.build(moved, assignment)) == parquet_bytes(reference_build(rows, assignment))
+        packed = P.pack(moved, 12, "bfd")  # the check gathers the moved column on its own too
+        assert P.check_unpack(moved, packed.table, []) == []
+        assert packed.table.equals(P.pack(rows, 12, "bfd").table)
+
+
+def test_a_list_column_no_row_has_is_not_carried():
+    rows = rows_of([3, 4]).append_column("rejected_input_ids", pa.nulls(2, pa.list_(pa.int32())))
+    assert P.token_columns(rows) == ["input_ids", "labels"]
+    assert P.pack(rows, 10).table.column_names == list(P.PACKED_COLUMNS)
+
+
+def test_build_equals_the_reference_on_demo_like_rows():
+    """Rows sized like the demo's rendered chats (20–400 tokens, a prompt share untrained, 223 rows in three
+    shards) into 1,024-token rows: the packed Parquet bytes equal the reference's, for every strategy."""
+    lengths = np.random.default_rng(11).integers(20, 400, 223).tolist()
+    rows = chunked(weighted(rows_of(lengths, prompt=0.6, seed=4), seed=2), 3)
+    for strategy in P.STRATEGIES:
+        assignment = P.assign(P.lengths_of(rows), 1024, strategy)
+        built = P.build(rows, assignment)
+        assert parquet_bytes(built) == parquet_bytes(reference_build(rows, assignment))
+        assert built.column_names == [*P.PACKED_COLUMNS[:2], "loss_weights", *P.PACKED_COLUMNS[2:]]
+        assert P.pack(rows, 1024, strategy).table.equals(built)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    lengths=lengths_lists,
+    capacity=st.integers(min_value=1, max_value=48),
+    strategy=st.sampled_from(P.STRATEGIES),
+    policy=st.sampled_from(("drop", "alone")),
+    seed=st.one_of(st.none(), st.integers(0, 5)),
+    pieces=st.integers(1, 3),
+    weights=st.booleans(),
+    chunk=st.sampled_from((1, 7, 64, P.CHUNK_TOKENS)),
+)
+def test_build_equals_the_reference_and_unpacks_exactly(
+    lengths, capacity, strategy, policy, seed, pieces, weights, chunk
+):
+    rows = rows_of(lengths, prompt=0.3, seed=len(lengths))
+    rows = chunked(weighted(rows) if weights else rows, pieces)
+    default, P.CHUNK_TOKENS = P.CHUNK_TOKENS, chunk  # small runs: the run-at-a-time loops cross many boundaries
+    try:
+        assignment = P.assign(P.lengths_of(rows), capacity, strategy, policy, seed)
+        built = P.build(rows, assignment)
+        assert parquet_bytes(built) == parquet_bytes(reference_build(rows, assignment))
+        packed = P.pack(rows, capacity, strategy, policy, seed)  # verify=True: check_unpack finds nothing
+        left = [i for ids in packed.left_out.values() for i in ids]
+        assert P.check_unpack(rows, packed.table, left) == []
+    finally:
+        P.CHUNK_TOKENS = default
+    assert packed.table.equals(built)
+    back = {row["id"]: row for row in P.unpack(packed.table).to_pylist()}
+    assert sorted(back) == sorted(set(rows["id"].to_pylist()) - set(left))
+    for row in rows.to_pylist():
+        if row["id"] in back:
+            expected = {**row, "labels": [IGNORE] + row["labels"][1:]}
+            if weights:
+                expected["loss_weights"] = [0.0] + row["loss_weights"][1:]
+            assert back[row["id"]] == expected
+
+
+def test_loss_weights_are_carried_with_zero_at_every_segment_start():
+    rows = weighted(rows_of([3, 2, 4], prompt=0.0), seed=5)
+    packed = P.pack(rows, 6, "bfd").table
+    assert packed.schema.field("loss_weights").type == pa.list_(pa.float32())
+    first = packed.to_pylist()[0]
+    assert first["row_ids"] == ["r2", "r1"]
+    w2, w1 = rows["loss_weights"][2].as_py(), rows["loss_weights"][1].as_py()
+    assert first["loss_weights"] == [0.0] + w2[1:] + [0.0] + w1[1:]
+    back = {r["id"]: r["loss_weights"] for r in P.unpack(packed).to_pylist()}
+    assert back == {f"r{i}": [0.0] + rows["loss_weights"][i].as_py()[1:] for i in range(3)}
+
+
+def test_check_unpack_finds_a_changed_loss_weight_and_a_weighted_segment_start():
+    rows = weighted(rows_of([4, 3, 2], prompt=0.0))
+    table = P.pack(rows, 10, "bfd").table
+    assert P.check_unpack(rows, table, []) == []
+    column = table.column_names.index("loss_weights")
+    weights = table["loss_weights"].to_pylist()
+    weights[0][4] = 1.0  # the second segment's first weight
+    tampered = table.set_column(column, "loss_weights", pa.array(weights, pa.list_(pa.float32())))
+    assert P.check_unpack(rows, tampered, []) == [
+        "a segment's first loss_weights value is not 0.0 (it would cross the boundary)"
+    ]
+    weights = table["loss_weights"].to_pylist()
+    weights[0][0] = -0.0  # equal to 0.0 as a float, but not the value packing writes: compared bit for bit
+    tampered = table.set_column(column, "loss_weights", pa.array(weights, pa.list_(pa.float32())))
+    assert P.check_unpack(rows, tampered, []) == [
+        "a segment's first loss_weights value is not 0.0 (it would cross the boundary)"
+    ]
+    weights = table["loss_weights"].to_pylist()
+    weights[0][-1] = -0.0 if weights[0][-1] == 0.0 else 0.0
+    tampered = table.set_column(column, "loss_weights", pa.array(weights, pa.list_(pa.float32())))
+    assert P.check_unpack(rows, tampered, []) == ["a segment's loss_weights differ from its row's"]
+    assert P.check_unpack(rows, table.drop_columns(["loss_weights"]), []) == [
+        "packed rows lack the per-token column(s) loss_weights"
+    ]
+
+
+def test_check_unpack_finds_a_change_in_a_later_run(monkeypatch):
+    rows = rows_of([5, 1, 7, 3, 9, 2, 6], prompt=0.0)
+    monkeypatch.setattr(P, "CHUNK_TOKENS", 4)  # runs of a segment or two: the change is far from the first run
+    table = P.pack(rows, 10, "bfd").table
+    ids = table["input_ids"].to_pylist()
+    ids[-1][-1] += 1
+    tampered = table.set_column(0, "input_ids", pa.array(ids, pa.list_(pa.int32())))
+    assert P.check_unpack(rows, tampered, []) == ["a segment's input_ids differ from its row's"]
+    positions = table["position_ids"].to_pylist()
+    positions[-1][-1] += 1
+    tampered = table.set_column(2, "position_ids", pa.array(positions, pa.list_(pa.int32())))
+    assert P.check_unpack(rows, tampered, []) == ["position_ids do not restart at 0 on every segment"]
+
+
+def test_per_token_columns_that_cannot_be_packed_are_refused_by_name():
+    rows = weighted(rows_of([3, 2]))
+    short = rows.set_column(3, "loss_weights", pa.array([[1.0, 1.0, 1.0], [1.0]], pa.list_(pa.float32())))
+    with pytest.raises(
+        P.PackError,
+        match=r"^1 row\(s\) have loss_weights of another length than their input_ids, e.g. row 'r1': 2 ids, "
+        r"1 loss_weights values$",
+    ):
+        P.pack(short, 10)
+    missing = rows.set_column(3, "loss_weights", pa.array([[1.0, 1.0, 1.0], None], pa.list_(pa.float32())))
+    with pytest.raises(P.PackError, match=r"^row 'r1' has no loss_weights \(null\)"):
+        P.pack(missing, 10)
+    words = rows.append_column("tags", pa.array([["a", "b", "c"], ["d", "e"]]))
+    with pytest.raises(P.PackError, match="column 'tags' holds string values; per-token columns must be lists"):
+        P.pack(words, 10)
+    clash = rows.append_column("position_ids", rows["input_ids"])
+    with pytest.raises(P.PackError, match="cannot have a column named 'position_ids'"):
+        P.pack(clash, 10)
+
+
 # ------------------------------------------------------------------------------------------------- properties
-
-
-lengths_lists = st.lists(st.integers(min_value=0, max_value=40), min_size=0, max_size=60)
 
 
 @settings(max_examples=60, deadline=None)
@@ -280,6 +490,21 @@ def test_pack_rendered_packs_sft_rows_and_leaves_out_the_too_long():
     assert packed.stats["rows_not_packable"] == 1
     with pytest.raises(P.PackError, match=r"^1 row\(s\) are longer than max_length 10"):
         P.pack_rendered(rendered, 10, "bfd", drop_longer=False)
+
+
+def test_pack_rendered_carries_loss_weights_but_not_the_rejected_side():
+    rendered = weighted(rendered_of([4, 3, 5], ["sft", "preference", "sft"]))
+    rejected = pa.array([None, [1, 2], None], pa.list_(pa.int32()))
+    rendered = rendered.append_column("rejected_input_ids", rejected)
+    kept, packed = P.pack_rendered(rendered, 10, "bfd", drop_longer=True)
+    assert packed.table.column_names == [*P.PACKED_COLUMNS[:2], "loss_weights", *P.PACKED_COLUMNS[2:]]
+    assert P.unpack(packed.table).column_names == ["id", "input_ids", "labels", "loss_weights"]
+    weights = {r["id"]: r["loss_weights"] for r in P.unpack(packed.table).to_pylist()}
+    assert weights == {i: [0.0] + rendered["loss_weights"][int(i[1:])].as_py()[1:] for i in ("r0", "r2")}
+    unweighted = rendered.set_column(
+        rendered.column_names.index("loss_weights"), "loss_weights", pa.nulls(3, pa.list_(pa.float32()))
+    )
+    assert "loss_weights" not in P.pack_rendered(unweighted, 10, "bfd", True)[1].table.column_names
 
 
 def test_merged_stats_and_report_lines():

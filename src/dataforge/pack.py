@@ -7,6 +7,8 @@ A packed row concatenates whole rendered rows ("segments") up to `max_length` to
   label i+1), so a trained label at a segment start would teach the previous segment's last token to predict
   the next row's first token: masking it keeps every label inside its own segment. A row's own label 0 is
   never used by that shift either, so nothing a row trains on unpacked is lost by packing;
+* every other per-token list column of the rows (`loss_weights`, float32, when a target trains `weighted`),
+  end to end the same way; `loss_weights` is 0.0 at every segment start, for the same reason as the labels;
 * `position_ids`: 0, 1, … restarting at every segment (trl, flash-attention varlen kernels and transformers'
   packed-sequence masks all find the segment boundaries from these resets);
 * `seq_lengths`: the segment lengths (what trl's padding-free collator builds `position_ids` and
@@ -15,6 +17,13 @@ A packed row concatenates whole rendered rows ("segments") up to `max_length` to
 
 Rows longer than `max_length` are never split: `overflow="drop"` leaves them out (their ids are returned, for
 the rejects table), `"alone"` gives each its own bin, `"error"` raises. Empty rows are left out as `empty`.
+
+Building is vectorised over the flat token buffers: the rows' values are gathered in bin order (an index that
+is a cumulative sum of ones with a jump at each segment start), the segment starts' labels and weights are set
+by index, `position_ids` restart by the same kind of cumulative sum, and the list offsets are the cumulative
+segment lengths at the bin boundaries. The unpack check (`check_unpack`, run by every build) gathers each
+segment from its row again, found by id, and compares the flat arrays. Both go a run of ~256k tokens at a time,
+so their scratch arrays stay in cache instead of costing whole-split allocations.
 
 Strategies: `bfd` (best-fit decreasing, as trl's `pack_dataset(strategy="bfd")` assigns bins, but computed per
 group of equal lengths instead of per row, so its cost grows with the number of distinct lengths, not rows),
@@ -215,8 +224,18 @@ def assign(
 
 # ------------------------------------------------------------------------------------------------ packed rows
 
+# What a segment's first token holds in the masked per-token columns: no label, and no loss weight, may cross
+# a segment boundary (see the module doc). Other per-token columns are carried as they are.
+BOUNDARY_VALUES: dict[str, int | float] = {"labels": IGNORE, "loss_weights": 0.0}
+# Columns every packed row has; carried per-token columns (e.g. `loss_weights`) come right after `labels`.
+PACKED_COLUMNS: tuple[str, ...] = ("input_ids", "labels", "position_ids", "seq_lengths", "row_ids", "n_tokens")
+# Tokens per step of the gathers and comparisons: the index and scratch arrays of one step stay in cache and
+# are reused, instead of whole-split temporaries (each a fresh allocation, paid for in page faults).
+CHUNK_TOKENS = 1 << 18
+
 
 def _single(column: pa.ChunkedArray | pa.Array) -> pa.Array:
+    """One array of `column` (combine_chunks copies even a single chunk, so that one is taken as is)."""
     if isinstance(column, pa.ChunkedArray):
         return column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()
     return column
@@ -229,85 +248,191 @@ def _lists(offsets: np.ndarray, values: pa.Array) -> pa.Array:
     return pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), values)
 
 
-def _list_array(column: pa.ChunkedArray | pa.Array) -> pa.Array:
-    """One list array of `column` (combine_chunks copies even a single chunk, so that one is taken as is)."""
-    array = _single(column)
+def token_columns(rows: pa.Table) -> list[str]:
+    """The per-token columns packing carries: `input_ids`, `labels`, then every other list column of `rows` that
+    some row has a value in (`loss_weights`, when the target trains `weighted`; not a column no row has, such as
+    a preference pair's rejected side on SFT rows, or `loss_weights` outside `weighted`)."""
+    extra = [
+        name
+        for name in rows.column_names
+        if name not in ("id", "input_ids", "labels")
+        and (pa.types.is_list(rows.schema.field(name).type) or pa.types.is_large_list(rows.schema.field(name).type))
+        and rows[name].null_count < rows.num_rows
+    ]
+    clash = [name for name in extra if name in PACKED_COLUMNS]
+    if clash:
+        raise PackError(f"rows to pack cannot have a column named {clash[0]!r}: packing writes that column itself")
+    return ["input_ids", "labels", *extra]
+
+
+@dataclass(frozen=True)
+class _Tokens:
+    """A per-token list column as numpy: its values buffer and where each row's tokens start in it."""
+
+    name: str
+    values: np.ndarray
+    offsets: np.ndarray  # int64, rows + 1 (absolute into `values`: a sliced list array keeps its whole child)
+    arrow_type: pa.DataType  # of the values
+
+
+def _tokens(rows: pa.Table, name: str) -> _Tokens:
+    """Column `name` of `rows` as `_Tokens`, refusing nulls and non-numeric values (they cannot be gathered)."""
+    array = _single(rows[name])
     if array.null_count:
-        raise PackError("a row has no input_ids or labels (null); rendered rows always have both")
-    return array
+        first = int(np.flatnonzero(array.is_null().to_numpy(zero_copy_only=False))[0])
+        raise PackError(f"row {rows['id'][first].as_py()!r} has no {name} (null); a per-token column needs a list")
+    child = array.values
+    kind = child.type
+    if not (pa.types.is_integer(kind) or pa.types.is_floating(kind)):
+        raise PackError(f"column {name!r} holds {kind} values; per-token columns must be lists of numbers")
+    if child.null_count:
+        raise PackError(f"column {name!r} has a null inside a row's list; per-token values cannot be null")
+    values = child.to_numpy(zero_copy_only=False)
+    if name in ("input_ids", "labels") and values.dtype != np.int32:  # packed ids and labels are int32
+        values = values.astype(np.int32)
+    offsets = array.offsets.to_numpy(zero_copy_only=False).astype(np.int64)
+    return _Tokens(name, values, offsets, pa.from_numpy_dtype(values.dtype))
 
 
-def _gather_index(column: pa.ChunkedArray | pa.Array, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(index into the column's values of every token of `rows`, end to end; each row's first index there).
-
-    One numpy gather instead of Arrow's list `take` (several times slower here), shared by ids and labels."""
-    offsets = _list_array(column).offsets.to_numpy(zero_copy_only=False).astype(np.int64)
-    starts, lengths = offsets[rows], offsets[rows + 1] - offsets[rows]
-    segment_offsets = np.r_[0, np.cumsum(lengths)].astype(np.int64)
-    dtype = (
-        np.int32 if segment_offsets[-1] < np.iinfo(np.int32).max and offsets[-1] < np.iinfo(np.int32).max else np.int64
-    )
-    shift = np.repeat((starts - segment_offsets[:-1]).astype(dtype), lengths)
-    return np.arange(segment_offsets[-1], dtype=dtype) + shift, segment_offsets
+def _steps(segment_offsets: np.ndarray) -> list[tuple[int, int]]:
+    """Runs of whole segments [a, b) of at most `CHUNK_TOKENS` tokens each (a longer segment is a run of its own)."""
+    n, chunk = len(segment_offsets) - 1, CHUNK_TOKENS
+    runs, a = [], 0
+    while a < n:
+        b = int(np.searchsorted(segment_offsets, segment_offsets[a] + chunk, side="right")) - 1
+        b = min(max(b, a + 1), n)
+        runs.append((a, b))
+        a = b
+    return runs
 
 
-def _values(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
-    return _list_array(column).values.to_numpy(zero_copy_only=False)
+class _Gather:
+    """The index of every token of a list of segments into a values buffer, one run of segments at a time.
+
+    Token t of segment k sits at `starts[k] + t`: the index is a cumulative sum of ones with a jump at every
+    segment start (from the previous segment's last token to this one's first), computed per run in one
+    reused buffer."""
+
+    def __init__(self, starts: np.ndarray, lengths: np.ndarray, segment_offsets: np.ndarray, size: int):
+        self.starts, self.segment_offsets = starts, segment_offsets
+        self.jumps = starts - np.r_[0, starts[:-1] + lengths[:-1] - 1] if len(starts) else starts
+        self.buffer = np.empty(size, dtype=np.int64)
+
+    def index(self, a: int, b: int) -> np.ndarray:
+        lo = self.segment_offsets[a]
+        out = self.buffer[: self.segment_offsets[b] - lo]
+        out.fill(1)
+        out[self.segment_offsets[a:b] - lo] = self.jumps[a:b]
+        out[0] = self.starts[a]
+        return np.cumsum(out, out=out)
 
 
-def _flat(column: pa.ChunkedArray | pa.Array, rows: np.ndarray) -> np.ndarray:
-    """The values of list column `column` at `rows`, end to end, as numpy."""
-    return _values(column)[_gather_index(column, rows)[0]]
+def _positions_into(out: np.ndarray, local_starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """0, 1, … restarting at every segment, written into `out` (the tokens of whole segments of `lengths`)."""
+    out.fill(1)
+    out[local_starts[1:]] = 1 - lengths[:-1]
+    out[0] = 0
+    return np.cumsum(out, out=out)
+
+
+def _max_run(segment_offsets: np.ndarray, runs: list[tuple[int, int]]) -> int:
+    return max((int(segment_offsets[b] - segment_offsets[a]) for a, b in runs), default=0)
+
+
+def _one_chunk(rows: pa.Table, names: list[str]) -> pa.Table:
+    """`rows` with each column in one chunk (several chunks are combined once, here, not per use)."""
+    return pa.table({name: _single(rows[name]) for name in names})
 
 
 def lengths_of(rows: pa.Table) -> np.ndarray:
-    """Tokens per row (`input_ids` lengths), after checking that every row's labels are as long as its ids."""
+    """Tokens per row (`input_ids` lengths), after checking that no row lacks a per-token column and that every
+    other one (`labels`, and any carried list column) is as long as the ids in every row."""
+    names = token_columns(rows)
+    for name in names:
+        if rows[name].null_count:
+            first = int(np.flatnonzero(pc.is_null(rows[name]).to_numpy(zero_copy_only=False))[0])
+            raise PackError(
+                f"row {rows['id'][first].as_py()!r} has no {name} (null); every row to pack needs its "
+                f"{', '.join(names)}"
+            )
     lengths = pc.list_value_length(rows["input_ids"]).to_numpy(zero_copy_only=False).astype(np.int64)
-    label_lengths = pc.list_value_length(rows["labels"]).to_numpy(zero_copy_only=False).astype(np.int64)
-    bad = np.flatnonzero(lengths != label_lengths)
-    if len(bad):
-        first = int(bad[0])
-        raise PackError(
-            f"{len(bad)} row(s) have labels of another length than their input_ids, e.g. row "
-            f"{rows['id'][first].as_py()!r}: {lengths[first]} ids, {label_lengths[first]} labels"
-        )
+    for name in names[1:]:
+        other = pc.list_value_length(rows[name]).to_numpy(zero_copy_only=False).astype(np.int64)
+        bad = np.flatnonzero(lengths != other)
+        if len(bad):
+            first = int(bad[0])
+            what = "labels" if name == "labels" else f"{name} values"
+            raise PackError(
+                f"{len(bad)} row(s) have {name} of another length than their input_ids, e.g. row "
+                f"{rows['id'][first].as_py()!r}: {lengths[first]} ids, {other[first]} {what}"
+            )
     return lengths
 
 
-def _same_offsets(rows: pa.Table) -> bool:
-    """Whether `labels` lie exactly where `input_ids` do in their value buffers (then one gather serves both)."""
-    ids, labels = _list_array(rows["input_ids"]), _list_array(rows["labels"])
-    return ids.offsets.equals(labels.offsets)
+def _layouts(
+    columns: list[_Tokens], rows: np.ndarray, lengths: np.ndarray, segment_offsets: np.ndarray, size: int
+) -> tuple[list[_Gather], list[int]]:
+    """(one `_Gather` per distinct layout of `columns` at segments `rows`, the gather each column uses): columns
+    whose rows lie at the same places in their value buffers (ids and labels, as rendered) share one index."""
+    gathers: list[_Gather] = []
+    which: list[int] = []
+    for column in columns:
+        starts = column.offsets[rows]
+        for i, gather in enumerate(gathers):
+            if np.array_equal(gather.starts, starts):
+                which.append(i)
+                break
+        else:
+            which.append(len(gathers))
+            gathers.append(_Gather(starts, lengths, segment_offsets, size))
+    return gathers, which
 
 
 def build(rows: pa.Table, assignment: Assignment) -> pa.Table:
-    """The packed rows of `rows` (columns `id`, `input_ids`, `labels`) under `assignment`."""
+    """The packed rows of `rows` (columns `id`, `input_ids`, `labels`, and any other per-token list columns, each
+    carried after `labels`) under `assignment`.
+
+    Every column is gathered straight into its output buffer, a run of segments at a time; then a segment
+    start's label becomes -100 and its loss weight 0.0 by index on the flat arrays."""
     order = assignment.order
-    gather, segment_offsets = _gather_index(rows["input_ids"], order)
-    label_gather = gather if _same_offsets(rows) else _gather_index(rows["labels"], order)[0]
-    segment = np.diff(segment_offsets)
+    columns = [_tokens(rows, name) for name in token_columns(rows)]
+    base = columns[0].offsets
+    lengths = base[order + 1] - base[order]
+    segment_offsets = np.r_[0, np.cumsum(lengths)].astype(np.int64)
+    total = int(segment_offsets[-1])
+    runs = _steps(segment_offsets)
+    size = _max_run(segment_offsets, runs)
+    gathers, which = _layouts(columns, order, lengths, segment_offsets, size)
+    outs = [np.empty(total, dtype=column.values.dtype) for column in columns]
+    positions = np.empty(total, dtype=np.int32)
+    for a, b in runs:
+        lo, hi = segment_offsets[a], segment_offsets[b]
+        index = [gather.index(a, b) for gather in gathers]
+        for column, out, i in zip(columns, outs, which, strict=True):
+            np.take(column.values, index[i], out=out[lo:hi], mode="clip")  # clip: no bounds pass (in range)
+        _positions_into(positions[lo:hi], segment_offsets[a:b] - lo, lengths[a:b])
+    segment_starts = segment_offsets[:-1]  # every placed row has at least one token (empty rows are left out)
+    for column, out in zip(columns, outs, strict=True):
+        if column.name in BOUNDARY_VALUES:
+            out[segment_starts] = BOUNDARY_VALUES[column.name]
     token_offsets = segment_offsets[assignment.bin_offsets]
-    ids = _values(rows["input_ids"])[gather]
-    labels = _values(rows["labels"])[label_gather]  # a fresh array (fancy indexing), so safe to write into
-    labels = labels if labels.dtype == np.int32 else labels.astype(np.int32)
-    starts = segment_offsets[:-1]  # every placed row has at least one token (empty rows are left out)
-    labels[starts] = IGNORE  # no label may cross a segment boundary (see module doc)
-    step = np.ones(len(ids), dtype=np.int32)  # +1 per token; at a segment start, back to 0
-    if len(ids):
-        step[0] = 0
-        step[starts[1:]] = 1 - segment[:-1]
-    positions = np.cumsum(step, dtype=np.int32)
-    row_ids = _single(rows["id"]).take(pa.array(order, pa.int64()))
-    return pa.table(
-        {
-            "input_ids": _lists(token_offsets, pa.array(ids.astype(np.int32, copy=False), pa.int32())),
-            "labels": _lists(token_offsets, pa.array(labels, pa.int32())),
-            "position_ids": _lists(token_offsets, pa.array(positions, pa.int32())),
-            "seq_lengths": _lists(assignment.bin_offsets, pa.array(segment.astype(np.int32), pa.int32())),
-            "row_ids": _lists(assignment.bin_offsets, row_ids),
-            "n_tokens": pa.array(np.diff(token_offsets).astype(np.int32), pa.int32()),
-        }
-    )
+    packed = {
+        column.name: _lists(token_offsets, pa.array(out, column.arrow_type))
+        for column, out in zip(columns, outs, strict=True)
+    }
+    packed["position_ids"] = _lists(token_offsets, pa.array(positions, pa.int32()))
+    packed["seq_lengths"] = _lists(assignment.bin_offsets, pa.array(lengths.astype(np.int32), pa.int32()))
+    packed["row_ids"] = _lists(assignment.bin_offsets, _single(rows["id"]).take(pa.array(order, pa.int64())))
+    packed["n_tokens"] = pa.array(np.diff(token_offsets).astype(np.int32), pa.int32())
+    return pa.table(packed)
+
+
+def _count_trained(values: np.ndarray, starts: np.ndarray) -> int:
+    """Labels other than -100 in `values`, less those at `starts` (counted a run at a time: no whole-split mask)."""
+    trained = 0
+    for lo in range(0, len(values), CHUNK_TOKENS):
+        trained += int(np.count_nonzero(values[lo : lo + CHUNK_TOKENS] != IGNORE))
+    return trained - int(np.count_nonzero(values[starts] != IGNORE))
 
 
 def trained_tokens(rows: pa.Table) -> int:
@@ -316,7 +441,7 @@ def trained_tokens(rows: pa.Table) -> int:
     values = labels.flatten().to_numpy(zero_copy_only=False)
     lengths = pc.list_value_length(labels).to_numpy(zero_copy_only=False).astype(np.int64)
     starts = np.r_[0, np.cumsum(lengths)[:-1]][lengths > 0]
-    return int(np.count_nonzero(values != IGNORE) - np.count_nonzero(values[starts] != IGNORE))
+    return _count_trained(values, starts)
 
 
 def pack(
@@ -327,11 +452,13 @@ def pack(
     seed: int | None = None,
     verify: bool = True,
 ) -> Packed:
-    """Pack `rows` (columns `id`, `input_ids`, `labels`; ids unique): packed rows, left-out ids, statistics.
+    """Pack `rows` (columns `id`, `input_ids`, `labels`, and any other per-token list columns such as
+    `loss_weights`; ids unique): packed rows, left-out ids, statistics.
 
     With `verify`, unpacking the result is checked to give back every packed row (`check_unpack`)."""
     if rows.num_rows and pc.count_distinct(rows["id"]).as_py() != rows.num_rows:
         raise PackError("row ids must be unique to pack (each segment names the row it came from)")
+    rows = _one_chunk(rows, ["id", *token_columns(rows)])
     lengths = lengths_of(rows)
     assignment = assign(lengths, max_length, strategy, overflow, seed)
     table = build(rows, assignment)
@@ -353,35 +480,41 @@ def pack(
 
 
 def unpack(packed: pa.Table) -> pa.Table:
-    """The segments of `packed` as rows again: `id`, `input_ids`, `labels` (label 0 is -100, as packed)."""
+    """The segments of `packed` as rows again: `id`, `input_ids`, `labels` and every carried per-token column
+    (e.g. `loss_weights`), as packed (label 0 is -100, loss weight 0 is 0.0)."""
     lengths = _single(packed["seq_lengths"]).flatten().to_numpy(zero_copy_only=False).astype(np.int64)
     offsets = np.r_[0, np.cumsum(lengths)].astype(np.int64)
-    flat = {name: _single(packed[name]).flatten() for name in ("input_ids", "labels")}
+    names = [name for name in packed.column_names if name not in PACKED_COLUMNS[2:]]
     return pa.table(
         {
             "id": _single(packed["row_ids"]).flatten(),
-            "input_ids": _lists(offsets, flat["input_ids"]),
-            "labels": _lists(offsets, flat["labels"]),
+            **{n: _lists(offsets, _single(packed[n]).flatten()) for n in names},
         }
     )
+
+
+def _bits(values: np.ndarray) -> np.ndarray:
+    """`values` as unsigned integers of the same width: compared so, floats are equal only bit for bit."""
+    return values.view(f"u{values.dtype.itemsize}")
 
 
 def check_unpack(rows: pa.Table, packed: pa.Table, left_out: list[str]) -> list[str]:
     """What is wrong with `packed` as a packing of `rows`, as messages (empty when nothing is).
 
     Every row of `rows` must be one segment exactly once, or be in `left_out`; each segment's input_ids must
-    equal its row's, its labels too except label 0 (-100 in a packed row); position_ids must restart at 0
-    on every segment; `seq_lengths` must add up to each packed row's length. (Vectorised: the segments are
-    compared with their rows through one gather, not row by row.)"""
+    equal its row's, its labels too except label 0 (-100 in a packed row), and so must every other per-token
+    column of `rows` (`loss_weights`: 0.0 at a segment start); position_ids must restart at 0 on every segment;
+    `seq_lengths` must add up to each packed row's length. Vectorised: each column's segments are gathered from
+    their rows (found by id, not by the packing's own order) and compared with the packed values as flat arrays,
+    a run of segments at a time."""
     ids = _single(rows["id"])
     segment_ids = _single(packed["row_ids"]).flatten()
     source = pc.index_in(segment_ids, value_set=ids)
-    counts = np.zeros(rows.num_rows, dtype=np.int64)
     if source.null_count:
         unknown = pc.filter(segment_ids, pc.is_null(source)).to_pylist()
         return [f"segments name rows that are not there: {sorted(unknown)[:5]}"]
     src = source.to_numpy(zero_copy_only=False).astype(np.int64)
-    np.add.at(counts, src, 1)
+    counts = np.bincount(src, minlength=rows.num_rows)
     problems: list[str] = []
     if np.any(counts > 1):
         problems.append(
@@ -404,20 +537,51 @@ def check_unpack(rows: pa.Table, packed: pa.Table, left_out: list[str]) -> list[
         return ["seq_lengths do not add up to the packed rows' lengths"]
     if not np.array_equal(pc.list_value_length(rows["input_ids"]).to_numpy(zero_copy_only=False)[src], seg):
         return ["a segment's length differs from its row's"]
-    gather, segment_offsets = _gather_index(rows["input_ids"], src)
-    if not np.array_equal(_values(rows["input_ids"])[gather], _single(packed["input_ids"]).flatten().to_numpy()):
-        problems.append("a segment's input_ids differ from its row's")
+    if len(seg) and seg.min() < 1:
+        return ["a segment is empty (packing leaves rows without tokens out)"]
+    names = token_columns(rows)
+    missing_columns = [name for name in names if name not in packed.column_names]
+    if missing_columns:
+        return [f"packed rows lack the per-token column(s) {', '.join(missing_columns)}"]
+    segment_offsets = np.r_[0, np.cumsum(seg)].astype(np.int64)
     starts = segment_offsets[:-1]
-    original = _values(rows["labels"])[gather if _same_offsets(rows) else _gather_index(rows["labels"], src)[0]]
-    packed_labels = _single(packed["labels"]).flatten().to_numpy()
-    if np.any(packed_labels[starts] != IGNORE):
-        problems.append("a segment's first label is trained (it would cross the boundary)")
-    same = original == packed_labels
-    same[starts] = True  # label 0 of a row is -100 once packed, by design
-    if not same.all():
-        problems.append("a segment's labels differ from its row's")
-    positions = _single(packed["position_ids"]).flatten().to_numpy()
-    if len(positions) != len(gather) or np.any(positions != np.arange(len(gather)) - np.repeat(starts, seg)):
+    runs = _steps(segment_offsets)
+    size = _max_run(segment_offsets, runs)
+    columns = [_tokens(rows, name) for name in names]
+    found: list[list[str]] = [[] for _ in names]  # per column, in column order: its messages
+    flats = []
+    for column, messages in zip(columns, found, strict=True):
+        flat = _single(packed[column.name]).flatten().to_numpy(zero_copy_only=False)
+        flats.append(flat)
+        if len(flat) != segment_offsets[-1] or flat.dtype != column.values.dtype:
+            messages.append(f"a segment's {column.name} differ from its row's")
+            continue
+        boundary = BOUNDARY_VALUES.get(column.name)
+        if boundary is not None and np.any(_bits(flat[starts]) != _bits(np.array(boundary, flat.dtype))):
+            what = "label is trained" if column.name == "labels" else f"{column.name} value is not {boundary}"
+            messages.append(f"a segment's first {what} (it would cross the boundary)")
+    positions = _single(packed["position_ids"]).flatten().to_numpy(zero_copy_only=False)
+    positions_ok = len(positions) == segment_offsets[-1]
+    gathers, which = _layouts(columns, src, seg, segment_offsets, size)
+    buffers = [np.empty(size, dtype=column.values.dtype) for column in columns]
+    expected = np.empty(size, dtype=positions.dtype)
+    pending = [i for i, messages in enumerate(found) if not any("differ" in m for m in messages)]
+    for a, b in runs:
+        lo, hi = segment_offsets[a], segment_offsets[b]
+        local = segment_offsets[a:b] - lo
+        index = [gather.index(a, b) for gather in gathers]
+        for i in list(pending):
+            column, flat = columns[i], flats[i][lo:hi]
+            mine = np.take(column.values, index[which[i]], out=buffers[i][: hi - lo], mode="clip")
+            if column.name in BOUNDARY_VALUES:  # value 0 of a row is replaced once packed, by design (see above)
+                mine[local] = flat[local]
+            if not np.array_equal(_bits(mine), _bits(flat)):  # bit for bit: floats too
+                found[i].append(f"a segment's {column.name} differ from its row's")
+                pending.remove(i)
+        if positions_ok and not np.array_equal(_positions_into(expected[: hi - lo], local, seg[a:b]), positions[lo:hi]):
+            positions_ok = False
+    problems = [message for messages in found for message in messages]
+    if not positions_ok:
         problems.append("position_ids do not restart at 0 on every segment")
     return problems
 
@@ -488,10 +652,13 @@ def pack_rendered(
     Rows of `PACKABLE_KINDS` are packed; other kinds stay as they are (and are not in the packed rows). Rows
     longer than `max_length` leave the rendered rows too when `drop_longer` (so every rendered row is in exactly
     one bin, or in the rejects under `TOO_LONG_REASON`); otherwise they raise PackError. Rows without tokens
-    (which a chat template does not produce) leave both as well, under `left_out["empty"]`."""
+    (which a chat template does not produce) leave both as well, under `left_out["empty"]`. Besides `input_ids`
+    and `labels`, the packed rows carry the per-token columns of `token_columns` (`loss_weights` when the
+    target trains `weighted`)."""
     kinds = rendered["kind"].to_numpy(zero_copy_only=False)
     packable = np.isin(kinds, PACKABLE_KINDS)
-    rows = rendered.filter(pa.array(packable)).select(["id", "input_ids", "labels"])
+    rows = rendered.filter(pa.array(packable))
+    rows = rows.select(["id", *token_columns(rows)])
     packed = pack(rows, max_length, strategy, "drop" if drop_longer else "error")
     packed.stats["rows_not_packable"] = int((~packable).sum())
     left = [i for ids in packed.left_out.values() for i in ids]
