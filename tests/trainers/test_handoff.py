@@ -1,4 +1,5 @@
-"""The hand-off configs reference files that exist, and name columns the exported rows actually have."""
+"""The hand-off configs reference files that exist, and name columns the exported rows actually have (SFT's
+pre-tokenized rows: tests/trainers/test_handoff_pretokenized.py)."""
 
 from __future__ import annotations
 
@@ -41,6 +42,12 @@ def test_llamafactory_yaml_and_dataset_info_describe_the_exported_rows(trained, 
         "all",
     )
     assert config["template"] == "chatml" and config["cutoff_len"] == 160
+    # SFT trains the build's own tokens (the chat export below stays the fallback); DPO and KTO the export.
+    if method == "sft":
+        assert config["tokenized_path"] == str(folder / "tokenized")
+        assert json.loads((folder / "tokenized" / "dataset_dict.json").read_text())["splits"] == ["train", "validation"]
+    else:
+        assert "tokenized_path" not in config
     assert config["max_steps"] == 3 and config["per_device_train_batch_size"] == 4
     # LLaMA-Factory reads dataset_info.json from dataset_dir: the one written beside the YAML.
     assert Path(config["dataset_dir"]) == folder
@@ -68,7 +75,7 @@ def test_llamafactory_yaml_and_dataset_info_describe_the_exported_rows(trained, 
 
 
 @pytest.mark.parametrize("method", METHODS)
-def test_axolotl_config_points_at_exported_files_with_their_fields(trained, tiny_model, method):
+def test_axolotl_config_points_at_its_data_with_their_fields(trained, tiny_model, method):
     config = yaml.safe_load((handoff(trained, method, "axolotl") / "config.yaml").read_text())
     assert config["base_model"] == str(tiny_model)
     assert config["chat_template"] == "tokenizer_default"
@@ -83,13 +90,12 @@ def test_axolotl_config_points_at_exported_files_with_their_fields(trained, tiny
     for key in ("datasets", "test_datasets"):
         (block,) = config[key]
         assert Path(block["path"]).is_absolute() and Path(block["path"]).is_file()
+        if method == "sft":  # the build's own tokens (tests/trainers/test_handoff_pretokenized.py checks them)
+            assert "type" not in block and block["ds_type"] == "parquet"
+            assert Path(block["path"]).parent == handoff(trained, method, "axolotl") / "data"
+            continue
         for row in records(block["path"]):
-            if method == "sft":
-                messages = row[block["field_messages"]]
-                assert {m["role"] for m in messages} >= set(block["roles_to_train"])
-                for m in messages:
-                    assert set(block["message_property_mappings"].values()) <= set(m)
-            elif method == "dpo":
+            if method == "dpo":
                 for field in ("field_messages", "field_chosen", "field_rejected"):
                     assert block[field] in row
                 assert row[block["field_chosen"]]["role"] == "assistant"
@@ -114,7 +120,7 @@ def swift_command(path: Path) -> tuple[list[str], dict[str, list[str]]]:
 
 
 @pytest.mark.parametrize("method", METHODS)
-def test_ms_swift_script_trains_on_the_exported_files(trained, tiny_model, method):
+def test_ms_swift_script_trains_on_its_data(trained, tiny_model, method):
     script = handoff(trained, method, "ms-swift") / "train.sh"
     assert script.read_text().startswith("#!/bin/sh\n")
     command, options = swift_command(script)

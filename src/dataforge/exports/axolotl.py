@@ -1,7 +1,13 @@
 """axolotl export: data files per row kind and split, plus the `datasets:` YAML block that loads each.
 
 * sft: OpenAI-style `messages` (+ `tools`, `reasoning_content`) loaded with `type: chat_template`, training the
-  assistant turns and their end-of-turn token (`roles_to_train: [assistant]`, `train_on_eos: turn`).
+  assistant turns and their end-of-turn token (`roles_to_train: [assistant]`, `train_on_eos: turn`). An
+  assistant turn of weight 0 gets axolotl's per-message training flag `training: false`
+  (`message_field_training: training`), which overrides `roles_to_train` for that turn; other weights train
+  as every assistant turn does (no flag: an explicit `true` would say no more). A fractional weight trains at
+  full weight there and a weight on a non-assistant turn (it trains nothing in dataforge) has no place: both
+  counted. Render-target modes (`train_on: last|first_n|weighted`) are no
+  property of the rows; the SFT hand-off carries them exactly through its pre-tokenized labels.
 * preference: `messages` (the prompt) plus one `chosen` and one `rejected` assistant message, loaded with
   `type: chat_template.default` (axolotl's DPO strategy; `rl: dpo`). A completion of several messages cannot
   be carried (counted).
@@ -21,18 +27,22 @@ from typing import Any
 import yaml
 
 from ..formats.base import is_unwritten, unwritable
-from .base import METADATA_KEYS, Exported, Exporter, MemoryFiles, Sink, Splits, run_export, write_rows
+from .base import METADATA_KEYS, Exported, Exporter, MemoryFiles, Sink, Splits, Tally, run_export, write_rows
 
 
 class AxolotlExporter(Exporter):
     def __init__(self, sink: Sink, dataset: str, *, keep_left_out: bool = True) -> None:
         super().__init__(sink, dataset, keep_left_out=keep_left_out)
         self.reasoning: set[tuple[str, str]] = set()  # (split, kind) of files with a `reasoning_content` turn
+        self.training: set[tuple[str, str]] = set()  # (split, kind) of files with a per-turn `training` flag
 
     def records(self, split: str, kind: str, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         losses = self.losses
         if kind == "sft":
-            return write_rows("openai", rows, split, losses)
+            records = write_rows("openai", rows, split, losses)
+            if _turn_training(records, losses, split, kind):
+                self.training.add((split, kind))
+            return records
         if kind == "pretrain":
             losses.add(split, kind, Counter(METADATA_KEYS for row in rows if row.get("metadata")))
             return [{"text": row["text"]} for row in rows]
@@ -64,7 +74,11 @@ class AxolotlExporter(Exporter):
             for kind in kinds:
                 key = "datasets" if split == "train" else "test_datasets"
                 block = _block(
-                    kind, self.file_name(split, kind), self.keys[(split, kind)], (split, kind) in self.reasoning
+                    kind,
+                    self.file_name(split, kind),
+                    self.keys[(split, kind)],
+                    (split, kind) in self.reasoning,
+                    (split, kind) in self.training,
                 )
                 blocks.setdefault(kind, {}).setdefault(key, []).append(block)
         for kind, block in blocks.items():
@@ -82,12 +96,40 @@ def dataset_block(kind: str, path: str, records: list[dict[str, Any]]) -> dict[s
     """One entry of axolotl's `datasets:` list for a file of `kind` records."""
     keys = {k for r in records for k in r}
     reasoning = any("reasoning_content" in m for r in records for m in r.get("messages", ()))
-    return _block(kind, path, keys, reasoning)
+    training = any(TRAINING in m for r in records for m in r.get("messages", ()))
+    return _block(kind, path, keys, reasoning, training)
 
 
-def _block(kind: str, path: str, keys: set[str], reasoning: bool) -> dict[str, Any]:
+TRAINING = "training"  # axolotl's per-message flag (`message_field_training`)
+FRACTIONAL = "fractional turn weights (not written; axolotl trains the turn at full weight)"
+NOT_ASSISTANT = "turn weights on non-assistant turns (not written; they train nothing in dataforge either)"
+
+
+def _turn_training(records: list[dict[str, Any]], losses: Tally, split: str, kind: str) -> bool:
+    """Replace each message's `weight` (as the openai writer spells it) by axolotl's `training: false` on the
+    assistant turns of weight 0, counting what the flag cannot say; whether any message got one."""
+    lost: Counter[str] = Counter()
+    any_flag = False
+    for record in records:
+        for m in record.get("messages", ()):
+            if "weight" not in m:
+                continue
+            weight = m.pop("weight")
+            if m.get("role") != "assistant":
+                lost[NOT_ASSISTANT] += 1
+                continue
+            if weight == 0:
+                m[TRAINING] = False
+                any_flag = True
+            elif weight != 1:
+                lost[FRACTIONAL] += 1
+    losses.add(split, kind, lost)
+    return any_flag
+
+
+def _block(kind: str, path: str, keys: set[str], reasoning: bool, training: bool = False) -> dict[str, Any]:
     """`dataset_block` from what it needs of the records: every key they hold, and whether any sft turn holds
-    `reasoning_content`."""
+    `reasoning_content` or a `training` flag."""
     base: dict[str, Any] = {"path": path, "ds_type": "json", "split": "train"}
     if kind == "sft":
         mappings = {"role": "role", "content": "content"}
@@ -101,6 +143,8 @@ def _block(kind: str, path: str, keys: set[str], reasoning: bool) -> dict[str, A
             "roles_to_train": ["assistant"],
             "train_on_eos": "turn",
         }
+        if training:  # per-turn flags, which override roles_to_train for their turn
+            block["message_field_training"] = TRAINING
         if "tools" in keys:
             block["field_tools"] = "tools"
         return block

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from .. import formats, jsonsafe
-from ..formats.base import write_each
+from ..formats.base import Format, write_each
 from ..reasoning import join_think
 
 Splits = dict[str, list[dict[str, Any]]]  # split name (train, val) → EXAMPLE_SCHEMA rows as dicts
@@ -61,10 +61,10 @@ def jsonl(records: list[dict[str, Any]]) -> str:
     return "".join(jsonsafe.dumps(r, ensure_ascii=False) + "\n" for r in records)
 
 
-def write_rows(fmt: str, rows: list[dict[str, Any]], split: str, losses: Tally) -> list[dict[str, Any]]:
-    """`rows` through `fmt`'s writer one row at a time, so each loss is counted against its row's kind and
-    every row left out is known (`Tally.left_out`)."""
-    writer = formats.get(fmt)
+def write_rows(fmt: str | Format, rows: list[dict[str, Any]], split: str, losses: Tally) -> list[dict[str, Any]]:
+    """`rows` through `fmt`'s writer (a registered format's name, or a writer itself) one row at a time, so each
+    loss is counted against its row's kind and every row left out is known (`Tally.left_out`)."""
+    writer = formats.get(fmt) if isinstance(fmt, str) else fmt
     records: list[dict[str, Any]] = []
     for row in rows:
         written = write_each(writer, [row])

@@ -15,6 +15,14 @@ the assistant's text (text and reasoning first, as a `<think>` head; no assistan
 neither), results as `tool_response` turns, `rejected_response` for preference pairs whose sides are one
 plain assistant turn each, and `label` for KTO. Pretraining text becomes a single assistant turn, as the
 docs spell pretraining data (it reads back as sft: counted). Ids, names and loss weights are counted.
+
+`SwiftTrainerFormat` (the ms-swift trainer export's writer) also carries each assistant turn's weight in
+ms-swift's per-message fields (ms-swift 4.x `loss_scale/base.py` reads both off a response): `"loss": false`
+for weight 0 (the turn does not train), nothing for 1 (the default: ms-swift's `--loss_scale` strategy decides,
+as dataforge's `train_on` does; an explicit `"loss": true` would override `last_round`), `"loss_scale": w` for
+any other weight (each of the turn's tokens' loss times w); its `tool_call` turns get the same field, as
+ms-swift itself copies it onto them. A weight on a non-assistant turn has no place (ms-swift weighs responses
+only): counted.
 """
 
 from __future__ import annotations
@@ -137,13 +145,15 @@ class SwiftFormat(RowwiseFormat):
             rejected=[message("assistant", content, reasoning=reasoning)],
         )
 
+    turn_loss = False  # write assistant weights as ms-swift's per-message `loss` (SwiftTrainerFormat)
+
     def from_examples(self, examples: list[dict[str, Any]]) -> Written:
         records: list[dict[str, Any]] = []
         losses: Counter[str] = Counter()
         for ex in examples:
             if count_media(ex, losses):
                 continue
-            record = _record(ex, losses)
+            record = _record(ex, losses, self.turn_loss)
             if record is None:
                 continue
             if ex.get("tools"):
@@ -151,6 +161,22 @@ class SwiftFormat(RowwiseFormat):
             add_metadata(record, ex.get("metadata"), self.shape.arrow.names, losses)
             records.append(record)
         return Written(records, losses)
+
+
+class SwiftTrainerFormat(SwiftFormat):
+    """The `swift` writer with assistant weights as the per-message `loss` field (not registered: the
+    ms-swift trainer export writes through it; reading stays `swift`'s)."""
+
+    turn_loss = True
+
+
+def turn_loss_fields(weight: float | None) -> dict[str, Any]:
+    """ms-swift's per-message loss fields for an assistant turn of `weight` (none for no weight)."""
+    if weight is None or weight == 1:
+        return {}
+    if weight == 0:
+        return {"loss": False}
+    return {"loss_scale": float(weight)}
 
 
 def _messages(msgs: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[str]]:
@@ -202,7 +228,7 @@ def _call(text: str, at: str) -> dict[str, Any]:
     return {"name": value["name"], "arguments": parse_arguments(value.get("arguments"), at, value["name"])}
 
 
-def _record(ex: dict[str, Any], losses: Counter[str]) -> dict[str, Any] | None:
+def _record(ex: dict[str, Any], losses: Counter[str], turn_loss: bool = False) -> dict[str, Any] | None:
     """The ms-swift record for one canonical row, or None (counted) when it cannot be written."""
     kind = ex["kind"]
     if kind == Kind.PRETRAIN.value:
@@ -220,7 +246,7 @@ def _record(ex: dict[str, Any], losses: Counter[str]) -> dict[str, Any] | None:
             "rejected_response": inline.join_think(rejected[0].get("reasoning"), rejected[0].get("content")),
         }
         return out
-    record: dict[str, Any] = {"messages": _written(msgs, losses)}
+    record: dict[str, Any] = {"messages": _written(msgs, losses, turn_loss)}
     if kind == Kind.KTO.value:
         record["label"] = ex.get("label")
     return record
@@ -230,24 +256,27 @@ def _single_answer(side: list[dict[str, Any]]) -> bool:
     return len(side) == 1 and side[0]["role"] == "assistant" and not side[0].get("tool_calls")
 
 
-def _written(msgs: list[dict[str, Any]], losses: Counter[str]) -> list[dict[str, str]]:
-    out: list[dict[str, str]] = []
+def _written(msgs: list[dict[str, Any]], losses: Counter[str], turn_loss: bool = False) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
     previous_role = None
     for m in msgs:
-        count_unwritable(m, losses)
         role = m["role"]
+        weight = m.get("weight") if role == "assistant" and turn_loss else None
+        # A weight this writer carries (as `loss`) is not counted as lost.
+        count_unwritable(m if weight is None else {**m, "weight": None}, losses)
         if role == "assistant":
             calls = m.get("tool_calls") or ()
             if m.get("reasoning") is None and inline.reads_as_think(m.get("content")):
                 losses["assistant text opening with <think> (reads back as reasoning)"] += 1
             text = inline.join_think(m.get("reasoning"), m.get("content"))
+            fields = turn_loss_fields(weight)
             if text or not calls:
-                out.append({"role": "assistant", "content": text})
+                out.append({"role": "assistant", "content": text, **fields})
             elif previous_role == "assistant":
                 losses["tool calls after an assistant turn (read back merged into it)"] += 1
             for c in calls:
                 value = {"name": c["name"], "arguments": jsonsafe.loads(c["arguments"])}
-                out.append({"role": "tool_call", "content": json.dumps(value, ensure_ascii=False)})
+                out.append({"role": "tool_call", "content": json.dumps(value, ensure_ascii=False), **fields})
         else:
             out.append({"role": "tool_response" if role == "tool" else role, "content": m.get("content") or ""})
         previous_role = role
