@@ -12,7 +12,7 @@ seconds of the process (`time.process_time`), so that other work on a shared mac
 | row | what runs |
 |---|---|
 | `turns` | per-role text from the `messages` column (`quality.turns.role_text`, user + assistant + all) |
-| `lang` | fastText `lid.176.ftz` on user and assistant text (`quality.lang`) |
+| `lang` | fastText `lid.176.ftz` on the first `lang.MAX_CHARS` (80) characters of user and assistant text |
 | `repetition` | every Gopher rule and the longest repeat, user and assistant (`quality.repetition`) |
 | `pii` | every PII detector on all text (`quality.pii.pii_counts`) |
 | `chars` | non-alphabetic and mojibake shares (`quality.ratios`) |
@@ -20,7 +20,7 @@ seconds of the process (`time.process_time`), so that other work on a shared mac
 | `whole` | `quality.signals.compute_signals`: all of the above into the `quality` struct |
 
 The peer, datatrove, runs in its own virtual environment (`--peer-python`, default /tmp/peer-venv/bin/python;
-`pip install datatrove spacy` there), in a subprocess, on the same rows (handed over as JSON):
+`pip install datatrove==0.10.1 spacy regex` there), in a subprocess, on the same rows (handed over as JSON):
 `GopherRepetitionFilter.filter` on user and assistant text (the same rules; it stops at the first rule a text
 fails, which only makes it faster on the 3% degenerate rows) and `PIIFormatter.format` on all text (e-mail and
 IP only: fewer detectors than ours). datatrove's language filter downloads its model at run time, so no peer
@@ -172,7 +172,8 @@ def ours(table: pa.Table, repeat: int) -> dict[str, float]:
 
 def peer(table: pa.Table, repeat: int, python: str) -> dict[str, float] | str:
     if not Path(python).exists():
-        return f"no peer interpreter at {python} (python -m venv /tmp/peer-venv && pip install datatrove spacy)"
+        install = "python -m venv /tmp/peer-venv && /tmp/peer-venv/bin/pip install datatrove==0.10.1 spacy regex"
+        return f"no peer interpreter at {python} ({install})"
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "rows.json"  # JSON: the peer's environment need not have pyarrow
         texts = {r: role_text(table, r).text.to_pylist() for r in ("user", "assistant", "all")}
@@ -216,14 +217,14 @@ def main() -> None:
         f"dataforge vs datatrove {peer_version(args.peer_python)} on the first {peer_rows:,} of the same rows "
         "(see the docstring for what each runs)",
         "",
-        "| signal | dataforge rows/s | datatrove rows/s | ratio |",
-        "|---|--:|--:|--:|",
+        "| signal | dataforge rows/s | µs/row | datatrove rows/s | ratio |",
+        "|---|--:|--:|--:|--:|",
     ]
     for name, seconds in mine.items():
         other = theirs.get(name) if isinstance(theirs, dict) else None
         ratio = f"{(rows / seconds) / (peer_rows / other):.1f}×" if other else "-"
         other_rate = f"{peer_rows / other:,.0f}" if other else "-"
-        lines.append(f"| `{name}` | {rows / seconds:,.0f} | {other_rate} | {ratio} |")
+        lines.append(f"| `{name}` | {rows / seconds:,.0f} | {seconds / rows * 1e6:.1f} | {other_rate} | {ratio} |")
     if isinstance(theirs, str):
         lines += ["", f"Peer skipped: {theirs}"]
     lines += ["", "`whole` for datatrove is its repetition filter plus its PII formatter (no language ID, no ratios)."]

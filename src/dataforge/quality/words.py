@@ -1,6 +1,6 @@
 """How text is cut into lines, paragraphs and words for the repetition rules, vectorised and in plain Python.
 
-The two implementations define the same thing; tests/quality/test_repetition_property.py checks that they agree.
+The two implementations define the same thing; tests/quality/test_quality_repetition_property.py checks that they agree.
 
 - a *line* is the text between two `\\n`, stripped of spaces, tabs, `\\r`, `\\f` and `\\v`; blank lines do not count;
 - a *paragraph* is the text between runs of blank lines, stripped the same way (newlines too);
@@ -42,11 +42,7 @@ class Pieces:
     values: pa.Array
     rows: np.ndarray
     starts: np.ndarray
-
-    @property
-    def lengths(self) -> np.ndarray:
-        """Characters of each piece."""
-        return _np(pc.utf8_length(self.values)).astype(np.int64)
+    lengths: np.ndarray  # characters of each piece (the split measures them anyway, to drop the empty ones)
 
 
 def _np(arr: pa.Array | pa.ChunkedArray) -> np.ndarray:
@@ -57,47 +53,39 @@ def _filled(texts: pa.Array) -> pa.Array:
     return pc.fill_null(texts, "") if texts.null_count else texts
 
 
-def _pieces(parts: pa.ListArray, n_rows: int, keep: pa.Array) -> Pieces:
-    rows = _np(pc.list_parent_indices(parts))
-    values = pc.list_flatten(parts)
-    keep_np = _np(keep).astype(bool)
-    values = values.filter(keep)
-    rows = rows[keep_np]
+def _pieces(parts: pa.ListArray, n_rows: int, values: pa.Array) -> Pieces:
+    """The non-empty `values` (the flat, rewritten items of `parts`) with their rows, row starts and lengths."""
+    lengths = _np(pc.utf8_length(values)).astype(np.int64)
+    keep = lengths > 0
+    rows = _np(pc.list_parent_indices(parts))[keep].astype(np.int64)
     starts = np.zeros(n_rows + 1, dtype=np.int64)
     np.cumsum(np.bincount(rows, minlength=n_rows), out=starts[1:])
-    return Pieces(values, rows.astype(np.int64), starts)
+    return Pieces(values.filter(pa.array(keep)), rows, starts, lengths[keep])
 
 
 def split_lines(texts: pa.Array) -> Pieces:
     """The non-blank, stripped lines of each text."""
     parts = pc.split_pattern(_filled(texts), "\n")
-    stripped = pc.utf8_trim(pc.list_flatten(parts), characters=LINE_STRIP)
-    kept = pc.greater(pc.utf8_length(stripped), 0)
-    rebuilt = pa.ListArray.from_arrays(parts.offsets, stripped)
-    return _pieces(rebuilt, len(texts), kept)
+    return _pieces(parts, len(texts), pc.utf8_trim(pc.list_flatten(parts), characters=LINE_STRIP))
 
 
 def split_paragraphs(texts: pa.Array) -> Pieces:
     """The non-blank, stripped paragraphs (separated by one or more blank lines) of each text."""
     parts = pc.split_pattern_regex(_filled(texts), PARAGRAPH_BREAK)
-    stripped = pc.utf8_trim(pc.list_flatten(parts), characters=LINE_STRIP + "\n")
-    kept = pc.greater(pc.utf8_length(stripped), 0)
-    rebuilt = pa.ListArray.from_arrays(parts.offsets, stripped)
-    return _pieces(rebuilt, len(texts), kept)
+    return _pieces(parts, len(texts), pc.utf8_trim(pc.list_flatten(parts), characters=LINE_STRIP + "\n"))
 
 
 def split_words(texts: pa.Array) -> Pieces:
     """The normalised words of each text (see the module docstring)."""
     lowered = pc.utf8_lower(_filled(texts))
     has_cjk = pc.match_substring_regex(lowered, f"[{_CJK_CLASS_RE2}]")
-    if pc.any(has_cjk).as_py():  # the spacing pass is a regex rewrite: only where it can change something
-        lowered = pc.if_else(has_cjk, pc.replace_substring_regex(lowered, _CJK_RE2, r" \1 "), lowered)
+    if pc.any(has_cjk).as_py():  # the spacing pass is a regex rewrite: only on the rows where it changes something
+        spaced = pc.replace_substring_regex(lowered.filter(has_cjk), _CJK_RE2, r" \1 ")
+        lowered = pc.replace_with_mask(lowered, has_cjk, spaced)
     parts = pc.utf8_split_whitespace(lowered)
     # Whitespace is trimmed too: pyarrow 26's utf8_split_whitespace on utf8_lower's output sometimes leaves trailing
     # Unicode whitespace on the last token ("ẞ\x0b" → ["ß\x0b"], not on every run; the property test caught it).
-    words = pc.utf8_trim(pc.list_flatten(parts), characters=PUNCTUATION + WHITESPACE)
-    rebuilt = pa.ListArray.from_arrays(parts.offsets, words)
-    return _pieces(rebuilt, len(texts), pc.greater(pc.utf8_length(words), 0))
+    return _pieces(parts, len(texts), pc.utf8_trim(pc.list_flatten(parts), characters=PUNCTUATION + WHITESPACE))
 
 
 # ---- the plain-Python definitions (the reference the tests compare against) ----
