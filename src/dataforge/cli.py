@@ -558,7 +558,16 @@ def render(
     ],
     max_length: Annotated[int, typer.Option(help="Longest sequence in tokens.")] = 4096,
     overflow: Annotated[str, typer.Option(help="drop | truncate | keep | error, for rows over max-length.")] = "drop",
-    train_on: Annotated[str, typer.Option(help="all | last: which assistant turns are trained.")] = "all",
+    train_on: Annotated[
+        str,
+        typer.Option(
+            help="all | last | first_n | weighted: which assistant turns are trained (weighted: each turn's loss "
+            "scaled by its weight, written as loss_weights)."
+        ),
+    ] = "all",
+    first_n: Annotated[
+        int | None, typer.Option("--first-n", help="With --train-on first_n: how many assistant turns train.")
+    ] = None,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Write rendered rows to this .parquet.")] = None,
     show: Annotated[int, typer.Option(help="Print this many rows with trained tokens highlighted.")] = 0,
     keep_unrendered: Annotated[
@@ -578,32 +587,45 @@ def render(
     (green in a terminal, [[…]] otherwise), which is how to verify a loss mask by eye. Exit 1 when rows
     were rejected or could not be rendered.
     """
+    from pydantic import ValidationError
+
     from .checking import check_files
     from .engine.cache import write_parquet
     from .recipe import RenderTarget
 
     _filter_transformers_logs()
     from .render.target import load_target
-    from .stages.render import options_of, render_split, render_stats
+    from .stages.render import options_of, render_split_counted, render_stats
 
     kept = set(keep_unrendered or [])
     if kept - {"tool_calls", "reasoning"}:
         raise UsageError(
             f"--keep-unrendered {sorted(kept - {'tool_calls', 'reasoning'})[0]!r}: expected tool_calls or reasoning"
         )
-    spec = RenderTarget.model_validate(
-        {
-            "name": "cli",
-            "tokenizer": template,
-            "max_length": max_length,
-            "overflow": overflow,
-            "train_on": train_on,
-            "unrendered": {part: "keep" for part in kept},
-        }
-    )
+    try:
+        spec = RenderTarget.model_validate(
+            {
+                "name": "cli",
+                "tokenizer": template,
+                "max_length": max_length,
+                "overflow": overflow,
+                "train_on": train_on,
+                "first_n": first_n,
+                "unrendered": {part: "keep" for part in kept},
+            }
+        )
+    except ValidationError as exc:  # an option's value (or two that do not go together), said as options
+        problems = "; ".join(
+            (f"--{'-'.join(map(str, e['loc'])).replace('_', '-')}: " if e["loc"] else "")
+            + e["msg"].removeprefix("Value error, ")
+            for e in exc.errors()
+        )
+        raise UsageError(f"{problems} (options --train-on, --first-n)" if "first_n" in problems else problems) from None
     checked = check_files(input, format, _parse_columns(column))
     target = load_target("cli", template, Path.cwd())
-    table, dropped, notes = render_split(checked.examples, target, options_of(spec), lambda *_: None, "rows")
+    table, dropped, notes, turns = render_split_counted(
+        checked.examples, target, options_of(spec), lambda *_: None, "rows"
+    )
     stats = render_stats(
         table,
         spec,
@@ -612,6 +634,7 @@ def render(
         dropped,
         notes,
         {"rows": {"in": checked.examples.num_rows, "rendered": table.num_rows, "dropped": len(dropped)}},
+        turns,
     )
     if output is not None:
         output.parent.mkdir(parents=True, exist_ok=True)
@@ -643,6 +666,14 @@ def render(
     )
     for note, n in checks["row_notes"].items():
         out.print(f"note: {note}: {n} row(s)", highlight=False, markup=False)
+    loss = stats.get("loss")
+    if loss:  # the report's "Loss per turn", in one line
+        cells = [f"turn {bucket}: {cell['tokens']:,}" for bucket, cell in loss["by_turn"].items() if cell["turns"]]
+        out.print(
+            f"trained tokens by assistant turn (train_on: {loss['train_on']}): {', '.join(cells) or 'none'}",
+            highlight=False,
+            markup=False,
+        )
     for row in table.slice(0, show).to_pylist():
         out.print(f"[bold]{escape(row['id'])}[/] ({row['n_tokens']} tokens, {row['n_trained']} trained)")
         out.print(

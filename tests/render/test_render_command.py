@@ -49,3 +49,41 @@ def test_a_dropped_tool_call_rejects_the_row_unless_kept(tmp_path, fixture_path)
         2,
         "error: --keep-unrendered 'tools': expected tool_calls or reasoning",
     )
+
+
+CHAT = {
+    "messages": [
+        {"role": "user", "content": "Name a colour."},
+        {"role": "assistant", "content": "Blue."},
+        {"role": "user", "content": "Another one?"},
+        {"role": "assistant", "content": "Green, this time."},
+    ]
+}
+
+
+def test_train_on_first_n_trains_only_the_first_turns_and_says_so_per_turn(tmp_path, fixture_path):
+    (tmp_path / "chat.jsonl").write_text(json.dumps(CHAT) + "\n", encoding="utf-8")
+    template = str(fixture_path("templates/qwen2.5-instruct"))
+
+    def run(*extra: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "dataforge", "render", "chat.jsonl", "--template", template, *extra],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+
+    every, first = run(), run("--train-on", "first_n", "--first-n", "1")
+    assert every.returncode == first.returncode == 0, (every.stderr, first.stderr)
+    line = next(line for line in first.stdout.splitlines() if line.startswith("trained tokens by assistant turn"))
+    cells = dict(cell.split(": ") for cell in line.split("): ", 1)[1].split(", "))
+    assert line.startswith("trained tokens by assistant turn (train_on: first_n)")
+    assert int(cells["turn 1"].replace(",", "")) > 0 and cells["turn 2"] == "0"
+    both = next(line for line in every.stdout.splitlines() if line.startswith("trained tokens by assistant turn"))
+    assert "turn 2: 0" not in both  # under `all` the second turn trains too
+    # `first_n` without its count (or a count without the mode) is a usage error, in one line, never a traceback
+    for extra in (("--train-on", "first_n"), ("--first-n", "2")):
+        bad = run(*extra)
+        assert bad.returncode == 2
+        assert bad.stderr.startswith("error: ") and "first_n" in bad.stderr and "Traceback" not in bad.stderr

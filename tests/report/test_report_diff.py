@@ -38,9 +38,9 @@ def test_diff_shows_the_removed_source_and_what_it_changed(demo_out, without_ope
         ("rows", "openai val"): (gone["val"], None),
     }
     total_in = changes[("rows", "total in")]
-    assert (total_in["old"], total_in["new"], total_in["change"]) == (280, 280 - gone["in"], -gone["in"])
+    assert (total_in["old"], total_in["new"], total_in["change"]) == (282, 282 - gone["in"], -gone["in"])
     assert changes[("rows", "total train")]["change"] == after["total"]["train"] - before["total"]["train"] < 0
-    assert changes[("rates", "reject rate total")]["old"] == round(17 / 280, 4)
+    assert changes[("rates", "reject rate total")]["old"] == round(17 / 282, 4)
     assert changes[("rates", "reject rate total")]["new"] == round(after["total"]["rejected"] / after["total"]["in"], 4)
     assert ("rows", "alpaca in") not in changes  # unchanged values are left out unless --all
     assert {what for section, what in changes if section == "tokens demo-chatml"} >= {"length p50", "length p99"}
@@ -50,12 +50,12 @@ def test_diff_table_and_markdown(demo_out, without_openai):
     code, stdout, _ = dataforge("diff", demo_out, without_openai)
     assert code == 0
     row = next(line for line in stdout.splitlines() if "openai in" in line)
-    assert [cell.strip() for cell in row.split("│")][1:6] == ["rows", "openai in", "87", "–", "removed"]
-    assert "reject rate total" in stdout and "-0.89 pp" in stdout  # 17/280 → 10/193
+    assert [cell.strip() for cell in row.split("│")][1:6] == ["rows", "openai in", "88", "–", "removed"]
+    assert "reject rate total" in stdout and "-0.88 pp" in stdout  # 17/282 → 10/194 (6.03% → 5.15%)
     code, stdout, _ = dataforge("diff", demo_out, without_openai, "--markdown")
     assert code == 0
-    assert "| rows | openai in | 87 | – | **removed** |" in stdout
-    assert "| rows | total in | 280 | 193 | **-87** |" in stdout
+    assert "| rows | openai in | 88 | – | **removed** |" in stdout
+    assert "| rows | total in | 282 | 194 | **-88** |" in stdout
     code, stdout, _ = dataforge("diff", demo_out, demo_out, "--markdown", "--all")
     assert "0 of" in stdout and "| rows | alpaca in | 107 | 107 |  |" in stdout
 

@@ -8,11 +8,21 @@ trained when it overlaps a trained span (a boundary token reaching into the answ
 the template's own tokens), and every sequence is decoded back and compared with its text. `input_ids` therefore
 equal `apply_chat_template(..., tokenize=True)` for the same messages, and `labels` are -100 everywhere
 except the assistant content and its end-of-turn token.
+
+Which assistant turns train is the target's `train_on` (`spans.assistant_turns`): `all`, `last`, `first_n`
+(the first N, counted from a preference row's completion start; a turn of weight 0 counts and does not
+train) or `weighted` (every turn of weight != 0, each trained token's loss scaled by its turn's weight, written
+per token as `loss_weights`: float32, the weight on trained tokens (null weight = 1.0), 0.0 where labels are
+-100; null in the other modes). Outside `weighted` a fractional weight trains at full weight, counted per row
+as the note `fractional_weight_ignored`; a negative or non-finite weight rejects the row
+(`invalid_loss_weight`). Each rendered batch also counts its trained tokens per role and per assistant-turn
+position (`Rendered.turns`, summed over shards into the report's "Loss per turn").
 """
 
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -23,6 +33,7 @@ import pyarrow as pa
 from .. import jsonsafe
 from ..deps import as_missing_dependency
 from ..formats.tooling import openai_tools
+from .labels import token_labels
 from .limits import (
     TEMPLATE_TIMEOUT_S,
     TemplateTimeout,
@@ -55,8 +66,13 @@ RENDERED_SCHEMA = pa.schema(
         pa.field("n_trained", pa.int32()),  # after truncation: what the trainer will learn from
         pa.field("n_prompt", pa.int32()),  # tokens before the first trained token
         pa.field("truncated", pa.bool_()),
+        # `train_on: weighted` only (else null): per token of input_ids, the loss weight of the turn it trains in
+        # (a null message weight is 1.0), 0.0 where labels are -100.
+        pa.field("loss_weights", pa.list_(pa.float32())),
     ]
 )
+TurnMode = Literal["all", "last", "first_n", "weighted"]
+TURN_BUCKETS = ("1", "2", "3", "4+")  # assistant-turn positions in the per-turn counts; the 4th and later share one
 
 
 @dataclass(frozen=True)
@@ -65,7 +81,8 @@ class RenderOptions:
 
     max_length: int = 4096
     overflow: Overflow = "drop"
-    train_on: Literal["all", "last"] = "all"
+    train_on: TurnMode = "all"
+    first_n: int | None = None  # with train_on="first_n": how many assistant turns, from the first, train
     reasoning: Literal["keep", "strip"] = "keep"
     chat_template_kwargs: dict[str, Any] = field(default_factory=dict)
     # "auto": tiktoken for byte-level BPE vocabularies once it has reproduced the tokenizer's ids, else the
@@ -85,11 +102,36 @@ class RenderOptions:
 
 @dataclass
 class Rendered:
-    """Rendered rows, the rows that could not be rendered (id, reason, message), and per-row notes."""
+    """Rendered rows, the rows that could not be rendered (id, reason, message), per-row notes, and the trained
+    tokens of the rendered rows per role and assistant-turn position (`empty_turns` has its shape)."""
 
     table: pa.Table
     problems: list[dict[str, Any]]
     notes: dict[str, int]
+    turns: dict[str, Any] = field(default_factory=lambda: empty_turns())
+
+
+@dataclass
+class Sequence:
+    """One sequence of a row to tokenize: its text, trained character spans, and per span the loss weight and
+    the assistant-turn position (0 = the first assistant turn; -1 for a document's single span)."""
+
+    text: str
+    spans: list[tuple[int, int]]
+    weights: list[float]
+    positions: list[int]
+    assistant_turns: int = 0  # assistant turns in the sequence (from the completion start for preference rows)
+
+
+def empty_turns() -> dict[str, Any]:
+    """Trained-token counts with nothing counted: `by_role` (trained tokens per role: `assistant` for chat rows'
+    turns, `text` for pretrain documents) and `by_turn` (per assistant-turn position bucket: the turns there,
+    how many trained, their trained tokens and the sum of those tokens' loss weights). Only numbers and dicts,
+    so shards add up with `engine.shards.sum_stats`."""
+    return {
+        "by_role": {"assistant": 0, "text": 0},
+        "by_turn": {b: {"turns": 0, "trained_turns": 0, "tokens": 0, "weight": 0.0} for b in TURN_BUCKETS},
+    }
 
 
 def chat_messages(row: dict[str, Any], reasoning: str) -> list[dict[str, Any]]:
@@ -156,6 +198,7 @@ def render_rows(rows: list[dict[str, Any]], target: LoadedTarget, options: Rende
     injection = target_special_tokens(target)
     texts: list[str] = []
     spans: list[list[tuple[int, int]]] = []
+    metas: list[Sequence] = []
     kept: list[tuple[dict[str, Any], int]] = []  # (row, how many sequences it has in `texts`)
     problems: list[dict[str, Any]] = []
     notes: dict[str, int] = {}
@@ -184,9 +227,10 @@ def render_rows(rows: list[dict[str, Any]], target: LoadedTarget, options: Rende
             continue
         for note in row_notes:
             notes[note] = notes.get(note, 0) + 1
-        for text, trained in sequences:
-            texts.append(text)
-            spans.append(trained)
+        for sequence in sequences:
+            texts.append(sequence.text)
+            spans.append(sequence.spans)
+            metas.append(sequence)
         kept.append((row, len(sequences)))
     # Ids and labels for the whole batch at once, in flat int32 arrays (Arrow takes those without a per-token loop).
     encoded = tokenize(tok, target.tokenizer_digest, texts, spans, fast=options.tokenizer_backend == "auto")
@@ -211,6 +255,7 @@ def render_rows(rows: list[dict[str, Any]], target: LoadedTarget, options: Rende
     straddled &= starts[1:] > starts[:-1]
     columns: dict[str, list[Any]] = {name: [] for name in RENDERED_SCHEMA.names}
     markers = target.has_generation_markers  # a property that scans the template: once per batch, not per row
+    owners = Owners.of(tok, texts, metas, flat_ids, mask, starts)
     at = 0
     for row, count in kept:
         labelled = []
@@ -227,12 +272,132 @@ def render_rows(rows: list[dict[str, Any]], target: LoadedTarget, options: Rende
             ):
                 # The template's own markers say otherwise on more than whitespace: trust neither silently.
                 notes["generation_markers_disagree"] = notes.get("generation_markers_disagree", 0) + 1
-            labelled.append((flat_ids[lo:hi], flat_labels[lo:hi]))
-        at += count
+            labelled.append((flat_ids[lo:hi], flat_labels[lo:hi], owners.weights[lo:hi]))
         problem = _fit(row, labelled, options, columns)
+        if problem is None:
+            owners.count(at, None if not columns["truncated"][-1] else len(columns["input_ids"][-1]))
+        at += count
         if problem is not None:
             problems.append(problem)
-    return Rendered(pa.table(columns, schema=RENDERED_SCHEMA), problems, notes)
+    return Rendered(pa.table(columns, schema=RENDERED_SCHEMA), problems, notes, owners.totals(metas))
+
+
+@dataclass
+class Owners:
+    """Which trained span each token of a batch trains in, the spans' loss weights per token, and the spans
+    counted for the per-turn statistics.
+
+    `owner` holds, per token, the batch-wide index of its span (sequence i's spans are `base[i]` to
+    `base[i + 1] - 1`), -1 where not trained; `weights` the token's loss weight (0.0 where not trained);
+    `position` / `weight` per span its assistant-turn position (-1: a document) and loss weight."""
+
+    owner: np.ndarray
+    weights: np.ndarray
+    starts: np.ndarray
+    base: np.ndarray
+    position: np.ndarray
+    weight: np.ndarray
+    tokens: np.ndarray  # trained tokens per span, as counted (truncation cuts them)
+    counted: list[int] = field(default_factory=list)  # sequences of the rendered rows (their first sequence)
+
+    @classmethod
+    def of(
+        cls, tok: Any, texts: list[str], metas: list[Sequence], ids: np.ndarray, mask: np.ndarray, starts: np.ndarray
+    ) -> Owners:
+        """Owners of a tokenized batch (`mask`: trained tokens; `starts`: where each sequence begins).
+
+        A span's trained tokens are one unbroken run (tokens overlapping a character range are consecutive),
+        and spans come in text order, so the k-th run of trained tokens in a sequence is its span k: one pass
+        over the batch. A sequence where the runs do not match its spans (one token reaching into two spans
+        joins their runs; a span of whitespace a header token swallowed has none) goes through `span_owners`.
+        """
+        n = len(metas)
+        sizes = np.fromiter((len(m.spans) for m in metas), np.int64, n)
+        base = np.zeros(n + 1, np.int64)
+        np.cumsum(sizes, out=base[1:])
+        owner = np.full(len(mask), -1, np.int64)
+        trained = np.flatnonzero(mask)
+        if len(trained):
+            seq = np.searchsorted(starts, trained, side="right") - 1
+            new_run = np.ones(len(trained), bool)
+            new_run[1:] = (np.diff(trained) > 1) | (np.diff(seq) != 0)
+            run = np.cumsum(new_run) - 1
+            runs = np.bincount(seq[new_run], minlength=n)
+            first_run = np.zeros(n, np.int64)
+            np.cumsum(runs[:-1], out=first_run[1:])
+            good = (runs == sizes)[seq]
+            owner[trained[good]] = base[seq[good]] + run[good] - first_run[seq[good]]
+            for i in np.flatnonzero((runs != sizes) & (runs > 0)):
+                lo, hi = int(starts[i]), int(starts[i + 1])
+                local = span_owners(tok, texts[i], metas[i].spans, ids[lo:hi], mask[lo:hi])
+                owner[lo:hi] = np.where(local >= 0, local + base[i], -1)
+        position = np.fromiter((p for m in metas for p in m.positions), np.int64, int(base[-1]))
+        weight = np.fromiter((w for m in metas for w in m.weights), np.float32, int(base[-1]))
+        weights = np.where(owner >= 0, weight[np.maximum(owner, 0)] if len(weight) else 0.0, 0.0).astype(np.float32)
+        tokens = np.bincount(owner[owner >= 0], minlength=int(base[-1]))
+        return cls(owner, weights, starts, base, position, weight, tokens)
+
+    def count(self, sequence: int, cut: int | None) -> None:
+        """Count sequence `sequence` (a rendered row's first) in the totals; `cut`: its length after truncation."""
+        self.counted.append(sequence)
+        if cut is not None:
+            start, first = int(self.starts[sequence]), int(self.base[sequence])
+            owner = self.owner[start : start + cut]
+            n_spans = int(self.base[sequence + 1]) - first
+            self.tokens[first : first + n_spans] = np.bincount(owner[owner >= 0] - first, minlength=n_spans)
+
+    def totals(self, metas: list[Sequence]) -> dict[str, Any]:
+        """The counted sequences' trained tokens per role and assistant-turn position (`empty_turns`' shape)."""
+        out = empty_turns()
+        if not self.counted:
+            return out
+        rows = np.asarray(self.counted, np.int64)
+        spans = np.concatenate([np.arange(self.base[i], self.base[i + 1]) for i in rows]).astype(np.int64)
+        tokens, position = self.tokens[spans], self.position[spans]
+        chat = position >= 0
+        out["by_role"]["assistant"] = int(tokens[chat].sum())
+        out["by_role"]["text"] = int(tokens[~chat].sum())
+        last = len(TURN_BUCKETS) - 1
+        bucket = np.minimum(position[chat], last)
+        size = len(TURN_BUCKETS)
+        per_bucket = np.bincount(bucket, weights=tokens[chat], minlength=size)
+        trained_turns = np.bincount(bucket, weights=tokens[chat] > 0, minlength=size)
+        weight = np.bincount(bucket, weights=tokens[chat] * self.weight[spans][chat].astype(np.float64), minlength=size)
+        turns = np.fromiter((metas[i].assistant_turns for i in rows), np.int64, len(rows))
+        for b, name in enumerate(TURN_BUCKETS):
+            cell = out["by_turn"][name]
+            cell["turns"] = int((turns > b).sum()) if b < last else int(np.maximum(turns - last, 0).sum())
+            cell["trained_turns"] = int(trained_turns[b])
+            cell["tokens"] = int(per_bucket[b])
+            cell["weight"] = float(weight[b])
+        return out
+
+
+def span_owners(tok: Any, text: str, spans: list[tuple[int, int]], ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """For each token of one sequence, the index of the trained span it trains in (-1: not trained).
+
+    The k-th run of trained tokens is span k when there are as many runs as spans (`Owners.of` does this for a
+    whole batch at once). Where that does not hold (one token reaching into two spans joins their runs; a span
+    of whitespace a header token swallowed has none) the tokenizer's own character offsets decide, span by
+    span, with the rule of `labels.token_labels`.
+    """
+    owner = np.full(len(mask), -1, np.int32)
+    trained = np.flatnonzero(mask)
+    if not len(trained):
+        return owner
+    breaks = np.flatnonzero(np.diff(trained) > 1) + 1
+    if len(breaks) + 1 == len(spans):
+        owner[trained] = np.repeat(np.arange(len(spans), dtype=np.int32), np.diff(np.r_[0, breaks, len(trained)]))
+        return owner
+    encoded = tok(text, add_special_tokens=False, return_offsets_mapping=True)
+    offsets = [tuple(o) for o in encoded["offset_mapping"]]
+    if list(encoded["input_ids"]) != ids.tolist():  # the ids came from tiktoken and differ: keep the run order
+        owner[trained] = np.minimum(np.cumsum(np.r_[1, np.diff(trained) > 1]) - 1, len(spans) - 1)
+        return owner
+    for k in range(len(spans) - 1, -1, -1):  # the earliest span wins a token two spans share
+        inside = np.asarray(token_labels(offsets, [spans[k]]), dtype=bool) & mask
+        owner[inside] = k
+    return owner
 
 
 def _timeout(target: LoadedTarget, options: RenderOptions) -> str:
@@ -244,12 +409,13 @@ def _timeout(target: LoadedTarget, options: RenderOptions) -> str:
 
 def _fit(
     row: dict[str, Any],
-    labelled: list[tuple[np.ndarray, np.ndarray]],
+    labelled: list[tuple[np.ndarray, np.ndarray, np.ndarray]],
     options: RenderOptions,
     columns: dict[str, list[Any]],
 ) -> dict[str, Any] | None:
-    """Apply the overflow policy to a row's sequences and append it to `columns`; a problem if it is dropped."""
-    n_tokens = max(len(ids) for ids, _ in labelled)
+    """Apply the overflow policy to a row's sequences (ids, labels, loss weight per token) and append it to
+    `columns`; a problem if it is dropped."""
+    n_tokens = max(len(ids) for ids, _, _ in labelled)
     truncated = n_tokens > options.max_length
     if truncated and options.overflow in ("drop", "error"):
         reason = "overflow" if options.overflow == "drop" else "overflow_error"
@@ -261,13 +427,14 @@ def _fit(
             "message": f"{n_tokens} tokens > max_length {options.max_length}{action}",
         }
     if truncated and options.overflow == "truncate":
-        labelled = [(ids[: options.max_length], labels[: options.max_length]) for ids, labels in labelled]
-    trained = [int(np.count_nonzero(labels != IGNORE)) for _, labels in labelled]
+        cut = options.max_length
+        labelled = [(ids[:cut], labels[:cut], weights[:cut]) for ids, labels, weights in labelled]
+    trained = [int(np.count_nonzero(labels != IGNORE)) for _, labels, _ in labelled]
     if min(trained) == 0:
         why = "truncation left no trained tokens" if truncated else "no token of the row is trained"
         return {"id": row["id"], "reason": "no_trained_tokens", "message": why}
-    ids, labels = labelled[0]
-    rejected = labelled[1] if len(labelled) > 1 else (None, None)
+    ids, labels, weights = labelled[0]
+    rejected = labelled[1][:2] if len(labelled) > 1 else (None, None)
     columns["id"].append(row["id"])
     columns["source"].append(row["source"])
     columns["kind"].append(row["kind"])
@@ -280,6 +447,7 @@ def _fit(
     columns["n_trained"].append(trained[0])
     columns["n_prompt"].append(int(np.argmax(labels != IGNORE)))
     columns["truncated"].append(bool(truncated and options.overflow == "truncate"))
+    columns["loss_weights"].append(weights if options.train_on == "weighted" else None)
     return None
 
 
@@ -452,48 +620,70 @@ def _row_sequences(
     eot: str | None,
     history: bool | None,
     tail: Tail | None = None,
-) -> tuple[list[tuple[str, list[tuple[int, int]]]], set[str]]:
-    """The row's sequences as (text, trained character spans), and notes: one sequence, or two for a
-    preference pair (prompt + chosen, prompt + rejected)."""
+) -> tuple[list[Sequence], set[str]]:
+    """The row's sequences (text, trained character spans, their weights and turn positions) and notes: one
+    sequence, or two for a preference pair (prompt + chosen, prompt + rejected)."""
     kind = row["kind"]
     if kind == "pretrain":
         # Documents are framed as the tokenizer frames plain text (BOS only where its post-processor adds one,
         # as Llama's and Mistral's do), then EOS so the model learns where a document ends.
         text = (tok.bos_token if _adds_bos(tok) else "") + (row["text"] or "") + (tok.eos_token or "")
-        return [(text, [(0, len(text))])], set()
+        return [Sequence(text, [(0, len(text))], [1.0], [-1])], set()
     tools = openai_tools(row["tools"]) if row.get("tools") else None
     render = _renderer(tok, tools, options)
     messages = chat_messages(row, options.reasoning)
-    if kind == "preference":
-        sequences, notes = [], set()
-        for side in ("chosen", "rejected"):
-            completion = _chat(row[side] or (), options.reasoning, side)
-            spans = derive(
-                render,
-                messages + completion,
-                options.train_on,
-                eot,
-                first=len(messages),
-                history_stable=history,
-                untrained=_untrained([*(row["messages"] or ()), *(row[side] or ())]),
-                tail=tail,
-                unrendered=options.unrendered,
+    sequences, notes = [], set()
+    for side in ("chosen", "rejected") if kind == "preference" else (None,):
+        canonical = [*(row["messages"] or ()), *((row[side] or ()) if side else ())]
+        _check_weights(canonical, row, side)
+        completion = _chat(row[side] or (), options.reasoning, side) if side else []
+        first = len(messages) if side else 0
+        train_on = "last" if kind == "kto" else options.train_on  # kto: the completion is the last turn
+        spans = derive(
+            render,
+            messages + completion,
+            train_on,
+            eot,
+            first=first,
+            history_stable=history,
+            untrained=_untrained(canonical),
+            tail=tail,
+            unrendered=options.unrendered,
+            first_n=options.first_n,
+        )
+        turn_of = [i for i, m in enumerate(canonical) if m["role"] == "assistant" and i >= first]
+        weights = [_weight(canonical[k]) for k in spans.turns]
+        if train_on != "weighted" and any(w != 1.0 for w in weights):
+            notes.add("fractional_weight_ignored")  # trained at full weight: only `weighted` scales the loss
+            weights = [1.0] * len(weights)
+        positions = [turn_of.index(k) for k in spans.turns]
+        sequences.append(Sequence(spans.text, spans.trained, weights, positions, len(turn_of)))
+        notes |= spans.notes
+    return sequences, notes
+
+
+def _weight(message: dict[str, Any]) -> float:
+    """A message's loss weight as a float; a null weight is 1.0 (the turn trains as usual)."""
+    weight = message.get("weight")
+    return 1.0 if weight is None else float(weight)
+
+
+def _check_weights(messages, row: dict[str, Any], side: str | None) -> None:
+    """SpanError `invalid_loss_weight` naming the field of the first negative or non-finite message weight.
+
+    The convert stage already rejects NaN and infinite weights of every source; `dataforge render` on a file
+    and negative weights (which no format forbids) reach here. A negative weight would train the model away
+    from the reply, and NaN has no meaning: neither is guessed at."""
+    base = len(row["messages"] or ())
+    for i, m in enumerate(messages):
+        weight = m.get("weight")
+        if weight is not None and (not math.isfinite(weight) or weight < 0):
+            where = f"messages[{i}].weight" if i < base else f"{side}[{i - base}].weight"
+            raise SpanError(
+                "invalid_loss_weight",
+                f"{where} is {weight!r}: a loss weight must be a finite number >= 0 (0 = not trained)",
+                field=where,
             )
-            sequences.append((spans.text, spans.trained))
-            notes |= spans.notes
-        return sequences, notes
-    train_on = "last" if kind == "kto" else options.train_on  # kto: the completion is the last turn
-    spans = derive(
-        render,
-        messages,
-        train_on,
-        eot,
-        history_stable=history,
-        untrained=_untrained(row["messages"] or ()),
-        tail=tail,
-        unrendered=options.unrendered,
-    )
-    return [(spans.text, spans.trained)], spans.notes
 
 
 def _untrained(messages) -> frozenset[int]:

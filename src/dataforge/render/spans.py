@@ -56,6 +56,7 @@ class Spans:
     text: str
     trained: list[tuple[int, int]]
     notes: set[str] = field(default_factory=set)  # template checks that fired for this row
+    turns: list[int] = field(default_factory=list)  # the message index of each span in `trained`
 
 
 @dataclass(frozen=True)
@@ -132,14 +133,30 @@ def prompt_tail(render: Render, special_tokens: list[str] = ()) -> Tail | None:
 
 
 def assistant_turns(
-    messages: list[dict[str, Any]], train_on: str, first: int = 0, untrained: frozenset[int] = frozenset()
+    messages: list[dict[str, Any]],
+    train_on: str,
+    first: int = 0,
+    untrained: frozenset[int] = frozenset(),
+    first_n: int | None = None,
 ) -> list[int]:
-    """Indices of the assistant messages to train (from index `first` on): all of them but the `untrained`
-    ones (loss weight 0), or the last one, unless it is untrained (then none: `train_on: last` never moves
-    to an earlier turn)."""
+    """Indices of the assistant messages to train, counting assistant turns from index `first` on (a preference
+    row's completion starts there):
+
+    - `all` and `weighted`: every one of them but the `untrained` ones (loss weight 0);
+    - `last`: the last one, unless it is untrained (then none: `last` never moves to an earlier turn);
+    - `first_n`: the first `first_n` of them, less the untrained ones. A turn of weight 0 still counts as one
+      of the N (it is the N-th reply of the conversation whether it trains or not), so the trained set never
+      reaches past the N-th turn.
+    """
     turns = [i for i, m in enumerate(messages) if m["role"] == "assistant" and i >= first]
     if train_on == "last":
         turns = turns[-1:]
+    elif train_on == "first_n":
+        if first_n is None or first_n < 1:
+            raise ValueError("train_on: first_n needs first_n >= 1")
+        turns = turns[:first_n]
+    elif train_on not in ("all", "weighted"):
+        raise ValueError(f"unknown train_on {train_on!r}")
     return [i for i in turns if i not in untrained]
 
 
@@ -157,6 +174,7 @@ def derive(
     untrained: frozenset[int] = frozenset(),
     tail: Tail | None = None,
     unrendered: dict[str, str] | None = None,
+    first_n: int | None = None,
 ) -> Spans:
     """The rendered text and trained character spans for `messages`, or SpanError saying why not.
 
@@ -166,17 +184,20 @@ def derive(
     (the default) or "keep" (train what is rendered, with a note). `history_stable` is the template's answer to
     "does a conversation cut after an assistant turn render as a prefix of the whole?", probed once per
     template (`history_stable`): a row with more than one trained turn gets the `prefix_unstable_history` note
-    when it is False. None probes this row instead (more renders).
+    when it is False. None probes this row instead (more renders). `train_on` and `first_n` choose the turns
+    (`assistant_turns`); `Spans.turns` says which message each trained span is.
     """
     policy = {**REJECT_ALL, **(unrendered or {})}
     text = render(messages, False)
-    turns = assistant_turns(messages, train_on, first, untrained)
+    turns = assistant_turns(messages, train_on, first, untrained, first_n)
     if not turns:
-        last_untrained = train_on == "last" and any(
-            m["role"] == "assistant" and i >= first for i, m in enumerate(messages)
-        )
-        if last_untrained:
+        some = any(m["role"] == "assistant" and i >= first for i, m in enumerate(messages))
+        if some and train_on == "last":
             raise SpanError("no_trained_tokens", "train_on: last and the last assistant turn has loss weight 0")
+        if some and train_on == "first_n":
+            raise SpanError(
+                "no_trained_tokens", f"train_on: first_n and the first {first_n} assistant turn(s) have loss weight 0"
+            )
         return Spans(text, [], set())
     if tail is None:
         tail = prompt_tail(render)
@@ -216,17 +237,19 @@ def derive(
         expected.setdefault(msg, set()).add(element)
     notes: set[str] = set()
     spans = []
+    owners = []
     for k in turns:
         start, end = _turn_span(
             render, messages, text, k, elements, regions_of, expected.get(k, set()), eot, tail, policy, notes
         )
         if start is not None:
             spans.append((start, end))
+            owners.append(k)
     if len(spans) > 1:
         stable = _closed_prefix_stable(render, messages, text, turns) if history_stable is None else history_stable
         if not stable:
             notes.add("prefix_unstable_history")
-    return Spans(text, spans, notes)
+    return Spans(text, spans, notes, owners)
 
 
 def _turn_span(

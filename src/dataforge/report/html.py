@@ -221,6 +221,17 @@ def templates_section(report: dict[str, Any]) -> str:
         ]
         rows += [[f"row note: {note}", f"{n:,} row(s)"] for note, n in (checks.get("row_notes") or {}).items()]
         rows += [[f"dropped: {reason}", f"{n:,} row(s)"] for reason, n in stats["dropped_by_reason"].items()]
+        loss = stats.get("loss")
+        if loss:
+            rows.append(["train_on", loss["train_on"] + (f" (first_n: {loss['first_n']})" if loss["first_n"] else "")])
+            rows += [[f"trained tokens, {role}", f"{n:,}"] for role, n in loss["by_role"].items()]
+            rows += [
+                [
+                    f"assistant turn {bucket}",
+                    f"{c['trained_turns']:,} of {c['turns']:,} trained, {c['tokens']:,} tokens",
+                ]
+                for bucket, c in loss["by_turn"].items()
+            ]
         verdict = (
             f'<p class="fail">Problems: {escape("; ".join(problems))}</p>'
             if problems

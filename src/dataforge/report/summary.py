@@ -309,6 +309,8 @@ def render_section(name: str, stats: dict[str, Any]) -> list[str]:
             else "; rendered text round-trips through encode/decode"
         ),
     ]
+    if stats.get("loss"):
+        out += ["", *loss_lines(stats["loss"], checks["row_notes"]), ""]
     if stats.get("pack"):
         from ..pack import summary_lines
 
@@ -318,6 +320,45 @@ def render_section(name: str, stats: dict[str, Any]) -> list[str]:
     for reason, n in stats["dropped_by_reason"].items():
         out.append(f"- dropped, {text(reason)}: {n:,} row(s)")
     out += [f"- expected for this template (not failing): {text(e)}" for e in template_expected(stats, name)]
+    return out
+
+
+_ORDINALS = {"1": "1st", "2": "2nd", "3": "3rd", "4+": "4th and later"}
+
+
+def loss_lines(loss: dict[str, Any], row_notes: dict[str, int]) -> list[str]:
+    """The "Loss per turn" lines of a render target: its `train_on`, trained tokens per role, and a table of
+    trained tokens per assistant-turn position (with the mean loss weight under `train_on: weighted`)."""
+    mode = f"`train_on: {loss['train_on']}`" + (f" (`first_n: {loss['first_n']}`)" if loss.get("first_n") else "")
+    roles = loss["by_role"]
+    total = sum(roles.values())
+    parts = [f"{role} {n:,} ({n / total:.1%})" for role, n in roles.items() if n] if total else ["none"]
+    weighted = loss["train_on"] == "weighted"
+    out = [
+        "### Loss per turn",
+        "",
+        f"{mode}. Trained tokens by role: {', '.join(parts)}.",
+        "",
+        "| assistant turn | turns | trained turns | trained tokens | share |" + (" mean weight |" if weighted else ""),
+        "|---|--:|--:|--:|--:|" + ("--:|" if weighted else ""),
+    ]
+    assistant = roles.get("assistant", 0)
+    for bucket, cell in loss["by_turn"].items():
+        share = f"{cell['tokens'] / assistant:.1%}" if assistant else "–"
+        line = (
+            f"| {_ORDINALS.get(bucket, bucket)} | {cell['turns']:,} | {cell['trained_turns']:,} | "
+            f"{cell['tokens']:,} | {share} |"
+        )
+        if weighted:
+            line += f" {cell['weight'] / cell['tokens']:.3f} |" if cell["tokens"] else " – |"
+        out.append(line)
+    ignored = row_notes.get("fractional_weight_ignored", 0)
+    if ignored:
+        out += [
+            "",
+            f"**{ignored:,} row(s) have a fractional loss weight (0 < w < 1 or w > 1) on a trained turn; under "
+            f"{mode} it trains at full weight** — set `train_on: weighted` to scale those turns' loss by their weight.",
+        ]
     return out
 
 

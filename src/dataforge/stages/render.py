@@ -19,12 +19,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from ..engine.shards import Finished, Sharded, ShardResult, ShardTask
+from ..engine.shards import Finished, Sharded, ShardResult, ShardTask, sum_stats
 from ..errors import DataError
 from ..pack import TOO_LONG_REASON, PackError, merge_stats, pack_rendered
 from ..recipe import RenderTarget
 from ..rejects import REJECTS_SCHEMA, Outcome
-from ..render.engine import Rendered, RenderOptions, render_rows, template_checks
+from ..render.engine import Rendered, RenderOptions, empty_turns, render_rows, template_checks
 from ..render.spans import SpanError
 from ..render.target import LoadedTarget
 from ..render.workers import RenderWorkers, WorkerDied
@@ -36,7 +36,8 @@ from .base import Progress, StageInput
 # 6: template_timeout / template_output_too_large rejects; tool-call arguments parsed depth-bounded
 # 7: length histograms scaled to the data (max_length far beyond is marked at the edge)
 # 8: `pack:` packs the rendered rows (packed_train/packed_val, too_long_to_pack rejects)
-VERSION = 8
+# 9: train_on first_n / weighted (`loss_weights`), invalid_loss_weight rejects, trained tokens per turn
+VERSION = 9
 BATCH = 512
 # Starting a worker (spawn, import, unpickle the tokenizer) costs ~1.5 s: below this many rows one process wins.
 PARALLEL_MIN_ROWS = 20_000
@@ -50,6 +51,7 @@ def options_of(spec: RenderTarget) -> RenderOptions:
         max_length=spec.max_length,
         overflow=spec.overflow,
         train_on=spec.train_on,
+        first_n=spec.first_n,
         reasoning=spec.reasoning,
         chat_template_kwargs=dict(spec.chat_template_kwargs),
         unrendered_tool_calls=spec.unrendered.tool_calls,
@@ -87,9 +89,27 @@ def render_split(
     batch_rows: int = BATCH,
 ):
     """(rendered table, dropped rows as rejects, notes) for one split, in batches of `batch_rows` rows."""
+    table, dropped, notes, _ = render_split_counted(
+        examples, target, options, progress, what, workers, min_rows_parallel, batch_rows
+    )
+    return table, dropped, notes
+
+
+def render_split_counted(
+    examples: pa.Table,
+    target: LoadedTarget,
+    options: RenderOptions,
+    progress: Progress,
+    what: str,
+    workers: int = 1,
+    min_rows_parallel: int = PARALLEL_MIN_ROWS,
+    batch_rows: int = BATCH,
+):
+    """`render_split`, and the rendered rows' trained tokens per role and turn (`engine.empty_turns`)."""
     rendered: list[pa.Table] = []
     dropped: list[dict[str, Any]] = []
     notes: Counter[str] = Counter()
+    turns = empty_turns()
     total = examples.num_rows
     done = 0
     try:
@@ -100,6 +120,7 @@ def render_split(
             dropped += [_dropped(rows[p["id"]], p, target.name) for p in result.problems]
             rendered.append(result.table)
             notes.update(result.notes)
+            turns = sum_stats([turns, result.turns])
     except SpanError as exc:
         # Only a missing template is fixed by `chat_template:`; a template that fails on the conversation
         # dataforge probes it with needs the template looked at, or replaced.
@@ -124,7 +145,7 @@ def render_split(
         ) from None
     progress(total, total, what)
     table = pa.concat_tables(rendered) if rendered else render_rows([], target, options).table
-    return table, dropped, notes
+    return table, dropped, notes, turns
 
 
 def _dropped(row: dict[str, Any], problem: dict[str, Any], target: str) -> dict[str, Any]:
@@ -182,13 +203,14 @@ def render_stats(
     dropped: list[dict[str, Any]],
     notes: Counter[str],
     counts: dict[str, dict[str, int]],
+    turns: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     n_tokens = both["n_tokens"].to_numpy()
     over = np.flatnonzero(n_tokens > spec.max_length)
     overflow_dropped = [d["example_id"] for d in dropped if d["reason"] in ("overflow", "overflow_error")]
     over_lengths = [d["n_tokens"] for d in dropped if d.get("n_tokens")]
     over_sources = [d["source"] for d in dropped if d.get("n_tokens")]
-    return {
+    stats = {
         "target": {
             "tokenizer": target.source,
             "revision": spec.revision,
@@ -228,6 +250,23 @@ def render_stats(
             ),
         },
     }
+    if turns is not None:  # counted by the shards (`render_split_counted`); `dataforge render` passes none yet
+        stats["loss"] = loss_stats(spec, turns)
+    return stats
+
+
+def loss_stats(spec: RenderTarget, turns: dict[str, Any]) -> dict[str, Any]:
+    """The report's "Loss per turn": the target's turn policy and its rendered rows' trained tokens per role and
+    per assistant-turn position (`engine.empty_turns`, summed over every shard of train and val). Rows that
+    packing later leaves out (`too_long_to_pack`) are counted here, as rendered; the packing line says how many
+    trained tokens they held."""
+    by_turn = {bucket: {**cell, "weight": round(float(cell["weight"]), 4)} for bucket, cell in turns["by_turn"].items()}
+    return {
+        "train_on": spec.train_on,
+        "first_n": spec.first_n,
+        "by_role": dict(turns["by_role"]),
+        "by_turn": by_turn,
+    }
 
 
 # --- render over shards (DESIGN.md seam 3) ----------------------------------------------------------------------
@@ -251,11 +290,19 @@ def render_shard(params: RenderParams, task: ShardTask) -> dict[str, Any]:
 
     split = task.meta["split"]
     examples = pq.read_table(task.inputs["in"])
-    table, dropped, notes = render_split(examples, params.target, options_of(params.spec), quiet, split, workers=1)
+    table, dropped, notes, turns = render_split_counted(
+        examples, params.target, options_of(params.spec), quiet, split, workers=1
+    )
     out = Path(task.out)
     write_parquet(table, out / f"{split}.parquet")
     write_parquet(pa.Table.from_pylist(dropped, schema=DROPPED_SCHEMA), out / "dropped.parquet")
-    return {"split": split, "in": examples.num_rows, "rendered": table.num_rows, "notes": dict(sorted(notes.items()))}
+    return {
+        "split": split,
+        "in": examples.num_rows,
+        "rendered": table.num_rows,
+        "notes": dict(sorted(notes.items())),
+        "turns": turns,
+    }
 
 
 def render_tasks(split_stage: str):
@@ -285,6 +332,7 @@ def render_finish(split_stage: str, spec: RenderTarget, target: LoadedTarget, in
         parts: dict[str, list[Any]] = {}
         dropped: list[dict[str, Any]] = []
         notes: Counter[str] = Counter()
+        turns = sum_stats([empty_turns(), *(r.stats["turns"] for r in results)])
         counts: dict[str, dict[str, int]] = {}
         packed: dict[str, Any] = {}
         slim: list[pa.Table] = []
@@ -327,7 +375,7 @@ def render_finish(split_stage: str, spec: RenderTarget, target: LoadedTarget, in
             if slim
             else _concat([], target, options).select(["id", "source", "n_tokens", "n_prompt", "n_trained"])
         )
-        stats = render_stats(both, spec, target, options, dropped, notes, counts)
+        stats = render_stats(both, spec, target, options, dropped, notes, counts, turns)
         if spec.pack is not None:
             stats["pack"] = {
                 **merge_stats({s: p.stats for s, p in packed.items()}),

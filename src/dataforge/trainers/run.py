@@ -50,6 +50,7 @@ class Trained:
     skipped_handoff: list[str]
     training_loss: float | None = None
     log: list[dict[str, Any]] = field(default_factory=list)
+    loss_weights: bool = False  # whether the trainer scaled each token's loss by the rows' `loss_weights`
 
 
 def section(loaded: LoadedRecipe) -> Train:
@@ -91,7 +92,9 @@ def train(loaded: LoadedRecipe, *, handoff_only: bool = False, say: Say = lambda
     )
     check_target(target, data)
     output_dir = output_dir_of(loaded, spec_train)
-    written, skipped = write_handoff(loaded, spec_train, data, target.template, output_dir / "handoff")
+    written, skipped = write_handoff(
+        loaded, spec_train, data, target.template, output_dir / "handoff", pad_token_id=target.tokenizer.pad_token_id
+    )
     rows = {"train": n_train, "val": data.rendered_rows("val", KINDS[spec_train.method]).num_rows}
     result = Trained(output_dir, rows, written, skipped)
     if handoff_only:
@@ -116,6 +119,9 @@ def _fit(
     location = model_location(spec_train, loaded.root)
     check_model_tokenizer(target, data, model_tokenizer(location, spec_train))
     method = METHODS[spec_train.method]
+    if spec.train_on == "weighted" and spec_train.method != "sft":
+        # DPO and KTO losses compare whole completions' log-probabilities; per-token weights have no place there.
+        say(f"train: {spec.name!r} renders with train_on: weighted; {spec_train.method} ignores loss_weights")
     quantization = quantization_config() if spec_train.peft.type == "qlora" else None
     config = trl_config(method.config_class(), loaded, spec, result.output_dir)
     train_set, eval_set = method.datasets(data, target)
@@ -127,6 +133,7 @@ def _fit(
     except ValueError as exc:  # trl refuses settings that contradict each other or the data (e.g. eval without val)
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise RecipeError(str(loaded.path), [f"train: trl refused the run: {first}"]) from None
+    result.loss_weights = bool(getattr(trainer, "uses_loss_weights", False))
     say(f"train: {spec_train.method} on {result.rows['train']} rows of {spec.name!r} ({spec_train.peft.type})")
     output = trainer.train()
     result.training_loss = float(output.training_loss)
@@ -177,11 +184,25 @@ def provenance(
             "files": {f: outputs.get(f) for f in files},
             "rows": result.rows,
             "untrained": untrained,
+            "train_on": data.spec.train_on,
+            "first_n": data.spec.first_n,
         },
+        "loss": loss_of(result),
         # JSON has no NaN: a diverged run records null (and the command exits 1).
         "training_loss": result.training_loss if _finite(result.training_loss) else None,
         "metrics": {k: v for k, v in metrics.items() if isinstance(v, (int, float, str))},
         "versions": library_versions(LIBRARIES),
+    }
+
+
+def loss_of(result: Trained) -> dict[str, Any]:
+    """How the run's loss treated the tokens (training.json `loss`): scaled by `loss_weights` or not, and the
+    normalisation (`sft.py` says why it is this one)."""
+    return {
+        "loss_weights": result.loss_weights,
+        "normalisation": "sum(loss_weights * cross_entropy) / trained tokens"
+        if result.loss_weights
+        else "trl's default for the method",
     }
 
 
