@@ -58,7 +58,10 @@ def default_workers() -> int:
 
 
 class WorkerDied(DataError):
-    """A worker process ended while it held a shard."""
+    """A worker process ended while it held a shard: `task` (its index, None while starting), `how` in words."""
+
+    task: int | None = None
+    how: str = ""
 
 
 def describe_exit(exitcode: int | None) -> str:
@@ -255,10 +258,12 @@ class _Pool:
             proc.join(1.0)  # a worker whose connection broke is exiting: give it a moment, to say how it ended
         how = describe_exit(proc.exitcode)
         what = f"shard {self._describe(task)}" if task is not None else "no shard (it was starting)"
-        return WorkerDied(
+        died = WorkerDied(
             f"the worker process holding {what} died ({how})",
             hint="a worker killed for memory: lower `engine.workers` or `shard_mb` in the recipe",
         )
+        died.task, died.how = task, how  # for callers that say it in their own words (`dataforge render`)
+        return died
 
     def close(self, *, kill: bool = False) -> None:
         """Stop every worker: asked first (unless `kill`), killed when it does not exit in time; never hangs."""

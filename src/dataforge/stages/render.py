@@ -19,6 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from ..engine.executor import LocalExecutor, WorkerDied
 from ..engine.shards import Finished, Sharded, ShardResult, ShardTask, sum_stats
 from ..errors import DataError
 from ..pack import TOO_LONG_REASON, PackError, merge_stats, pack_rendered
@@ -27,7 +28,6 @@ from ..rejects import REJECTS_SCHEMA, Outcome
 from ..render.engine import Rendered, RenderOptions, empty_turns, render_rows, template_checks
 from ..render.spans import SpanError
 from ..render.target import LoadedTarget
-from ..render.workers import RenderWorkers, WorkerDied
 from ..report.lengths import length_stats, suggested_max_length
 from .base import Progress, StageInput
 
@@ -74,8 +74,16 @@ def _batches(
         for batch in slices:
             yield batch, render_rows(batch.to_pylist(), target, options)
         return
-    with RenderWorkers(min(workers, len(slices)), target, options) as pool:
-        yield from zip(slices, pool.map(slices), strict=True)
+    # The engine's pool: a worker that dies fails the map at once, naming the batch it held (never a hang).
+    with LocalExecutor(min(workers, len(slices))) as pool:
+        done = pool.map(_render_batch, (target, options), slices, describe=lambda i: f"batch {i}")
+    yield from zip(slices, done, strict=True)
+
+
+def _render_batch(params: tuple[LoadedTarget, RenderOptions], batch: pa.Table) -> Rendered:
+    """One batch rendered in a worker process (the shard function of `_batches`)."""
+    target, options = params
+    return render_rows(batch.to_pylist(), target, options)
 
 
 def render_split(
@@ -135,8 +143,8 @@ def render_split_counted(
         raise DataError(f"render target {target.name!r}: {exc.message}", hint=hint) from None
     except WorkerDied as exc:
         doing = "starting"
-        if exc.batch is not None:
-            first = exc.batch * batch_rows
+        if exc.task is not None:
+            first = exc.task * batch_rows
             doing = f"rendering {what} rows {first:,}-{min(first + batch_rows, total) - 1:,}"
         raise DataError(
             f"render target {target.name!r}: a render worker process died while {doing}: {exc.how}",
