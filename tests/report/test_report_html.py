@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import struct
@@ -15,7 +16,7 @@ needs_chromium = pytest.mark.skipif(
     CHROMIUM is None, reason="headless Chromium is not installed (Debian: apt-get install -y chromium)"
 )
 SECTIONS = ("gates", "overview", "formats", "conversations", "tools", "lengths", "duplicates", "rejects",
-            "templates", "samples")  # fmt: skip
+            "quality", "templates", "samples")  # fmt: skip
 
 
 def headless(page: Path, profile: Path, *args: str) -> tuple[str, list[str]]:
@@ -71,9 +72,13 @@ def test_the_demo_report_renders_with_every_section_and_plot(demo_out, tmp_path)
     sections = dict(re.findall(r'<section id="([a-z]+)">(.*?)</section>', dom, flags=re.S))
     assert tuple(sections) == SECTIONS
     plots = {key: body.count('<figure class="plot"><svg') for key, body in sections.items()}
-    # The ledger flow; kinds; turns and roles; one length histogram per target; duplicate cluster sizes.
+    # The ledger flow; kinds; turns and roles; one length histogram per target; duplicate cluster sizes; one
+    # histogram per quality signal that measured rows.
+    signals = json.loads((demo_out / "report" / "report.json").read_text())["quality"]["signals"]
+    measured = sum(1 for s in signals if s.get("rows"))
+    assert measured >= 2  # the demo thresholds dup_line_share and measures the others
     assert plots == {**dict.fromkeys(SECTIONS, 0), "overview": 1, "formats": 1, "conversations": 2, "lengths": 1,
-                     "duplicates": 1}  # fmt: skip
+                     "duplicates": 1, "quality": measured}  # fmt: skip
     assert "max_length 160" in sections["lengths"] and "5 row(s) over" in sections["lengths"]
     assert "exact_duplicate" in sections["rejects"] and "data/raw/demo/sharegpt.jsonl:80" in sections["rejects"]
     assert "alpaca:0" in sections["samples"] and '<span class="t">' in sections["samples"]
