@@ -595,7 +595,7 @@ def render(
 
     _filter_transformers_logs()
     from .render.target import load_target
-    from .stages.render import options_of, render_split_counted, render_stats
+    from .stages.render import options_of, render_split, render_stats
 
     kept = set(keep_unrendered or [])
     if kept - {"tool_calls", "reasoning"}:
@@ -623,9 +623,7 @@ def render(
         raise UsageError(f"{problems} (options --train-on, --first-n)" if "first_n" in problems else problems) from None
     checked = check_files(input, format, _parse_columns(column))
     target = load_target("cli", template, Path.cwd())
-    table, dropped, notes, turns = render_split_counted(
-        checked.examples, target, options_of(spec), lambda *_: None, "rows"
-    )
+    table, dropped, notes, turns = render_split(checked.examples, target, options_of(spec), lambda *_: None, "rows")
     stats = render_stats(
         table,
         spec,

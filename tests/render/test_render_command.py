@@ -21,16 +21,20 @@ CALL = {
 }
 
 
-def render(tmp_path, fixture_path, *extra: str) -> subprocess.CompletedProcess[str]:
-    (tmp_path / "calls.jsonl").write_text(json.dumps(CALL) + "\n", encoding="utf-8")
-    template = str(fixture_path("templates/phi-3-mini-4k-instruct"))
+def dataforge_render(cwd, data: str, template: str, *extra: str) -> subprocess.CompletedProcess[str]:
+    """`dataforge render DATA --template TEMPLATE ...` run in `cwd`, as a user runs it."""
     return subprocess.run(
-        [sys.executable, "-m", "dataforge", "render", "calls.jsonl", "--template", template, *extra],
-        cwd=tmp_path,
+        [sys.executable, "-m", "dataforge", "render", data, "--template", template, *extra],
+        cwd=cwd,
         capture_output=True,
         text=True,
         timeout=300,
     )
+
+
+def render(tmp_path, fixture_path, *extra: str) -> subprocess.CompletedProcess[str]:
+    (tmp_path / "calls.jsonl").write_text(json.dumps(CALL) + "\n", encoding="utf-8")
+    return dataforge_render(tmp_path, "calls.jsonl", str(fixture_path("templates/phi-3-mini-4k-instruct")), *extra)
 
 
 def test_a_dropped_tool_call_rejects_the_row_unless_kept(tmp_path, fixture_path):
@@ -66,13 +70,7 @@ def test_train_on_first_n_trains_only_the_first_turns_and_says_so_per_turn(tmp_p
     template = str(fixture_path("templates/qwen2.5-instruct"))
 
     def run(*extra: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "dataforge", "render", "chat.jsonl", "--template", template, *extra],
-            cwd=tmp_path,
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
+        return dataforge_render(tmp_path, "chat.jsonl", template, *extra)
 
     every, first = run(), run("--train-on", "first_n", "--first-n", "1")
     assert every.returncode == first.returncode == 0, (every.stderr, first.stderr)

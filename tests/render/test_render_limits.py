@@ -87,7 +87,7 @@ def test_the_time_limit_is_set_per_target_in_the_recipe(traps):
     spec = RenderTarget(name="traps", tokenizer=str(DEMO), template_timeout_s=0.25)
     assert options_of(spec).template_timeout_s == 0.25
     assert RenderTarget(name="t", tokenizer="x").template_timeout_s == 10.0
-    rendered, dropped, _ = render_split(
+    rendered, dropped, _, _ = render_split(
         table(qa("s", 0, "LOOP", "a"), qa("s", 1, "ok", "b")), traps, options_of(spec), quiet, "train"
     )
     assert rendered["id"].to_pylist() == ["s:1"]

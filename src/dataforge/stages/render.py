@@ -96,24 +96,8 @@ def render_split(
     min_rows_parallel: int = PARALLEL_MIN_ROWS,
     batch_rows: int = BATCH,
 ):
-    """(rendered table, dropped rows as rejects, notes) for one split, in batches of `batch_rows` rows."""
-    table, dropped, notes, _ = render_split_counted(
-        examples, target, options, progress, what, workers, min_rows_parallel, batch_rows
-    )
-    return table, dropped, notes
-
-
-def render_split_counted(
-    examples: pa.Table,
-    target: LoadedTarget,
-    options: RenderOptions,
-    progress: Progress,
-    what: str,
-    workers: int = 1,
-    min_rows_parallel: int = PARALLEL_MIN_ROWS,
-    batch_rows: int = BATCH,
-):
-    """`render_split`, and the rendered rows' trained tokens per role and turn (`engine.empty_turns`)."""
+    """(rendered table, dropped rows as rejects, notes, trained tokens per role and turn (`engine.empty_turns`))
+    for one split, in batches of `batch_rows` rows."""
     rendered: list[pa.Table] = []
     dropped: list[dict[str, Any]] = []
     notes: Counter[str] = Counter()
@@ -258,7 +242,7 @@ def render_stats(
             ),
         },
     }
-    if turns is not None:  # counted by the shards (`render_split_counted`); `dataforge render` passes none yet
+    if turns is not None:  # counted by the shards (`render_split`); `dataforge render` passes none yet
         stats["loss"] = loss_stats(spec, turns)
     return stats
 
@@ -298,7 +282,7 @@ def render_shard(params: RenderParams, task: ShardTask) -> dict[str, Any]:
 
     split = task.meta["split"]
     examples = pq.read_table(task.inputs["in"])
-    table, dropped, notes, turns = render_split_counted(
+    table, dropped, notes, turns = render_split(
         examples, params.target, options_of(params.spec), quiet, split, workers=1
     )
     out = Path(task.out)
