@@ -3,9 +3,12 @@
 `part_keys` is a shard function (`fn(params, task)`): it reads ONE Parquet part of canonical Example rows and
 writes into the work folder, for every row, the keys the global steps need and nothing more:
 
-- `keys/<i>.npz`: exact digest (16 bytes), rank keys for the keep policy (exact step and near step), kind and
-  source codes (local to the part; the part's dictionaries are returned), the signature's `empty` flag, and
-  the part's best match in each decontamination file (reference row, similarity);
+- `keys/<i>.npz`: kind and source codes (local to the part; the part's dictionaries are returned), the near
+  step's rank key for the keep policy, the signature's `empty` flag, and the part's best match in each
+  decontamination file (reference row, similarity); each is read alone, when a global step needs it;
+- `exact/<i>.{digest,key,pos,off}.npy`: every row's exact digest (16 bytes), its rank key for the keep policy and
+  its global position, ordered by digest partition (first 8 digest bytes % P); `off` gives each partition's
+  slice, so the exact step runs partition by partition and no process holds every digest;
 - `sig/<i>.npy`: the MinHash signatures (uint64 [rows, num_perm]), memory-mapped later to read only the rows
   of candidate pairs;
 - `text/<i>.{bytes,off}.npy`: the normalised compared texts (UTF-8 bytes and offsets), memory-mapped later to
@@ -87,7 +90,8 @@ class KeyParams:
     settings: NearSettings | None  # signatures (None: neither near dedup nor decontamination)
     band_shape: tuple[int, int] | None  # (bands, rows per band): band keys for near dedup (None: none)
     near_rank: bool  # a rank key for the near step (its `longest` measures the compared fields)
-    partitions: int
+    partitions: int  # band-key partitions
+    exact_partitions: int = 1  # digest partitions
     references: tuple[Reference, ...] = ()
 
 
@@ -148,6 +152,24 @@ def read_texts(paths: tuple[Path, Path], rows: np.ndarray) -> pa.Array:
     at = np.repeat(lo - out[:-1], lengths) + np.arange(int(out[-1]))
     data = mapped(paths[0])[at] if len(at) else np.zeros(0, np.uint8)
     return pa.LargeStringArray.from_buffers(len(rows), pa.py_buffer(out), pa.py_buffer(np.ascontiguousarray(data)))
+
+
+def exact_paths(work: Path, index: int) -> tuple[Path, Path, Path, Path]:
+    """(digests, rank keys, global positions, partition offsets) of a part's rows, ordered by digest partition."""
+    folder = work / "exact"
+    return tuple(folder / f"{index}.{name}.npy" for name in ("digest", "key", "pos", "off"))  # type: ignore[return-value]
+
+
+def write_exact_keys(digest: np.ndarray, key: np.ndarray, start: int, paths, parts: int) -> None:
+    """Digests (S16), rank keys and global positions ordered by digest partition (stable: a partition's rows stay
+    in position order), and each partition's offsets."""
+    head = np.ascontiguousarray(digest).view(U64).reshape(-1, 2)[:, 0] if len(digest) else np.zeros(0, U64)
+    partition = (head % U64(parts)).astype(np.int64)
+    order = np.argsort(partition, kind="stable")
+    offsets = np.searchsorted(partition[order], np.arange(parts + 1))
+    pos = np.arange(len(digest), dtype=np.int64) + start
+    for path, array in zip(paths, (digest[order], key[order], pos[order], offsets), strict=True):
+        np.save(path, array)
 
 
 def band_paths(work: Path, index: int) -> tuple[Path, Path, Path]:
@@ -214,8 +236,9 @@ def part_keys(params: KeyParams, task: KeyTask) -> PartKeys:
     source, sources = _codes(table["source"])
     out: dict[str, np.ndarray] = {"kind": kind, "source": source}
     if params.exact:
-        out["digest"] = digests(row_text(table)) if n else np.zeros(0, "S16")
-        out["exact_key"] = rank_key(table, params.keep, params.quality_field)
+        digest = digests(row_text(table)) if n else np.zeros(0, "S16")
+        key = rank_key(table, params.keep, params.quality_field)
+        write_exact_keys(digest, key, task.start, exact_paths(task.work, task.index), params.exact_partitions)
     if params.settings is not None:
         raw = field_text(table, params.near.fields) if n else pa.array([], pa.string())
         texts = normalised(raw, params.near) if n else raw
@@ -262,7 +285,7 @@ def prepare_references(files, root, near: NearDedup | None, settings: NearSettin
 
 def make_folders(work: Path) -> None:
     """The work folder's subfolders (key files, signatures, texts, band keys, outputs)."""
-    for name in ("keys", "sig", "text", "bands", "out"):
+    for name in ("keys", "exact", "sig", "text", "bands", "out"):
         (work / name).mkdir(parents=True, exist_ok=True)
 
 
@@ -280,6 +303,16 @@ def _rows_by_part(rows: np.ndarray, starts: np.ndarray):
     for k in np.unique(part).tolist():
         at = np.flatnonzero(part == k)
         yield k, rows[at] - starts[k], at
+
+
+def key_values(work: Path, starts: np.ndarray, name: str, rows: np.ndarray) -> np.ndarray:
+    """Member `name` of the parts' key files at `rows` (sorted global positions; the last axis is rows), reading one
+    part's member at a time."""
+    chunks = []
+    for k, local, _ in _rows_by_part(rows, starts):
+        with np.load(key_path(work, k)) as keys:
+            chunks.append(keys[name][..., local])
+    return np.concatenate(chunks, axis=-1) if chunks else np.zeros(0)
 
 
 def fetch_ids(parts: list[Path], starts: np.ndarray, rows: np.ndarray) -> dict[int, str]:

@@ -16,7 +16,7 @@ import pyarrow as pa
 
 from .candidates import LARGE_GROUP, _pairs_in_groups
 from .keys import mapped, read_texts
-from .near import Clusters, NearSettings, similarities
+from .near import NearSettings, similarities
 from .signatures import Signatures, distinct
 
 # Band-key entries per partition: partitions are sorted in memory one at a time (16 bytes an entry).
@@ -211,20 +211,6 @@ def verify_all(executor, params: VerifyParams, pairs: np.ndarray, what: str) -> 
 # ---------------------------------------------------------------- decisions on id-level arrays
 
 
-def exact_keepers(keys: np.ndarray, rank_key: np.ndarray) -> np.ndarray:
-    """int64 [n]: the kept row of each row's digest group, lowest (rank key, position) winning.
-
-    `dedup_exact.exact_duplicates` on digests instead of a table (it could call this with `digests(...)`)."""
-    n = len(keys)
-    _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
-    inverse = inverse.reshape(-1)
-    order = np.lexsort((np.arange(n), rank_key, inverse))
-    starts = np.concatenate(([True], inverse[order][1:] != inverse[order][:-1]))
-    best = np.empty(len(first), dtype=np.int64)
-    best[inverse[order][starts]] = order[starts]
-    return best[inverse]
-
-
 def keeper_similarity(dup, kept, edges, edge_sim, n: int, verify) -> np.ndarray:
     """Similarity of each removed row to its keeper: the verified edge's when they were compared, `verify`
     (pairs → similarities) otherwise. `near._to_keeper` with the comparison passed in (it could call this)."""
@@ -242,38 +228,86 @@ def keeper_similarity(dup, kept, edges, edge_sim, n: int, verify) -> np.ndarray:
     return out
 
 
-def clusters_from_edges(n: int, edges: np.ndarray, edge_sim: np.ndarray, rank: np.ndarray, pairs: int, verify):
-    """`near.Clusters` from verified edges: components, keeper = lowest rank then row, clusters numbered by
-    keeper row. The second half of `near.near_duplicates` (which could call this with its own `verify`)."""
+@dataclass(frozen=True)
+class ExactParams:
+    """Every part's `keys.exact_paths` files."""
+
+    files: list[tuple[Path, Path, Path, Path]]
+
+
+def exact_partition(params: ExactParams, p: int) -> np.ndarray:
+    """Shard function: int64 [m, 2] (removed row, its keeper) global positions of digest partition `p`: in each
+    group of equal digests the lowest (rank key, position) is kept, as `dedup_exact.exact_duplicates` keeps.
+
+    A partition holds whole digest groups, so the partitions' answers together are the whole corpus's."""
+    digest, key, pos = [], [], []
+    for digest_file, key_file, pos_file, off_file in params.files:
+        off = np.load(off_file)
+        lo, hi = int(off[p]), int(off[p + 1])
+        if hi > lo:
+            digest.append(np.load(digest_file, mmap_mode="r")[lo:hi])
+            key.append(np.load(key_file, mmap_mode="r")[lo:hi])
+            pos.append(np.load(pos_file, mmap_mode="r")[lo:hi])
+    if not digest:
+        return np.zeros((0, 2), np.int64)
+    halves = np.ascontiguousarray(np.concatenate(digest)).view(np.uint64).reshape(-1, 2)
+    positions = np.concatenate(pos)
+    order = np.lexsort((positions, np.concatenate(key), halves[:, 1], halves[:, 0]))
+    ordered = halves[order]
+    first = np.concatenate(([True], (ordered[1:] != ordered[:-1]).any(axis=1)))
+    kept = positions[order][first][np.cumsum(first) - 1]
+    return np.stack((positions[order][~first], kept[~first]), axis=1)
+
+
+@dataclass
+class SparseClusters:
+    """Near-duplicate clusters over n rows, held for the rows in clusters only (`near.Clusters` keeps every row)."""
+
+    n: int
+    rows: np.ndarray  # int64 [m]: the rows in some cluster, sorted
+    label: np.ndarray  # int64 [m]: cluster number (clusters numbered by keeper row)
+    keeper: np.ndarray  # int64 [m]: the kept row of the row's cluster (the row itself when kept)
+    similarity: np.ndarray  # float64 [m]: similarity to the keeper (1.0 for keepers)
+    pairs: int  # candidate pairs examined
+    edges: np.ndarray  # int64 [verified, 2]: the candidate pairs at or above the threshold (i < j)
+
+    @property
+    def verified(self) -> int:
+        return len(self.edges)
+
+    @property
+    def removed(self) -> np.ndarray:
+        """bool [m]: which of `rows` are removed (not their cluster's keeper)."""
+        return self.keeper != self.rows
+
+    def at(self, rows: np.ndarray) -> np.ndarray:
+        """Indices into `self.rows` of `rows` (each in some cluster)."""
+        return np.searchsorted(self.rows, rows)
+
+
+def clusters_from_edges(n: int, edges: np.ndarray, edge_sim: np.ndarray, key_of, pairs: int, verify) -> SparseClusters:
+    """Clusters from verified edges over n rows: components, keeper = lowest (key, row), clusters numbered by
+    keeper row. The second half of `near.near_duplicates` (which could call this), on the rows in edges only:
+    `key_of(rows)` gives the rank keys of some rows (sorted), so no array of n keys or labels is ever built."""
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import connected_components
 
-    label = np.full(n, -1, dtype=np.int64)
-    keeper = np.full(n, -1, dtype=np.int64)
-    similarity = np.full(n, np.nan)
-    if len(edges):
-        graph = coo_matrix((np.ones(len(edges)), (edges[:, 0], edges[:, 1])), shape=(n, n))
-        _, comp = connected_components(graph, directed=False)
-        in_cluster = np.zeros(n, dtype=bool)
-        in_cluster[edges.ravel()] = True
-        rows = np.flatnonzero(in_cluster)
-        order = np.lexsort((rows, rank[rows], comp[rows]))
-        ordered = rows[order]
-        first = np.concatenate(([True], comp[ordered][1:] != comp[ordered][:-1]))
-        keeper_of = np.full(int(comp.max()) + 1, -1, dtype=np.int64)
-        keeper_of[comp[ordered[first]]] = ordered[first]
-        keeper[rows] = keeper_of[comp[rows]]
-        kept_rows = np.sort(ordered[first])
-        label[rows] = np.searchsorted(kept_rows, keeper[rows])
-        similarity[rows] = 1.0
-        dup = rows[keeper[rows] != rows]
-        similarity[dup] = keeper_similarity(dup, keeper[dup], edges, edge_sim, n, verify)
-    return Clusters(label, keeper, similarity, pairs=pairs, edges=edges)
-
-
-def rank_of(key: np.ndarray) -> np.ndarray:
-    """Ranks (a permutation) ordering rows by (key, position), as `stages.dedup.keep_rank`."""
-    order = np.lexsort((np.arange(len(key)), key))
-    rank = np.empty(len(key), dtype=np.int64)
-    rank[order] = np.arange(len(key))
-    return rank
+    if len(edges) == 0:
+        empty = np.zeros(0, np.int64)
+        return SparseClusters(n, empty, empty, empty, np.zeros(0), pairs, edges)
+    rows = distinct(edges.ravel())
+    local = np.searchsorted(rows, edges)
+    m = len(rows)
+    graph = coo_matrix((np.ones(len(edges)), (local[:, 0], local[:, 1])), shape=(m, m))
+    _, comp = connected_components(graph, directed=False)
+    # Ordering by (key, row) is ordering by `stages.dedup.keep_rank`'s rank: rows are positions in order.
+    order = np.lexsort((rows, np.asarray(key_of(rows)), comp))
+    first = np.concatenate(([True], comp[order][1:] != comp[order][:-1]))
+    keeper_of = np.full(int(comp.max()) + 1, -1, dtype=np.int64)
+    keeper_of[comp[order[first]]] = rows[order[first]]
+    keeper = keeper_of[comp]
+    label = np.searchsorted(np.sort(rows[order[first]]), keeper)
+    similarity = np.ones(m)
+    dup = keeper != rows
+    similarity[dup] = keeper_similarity(rows[dup], keeper[dup], edges, edge_sim, n, verify)
+    return SparseClusters(n, rows, label, keeper, similarity, pairs, edges)

@@ -1,14 +1,15 @@
 """Deduplication (and the split's validation decontamination) over Parquet parts, deciding on row-level keys.
 
-Same result as `stages.dedup.deduplicate` on the concatenated parts, with memory bounded by one part plus
-id-level arrays (positions, digests, ranks, codes, candidate pairs):
+Same result as `stages.dedup.deduplicate` on the concatenated parts, with memory bounded by one part plus a few
+bytes per row (an alive flag, kind and source codes, the survivors' positions) and what is sparse (duplicates,
+candidate pairs, the rows in clusters):
 
-1. keys (per part, `keys.part_keys`): digests, rank keys, kind/source codes, signatures, band keys by partition,
-   each row's best match in every decontamination file;
-2. exact (global): digest groups, keeper = lowest (rank key, position);
-3. decontamination (global): each surviving row's first matching file, from the per-row matches;
+1. keys (per part, `keys.part_keys`): digests and rank keys by digest partition, kind/source codes, signatures,
+   band keys by partition, each row's best match in every decontamination file;
+2. exact (per digest partition, `partition.exact_partition`): digest groups, keeper = lowest (rank key, position);
+3. decontamination (global): each surviving row's first matching file, from the rows with a match;
 4. near (global): candidate pairs per band-key partition (`partition.self_pairs`), verified reading only the
-   signatures (and texts) of the rows in pairs, connected components over survivor indices, keepers;
+   signatures (and texts) of the rows in pairs, connected components over the rows in verified pairs, keepers;
 5. apply (per part): the kept rows and the rejects of that part's rows, one file per step.
 
 Rejects come back step by step (every part's exact rejects, then decontamination, then near), the order of
@@ -39,9 +40,11 @@ from .keys import (
     apply_part,
     band_paths,
     best_matches,
+    exact_paths,
     fetch_ids,
     fetch_raw_text,
     key_path,
+    key_values,
     local_rows,
     make_folders,
     part_keys,
@@ -50,17 +53,18 @@ from .keys import (
     sig_path,
     text_paths,
 )
-from .near import Clusters, NearSettings
+from .near import NearSettings
 from .partition import (
     CrossParams,
+    ExactParams,
     PairParams,
+    SparseClusters,
     Store,
     VerifyParams,
     clusters_from_edges,
     cross_partition_pairs,
-    exact_keepers,
+    exact_partition,
     partition_count,
-    rank_of,
     self_pairs,
     unique_pairs,
     verify_all,
@@ -79,42 +83,54 @@ class ShardedDedup:
 # ---------------------------------------------------------------- dedup
 
 
-def _global_codes(infos: list[PartKeys], keys: list, name: str) -> tuple[np.ndarray, list[str]]:
-    """One int code per row over all parts (first-seen order of values) from the parts' local codes."""
+def _global_codes(infos: list[PartKeys], work: Path, starts: np.ndarray, name: str) -> tuple[np.ndarray, list[str]]:
+    """One int32 code per row over all parts (first-seen order of values) from the parts' local codes."""
     values: dict[str, int] = {}
-    out = []
-    for info, k in zip(infos, keys, strict=True):
-        local = getattr(info, name)
-        lookup = np.array([values.setdefault(v, len(values)) for v in local], dtype=np.int64)
-        out.append(lookup[k[name[:-1]]] if len(local) else np.zeros(0, np.int64))
-    return (np.concatenate(out) if out else np.zeros(0, np.int64)), list(values)
+    out = np.zeros(int(starts[-1]), dtype=np.int32)
+    for i, info in enumerate(infos):
+        local = getattr(info, name + "s")
+        if len(local):
+            lookup = np.array([values.setdefault(v, len(values)) for v in local], dtype=np.int32)
+            with np.load(key_path(work, i)) as keys:
+                out[int(starts[i]) : int(starts[i + 1])] = lookup[keys[name]]
+    return out, list(values)
 
 
-def _near_stats(clusters: Clusters, source: np.ndarray, names: list[str], settings, bands, shown) -> dict[str, Any]:
+def _first_seen(codes: np.ndarray) -> np.ndarray:
+    """The distinct `codes` in the order they first appear (they come in long runs: a part holds one source)."""
+    if len(codes) == 0:
+        return codes
+    runs = codes[np.concatenate(([True], codes[1:] != codes[:-1]))]
+    present, first = np.unique(runs, return_index=True)
+    return present[np.argsort(first)]
+
+
+def _near_stats(clusters: SparseClusters, source, names: list[str], settings, bands, shown) -> dict[str, Any]:
     """`stages.dedup.cluster_stats` from codes: `source` is each compared row's source code, `shown(rows)`
     gives (id, raw text) of the few rows the samples show."""
-    label, removed, keeper = clusters.label, clusters.removed, clusters.keeper
-    in_cluster = label >= 0
-    sizes = np.bincount(label[in_cluster]) if in_cluster.any() else np.zeros(0, np.int64)
+    rows, label, keeper = clusters.rows, clusters.label, clusters.keeper
+    sizes = np.bincount(label) if len(label) else np.zeros(0, np.int64)
     cross = 0
-    if in_cluster.any():
-        combos = np.unique(label[in_cluster] * max(len(names), 1) + source[in_cluster])
-        cross = int((np.bincount(combos // max(len(names), 1)) > 1).sum())
-    gone = np.flatnonzero(removed)
-    cross_removed = int((source[gone] != source[keeper[gone]]).sum()) if len(gone) else 0
+    if len(rows):
+        width = max(len(names), 1)
+        combos = np.unique(label * width + source[rows])
+        cross = int((np.bincount(combos // width) > 1).sum())
+    removed = clusters.removed
+    gone, gone_keeper = rows[removed], keeper[removed]
+    cross_removed = int((source[gone] != source[gone_keeper]).sum()) if len(gone) else 0
     by_source = {}
-    present, first = np.unique(source, return_index=True)
     rows_of = np.bincount(source, minlength=len(names))
     gone_of = np.bincount(source[gone], minlength=len(names))
-    for s in present[np.argsort(first)].tolist():
-        rows, g = int(rows_of[s]), int(gone_of[s])
-        by_source[names[s]] = {"rows": rows, "removed": g, "rate": round(g / rows, 6) if rows else 0.0}
+    for s in _first_seen(source).tolist():
+        count, g = int(rows_of[s]), int(gone_of[s])
+        by_source[names[s]] = {"rows": count, "removed": g, "rate": round(g / count, 6) if count else 0.0}
     picked = []
-    for c in sorted(range(len(sizes)), key=lambda c: (-sizes[c], c))[:SAMPLE_CLUSTERS]:
-        members = np.flatnonzero(label == c)
-        k = int(keeper[members[0]])
+    for c in np.lexsort((np.arange(len(sizes)), -sizes))[:SAMPLE_CLUSTERS].tolist():
+        members = rows[label == c]
+        k = int(keeper[label == c][0])
         picked.append((c, k, [k, *[m for m in members.tolist() if m != k]][:SAMPLE_MEMBERS]))
     info = shown(np.array([m for _, _, ms in picked for m in ms], dtype=np.int64))
+    similarity = clusters.similarity
     samples = [
         {
             "cluster": info[k][0],
@@ -124,7 +140,7 @@ def _near_stats(clusters: Clusters, source: np.ndarray, names: list[str], settin
                     "id": info[m][0],
                     "source": names[source[m]],
                     "kept": bool(m == k),
-                    "similarity": round(float(clusters.similarity[m]), 4),
+                    "similarity": round(float(similarity[clusters.at(np.array([m]))[0]]), 4),
                     "text": _snippet(info[m][1]),
                 }
                 for m in ms
@@ -142,10 +158,10 @@ def _near_stats(clusters: Clusters, source: np.ndarray, names: list[str], settin
         "verify": settings.verify,
         "bands": bands[0],
         "rows_per_band": bands[1],
-        "rows_compared": len(label),
+        "rows_compared": clusters.n,
         "candidate_pairs": clusters.pairs,
         "verified_pairs": clusters.verified,
-        "removed": int(removed.sum()),
+        "removed": len(gone),
         "clusters": int(len(sizes)),
         "cluster_sizes": {str(k): int(v) for k, v in sorted(Counter(sizes.tolist()).items())},
         "cross_source_clusters": int(cross),
@@ -157,22 +173,22 @@ def _near_stats(clusters: Clusters, source: np.ndarray, names: list[str], settin
 
 @dataclass
 class _Keys:
-    """The id-level state of one sharded dedup: row counts, per-part key arrays, global codes."""
+    """The id-level state of one sharded dedup: row counts, global codes; the rest stays in the parts' key files."""
 
     parts: list[Path]
     starts: np.ndarray  # global position of each part's first row, then the total
     work: Path
-    arrays: list[dict[str, np.ndarray]]
-    kind: np.ndarray  # int64 code per row
-    source: np.ndarray  # int64 code per row
+    kind: np.ndarray  # int32 code per row
+    source: np.ndarray  # int32 code per row
     source_names: list[str]
 
     @property
     def n(self) -> int:
         return int(self.starts[-1])
 
-    def column(self, name: str) -> np.ndarray:
-        return np.concatenate([a[name] for a in self.arrays], axis=-1)
+    def at(self, name: str, rows: np.ndarray) -> np.ndarray:
+        """Key `name` of `rows` (sorted global positions), read part by part."""
+        return key_values(self.work, self.starts, name, rows)
 
 
 @dataclass
@@ -197,8 +213,8 @@ def _near_step(keys: _Keys, policy: Dedup, alive: np.ndarray, settings: NearSett
         describe=lambda p: f"dedup: band-key partition {p} of {partitions}",
     )
     pairs = unique_pairs(np.concatenate(found))
-    groups = keys.kind[survivors]  # rows of different kinds are never compared
-    pairs = pairs[groups[pairs[:, 0]] == groups[pairs[:, 1]]]
+    kinds = keys.kind[survivors[pairs]]  # rows of different kinds are never compared
+    pairs = pairs[kinds[:, 0] == kinds[:, 1]]
     store = Store(
         keys.starts.tolist(),
         [sig_path(work, i) for i in range(len(parts))],
@@ -211,8 +227,11 @@ def _near_step(keys: _Keys, policy: Dedup, alive: np.ndarray, settings: NearSett
 
     sim = verify(pairs)
     strong = sim >= settings.threshold
-    rank = rank_of(keys.column("near_key")[survivors])
-    clusters = clusters_from_edges(len(survivors), pairs[strong], sim[strong], rank, len(pairs), verify)
+
+    def key_of(rows: np.ndarray) -> np.ndarray:
+        return keys.at("near_key", survivors[rows])
+
+    clusters = clusters_from_edges(len(survivors), pairs[strong], sim[strong], key_of, len(pairs), verify)
     near = policy.near or NearDedup()
 
     def shown(rows: np.ndarray) -> dict[int, tuple[str, str]]:
@@ -222,26 +241,32 @@ def _near_step(keys: _Keys, policy: Dedup, alive: np.ndarray, settings: NearSett
 
     stats = _near_stats(clusters, keys.source[survivors], keys.source_names, settings, shape, shown)
     gone = clusters.removed
-    return survivors[gone], survivors[clusters.keeper[gone]], clusters.similarity[gone], stats
+    return survivors[clusters.rows[gone]], survivors[clusters.keeper[gone]], clusters.similarity[gone], stats
 
 
 def _decontamination_step(keys: _Keys, alive: np.ndarray, shown: list[str], where: list[list[str]]):
-    """(removed mask, stats) and the removed rows' origins: rows whose first matching eval file (in order)
-    holds a near-copy, among the `alive` rows."""
-    hit = np.zeros(keys.n, dtype=bool)
-    ref, sim = keys.column("decon_ref"), keys.column("decon_sim")
-    similarity = np.full(keys.n, np.nan)
-    origin: dict[int, str] = {}
+    """(removed rows, stats) and the removed rows' origins: rows whose first matching eval file (in order)
+    holds a near-copy, among the `alive` rows. Only the rows with some match are gathered, part by part."""
+    at, refs, sims = [], [], []
+    for i in range(len(keys.parts)):
+        with np.load(key_path(keys.work, i)) as part:
+            ref, sim = part["decon_ref"], part["decon_sim"]
+        lo = int(keys.starts[i])
+        hit = np.flatnonzero((ref >= 0).any(axis=0) & alive[lo : int(keys.starts[i + 1])])
+        at.append(hit + lo)
+        refs.append(ref[:, hit])
+        sims.append(sim[:, hit])
+    rows = np.concatenate(at)
+    ref, sim = np.concatenate(refs, axis=1), np.concatenate(sims, axis=1)
+    taken = np.full(len(rows), -1)  # the file each row is removed for
     per_file: dict[str, int] = {}
     for f in range(len(shown)):
-        new = (ref[f] >= 0) & alive & ~hit
-        at = np.flatnonzero(new)
-        origin.update(zip(at.tolist(), [where[f][j] for j in ref[f][at].tolist()], strict=True))
-        similarity[new] = sim[f][new]
-        hit |= new
+        new = (ref[f] >= 0) & (taken < 0)
+        taken[new] = f
         per_file[shown[f]] = int(new.sum())
-    rows = np.flatnonzero(hit)
-    removed = _Removed(rows, [origin[r] for r in rows.tolist()], similarity[rows])
+    j = np.arange(len(rows))
+    origin = [where[f][r] for f, r in zip(taken.tolist(), ref[taken, j].tolist(), strict=True)]
+    removed = _Removed(rows, origin, sim[taken, j])
     return removed, {"files": per_file, "removed": len(rows)}
 
 
@@ -290,6 +315,7 @@ def deduplicate_sharded(
     settings = near_settings(policy.near, seed) if n and (files or policy.near) else None
     shape = band_shape(settings.threshold, settings.num_perm) if settings is not None and policy.near else None
     refs, shown, where = prepare_references(files, root, policy.near, settings, work) if files and n else ((), [], [])
+    exact_partitions = partition_count(n)
     params = KeyParams(
         exact=policy.exact,
         keep=policy.keep,
@@ -299,21 +325,29 @@ def deduplicate_sharded(
         band_shape=shape,
         near_rank=policy.near is not None,
         partitions=_partitions(executor, n * shape[0]) if shape else 1,
+        exact_partitions=exact_partitions,
         references=refs,
     )
     tasks = [KeyTask(i, p, int(starts[i]), work) for i, p in enumerate(parts)]
     infos = executor.map(part_keys, params, tasks, describe=lambda i: f"dedup: keys of {parts[i]}")
-    arrays = [dict(np.load(key_path(work, i))) for i in range(len(parts))]
-    kind, _ = _global_codes(infos, arrays, "kinds")
-    source, source_names = _global_codes(infos, arrays, "sources")
-    keys = _Keys(parts, starts, work, arrays, kind, source, source_names)
+    kind, _ = _global_codes(infos, work, starts, "kind")
+    source, source_names = _global_codes(infos, work, starts, "source")
+    keys = _Keys(parts, starts, work, kind, source, source_names)
 
     alive = np.ones(n, dtype=bool)
-    exact_keeper = np.arange(n)
+    exact_rows, exact_keeper = np.zeros(0, np.int64), np.zeros(0, np.int64)
     if policy.exact and n:
-        exact_keeper = exact_keepers(keys.column("digest"), keys.column("exact_key"))
-        alive = exact_keeper == np.arange(n)
-        stats["exact"]["removed"] = int((~alive).sum())
+        found = executor.map(
+            exact_partition,
+            ExactParams([exact_paths(work, i) for i in range(len(parts))]),
+            list(range(exact_partitions)),
+            describe=lambda p: f"dedup: digest partition {p} of {exact_partitions}",
+        )
+        pairs = np.concatenate(found)
+        order = np.argsort(pairs[:, 0])
+        exact_rows, exact_keeper = pairs[order, 0], pairs[order, 1]
+        alive[exact_rows] = False
+        stats["exact"]["removed"] = len(exact_rows)
     progress(1, 3, "decontaminate")
     decon = _Removed(np.zeros(0, np.int64), [], np.zeros(0))
     if files and alive.any():
@@ -327,9 +361,8 @@ def deduplicate_sharded(
             keys, policy, alive, settings, shape, params.partitions, executor
         )
     progress(3, 3, "")
-    exact_rows = np.flatnonzero(exact_keeper != np.arange(n))
-    ids = fetch_ids(parts, starts, np.concatenate((exact_keeper[exact_rows], near_keeper)))
-    exact = _Removed(exact_rows, [ids[k] for k in exact_keeper[exact_rows].tolist()], np.ones(len(exact_rows)))
+    ids = fetch_ids(parts, starts, np.concatenate((exact_keeper, near_keeper)))
+    exact = _Removed(exact_rows, [ids[k] for k in exact_keeper.tolist()], np.ones(len(exact_rows)))
     near = _Removed(near_rows, [ids[k] for k in near_keeper.tolist()], near_sim)
     examples, rejects = _apply(keys, exact, decon, near, executor)
     return ShardedDedup(examples, rejects, stats)
