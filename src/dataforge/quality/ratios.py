@@ -35,11 +35,13 @@ def _share(num: np.ndarray, den: np.ndarray) -> np.ndarray:
 
 
 # RE2's `\s` (what the regexes below mean by a space) is ASCII only: tab, line feed, form feed, carriage return, space.
-_ASCII_SPACE = np.zeros(256, dtype=np.uint8)
-_ASCII_SPACE[[9, 10, 12, 13, 32]] = 1
-_ASCII_LETTER = np.zeros(256, dtype=np.uint8)
-_ASCII_LETTER[ord("A") : ord("Z") + 1] = 1
-_ASCII_LETTER[ord("a") : ord("z") + 1] = 1
+# One table for both counts, summed once per text: a space adds 1, a letter adds 2**_LETTER_SHIFT, so the low bits
+# of a text's sum count its spaces and the high bits its letters (exact below 2**_LETTER_SHIFT spaces a block row).
+_LETTER_SHIFT = 32
+_ASCII_COUNT = np.zeros(256, dtype=np.int64)
+_ASCII_COUNT[[9, 10, 12, 13, 32]] = 1
+_ASCII_COUNT[ord("A") : ord("Z") + 1] = 1 << _LETTER_SHIFT
+_ASCII_COUNT[ord("a") : ord("z") + 1] = 1 << _LETTER_SHIFT
 
 
 _ASCII_ROWS = 4096  # texts per pass: the per-byte table stays a few MB (cache-sized), not the whole column
@@ -67,8 +69,9 @@ def _ascii_counts(texts: pa.Array) -> tuple[np.ndarray, np.ndarray]:
         # reduceat gives an empty text the next byte, not 0: only non-empty texts are summed (the empty ones in
         # between add nothing to the segment before them).
         filled = np.flatnonzero(offsets[lo + 1 : hi + 1] > offsets[lo:hi])
-        for table, out in ((_ASCII_SPACE, spaces), (_ASCII_LETTER, letters)):
-            out[lo + filled] = np.add.reduceat(table[block], starts[filled], dtype=np.int64)
+        both = np.add.reduceat(_ASCII_COUNT[block], starts[filled])
+        spaces[lo + filled] = both & ((1 << _LETTER_SHIFT) - 1)
+        letters[lo + filled] = both >> _LETTER_SHIFT
     return spaces, letters
 
 
