@@ -133,11 +133,13 @@ def _timed_method(method: Any, what: str, events: list[dict[str, Any]]) -> Any:
 PAGE = os.sysconf("SC_PAGE_SIZE")
 
 
-def tree_rss(root: int) -> tuple[int, int]:
-    """(summed RSS in bytes, number of processes) of `root` and all its descendants, read from /proc.
+def tree_rss(root: int) -> tuple[int, int, int, int]:
+    """(summed RSS in bytes, number of processes, summed anonymous RSS, `root`'s own RSS) of `root` and all its
+    descendants, read from /proc.
 
     Pages shared between processes (fork's copy-on-write, shared libraries) count once per process, as `ps` and
-    the OOM killer's per-process figures do: an upper bound on the tree's real footprint."""
+    the OOM killer's per-process figures do: an upper bound on the tree's real footprint. The anonymous part
+    (resident minus file-backed and shared pages, from statm) leaves out memory-mapped files the kernel can drop."""
     children: dict[int, list[int]] = {}
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit():
@@ -148,16 +150,21 @@ def tree_rss(root: int) -> tuple[int, int]:
             continue
         ppid = int(stat[stat.rindex(b")") + 2 :].split()[1])
         children.setdefault(ppid, []).append(int(entry.name))
-    total, count, todo = 0, 0, [root]
+    total, count, anon, own, todo = 0, 0, 0, 0, [root]
     while todo:
         pid = todo.pop()
         try:
-            total += int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * PAGE
-            count += 1
+            fields = Path(f"/proc/{pid}/statm").read_text().split()
+            resident, shared = int(fields[1]) * PAGE, int(fields[2]) * PAGE
         except (OSError, IndexError, ValueError):
-            pass  # exited meanwhile
+            continue  # exited meanwhile
+        total += resident
+        anon += resident - shared
+        count += 1
+        if pid == root:
+            own = resident
         todo += children.get(pid, [])
-    return total, count
+    return total, count, anon, own
 
 
 @dataclass
@@ -166,7 +173,8 @@ class Sampler:
 
     pid: int
     interval: float
-    samples: list[tuple[float, int, int]] = field(default_factory=list)  # (time, rss bytes, processes)
+    # (time, tree RSS, processes, tree anonymous RSS, the root process's own RSS), bytes
+    samples: list[tuple[float, int, int, int, int]] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
 
     def __post_init__(self) -> None:
@@ -175,17 +183,19 @@ class Sampler:
 
     def _loop(self) -> None:
         while not self._stop.is_set():
-            rss, procs = tree_rss(self.pid)
+            rss, procs, anon, own = tree_rss(self.pid)
             if procs:
-                self.samples.append((time.time(), rss, procs))
+                self.samples.append((time.time(), rss, procs, anon, own))
             self._stop.wait(self.interval)
 
     def stop(self) -> None:
         self._stop.set()
         self._thread.join()
 
-    def peak(self, start: float = 0.0, end: float = math.inf) -> int:
-        return max((rss for t, rss, _ in self.samples if start <= t <= end), default=0)
+    def peak(self, start: float = 0.0, end: float = math.inf, field: int = 1) -> int:
+        """The largest sampled value between `start` and `end`: tree RSS (field 1), anonymous RSS (3), the root
+        process's own RSS (4)."""
+        return max((s[field] for s in self.samples if start <= s[0] <= end), default=0)
 
 
 # --- one build ---------------------------------------------------------------------------------------------
@@ -237,10 +247,14 @@ def run_build(recipe: Path, tree: Tree, log: Path, interval: float, timeout: flo
         "cpu_s": round(cpu, 2),
         "cpu_user_s": round(after.ru_utime - before.ru_utime, 2),
         "peak_rss_bytes": sampler.peak(),
-        "peak_processes": max((p for *_, p in sampler.samples), default=0),
+        "peak_anon_bytes": sampler.peak(field=3),
+        "peak_main_rss_bytes": sampler.peak(field=4),
+        "peak_processes": max((s[2] for s in sampler.samples), default=0),
         "samples": len(sampler.samples),
-        # (seconds since start, MB): every 5th sample, to plot where the memory goes
-        "rss_timeline_mb": [[round(t - start, 1), round(rss / 1e6)] for t, rss, _ in sampler.samples[::5]],
+        # (seconds since start, tree MB, main process MB): every 5th sample, to plot where the memory goes
+        "rss_timeline_mb": [
+            [round(s[0] - start, 1), round(s[1] / 1e6), round(s[4] / 1e6)] for s in sampler.samples[::5]
+        ],
         "log": str(log),
     }
     if rc != 0:
@@ -275,6 +289,8 @@ def stage_times(info: dict[str, Any], start: float, sampler: Sampler) -> dict[st
                 "seconds": round(max(0.0, end - mark["t"]), 3),
                 "key_s": round(keys.get(mark["name"], 0.0), 3),
                 "peak_rss_bytes": sampler.peak(mark["t"], end),
+                "peak_anon_bytes": sampler.peak(mark["t"], end, field=3),
+                "peak_main_rss_bytes": sampler.peak(mark["t"], end, field=4),
             }
         )
     out: dict[str, Any] = {
@@ -292,6 +308,8 @@ def stage_times(info: dict[str, Any], start: float, sampler: Sampler) -> dict[st
     if write is not None:
         out["write_s"] = round(write["end"] - write["t"], 2)
         out["write_peak_rss_bytes"] = sampler.peak(write["t"], write["end"])
+        out["write_peak_anon_bytes"] = sampler.peak(write["t"], write["end"], field=3)
+        out["write_peak_main_rss_bytes"] = sampler.peak(write["t"], write["end"], field=4)
     return out
 
 
@@ -529,17 +547,22 @@ def markdown(results: dict[str, Any], env: dict[str, Any]) -> str:
                 lines.append(
                     f"| {r['tree']} | {r['workers'] or 'default'} | {r['rows']:,} | " + " | ".join(cells) + " |"
                 )
-        lines += [
-            "",
-            "Peak RSS of the process tree per stage (GB, max over sources; – where a stage ended between samples):",
-            "",
-            "| tree | workers | rows | " + " | ".join(kinds) + " |",
-            "|---|--:|--:|" + "--:|" * len(kinds),
-        ]
-        for r in runs:
-            if r["rc"] == 0:
-                cells = " | ".join(_kind_peaks(r, kinds))
-                lines.append(f"| {r['tree']} | {r['workers'] or 'default'} | {r['rows']:,} | {cells} |")
+        for what, title in (
+            ("rss", "Peak RSS of the process tree per stage"),
+            ("anon", "Peak anonymous RSS of the process tree per stage (no file-backed or shared pages)"),
+            ("main_rss", "Peak RSS of the build's own process per stage (its workers left out)"),
+        ):
+            lines += [
+                "",
+                f"{title} (GB, max over sources; – where a stage ended between samples):",
+                "",
+                "| tree | workers | rows | " + " | ".join(kinds) + " |",
+                "|---|--:|--:|" + "--:|" * len(kinds),
+            ]
+            for r in runs:
+                if r["rc"] == 0:
+                    cells = " | ".join(_kind_peaks(r, kinds, what))
+                    lines.append(f"| {r['tree']} | {r['workers'] or 'default'} | {r['rows']:,} | {cells} |")
     lines += _comparisons(runs)
     if results["appends"]:
         lines += [
@@ -556,12 +579,13 @@ def markdown(results: dict[str, Any], env: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _kind_peaks(run: dict[str, Any], kinds: list[str]) -> list[str]:
+def _kind_peaks(run: dict[str, Any], kinds: list[str], what: str = "rss") -> list[str]:
+    """Per stage kind, the largest `peak_<what>_bytes` over its stages, in GB."""
     peaks: dict[str, int] = {}
     for stage in run.get("stages", []):
         kind = stage["name"].split(":")[0]
-        peaks[kind] = max(peaks.get(kind, 0), stage["peak_rss_bytes"])
-    peaks["write"] = run.get("write_peak_rss_bytes", 0)
+        peaks[kind] = max(peaks.get(kind, 0), stage.get(f"peak_{what}_bytes", 0))
+    peaks["write"] = run.get(f"write_peak_{what}_bytes", 0)
     return [f"{peaks[k] / 1e9:.2f}" if peaks.get(k) else "–" for k in kinds]
 
 

@@ -595,7 +595,8 @@ def render(
 
     _filter_transformers_logs()
     from .render.target import load_target
-    from .stages.render import options_of, render_split, render_stats
+    from .report.lengths import RowLengths
+    from .stages.render import SHOWN_OVERFLOW_IDS, options_of, render_split, render_stats
 
     kept = set(keep_unrendered or [])
     if kept - {"tool_calls", "reasoning"}:
@@ -625,7 +626,7 @@ def render(
     target = load_target("cli", template, Path.cwd())
     table, dropped, notes, turns = render_split(checked.examples, target, options_of(spec), lambda *_: None, "rows")
     stats = render_stats(
-        table,
+        RowLengths.of(table, spec.max_length, SHOWN_OVERFLOW_IDS),
         spec,
         target,
         options_of(spec),

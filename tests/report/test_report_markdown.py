@@ -72,13 +72,13 @@ def test_raw_excerpts_of_removed_rows_are_capped_and_marked_in_every_report_file
 
 def test_the_length_axis_fits_the_data_and_marks_a_far_max_length_at_its_edge():
     tokens = np.array([40, 120, 300, 605])
-    stats = length_stats(tokens, tokens // 2, tokens // 2, np.array(["s"] * 4), 8192)
+    stats = length_stats(tokens, tokens // 2, tokens // 2, np.zeros(4, int), ["s"], 8192)
     edges = stats["histogram"]["total"]["edges"]
     assert (edges[0], edges[-1]) == (0, 640)  # 605 tokens, not 8,192: every bin holds data
     assert stats["histogram"]["trained"]["edges"] == edges  # one axis for the three curves
     svg = plots.length_histogram(stats, 8192, 0)
     assert "max_length 8,192 →" in svg
-    near = length_stats(tokens, tokens // 2, tokens // 2, np.array(["s"] * 4), 1000)
+    near = length_stats(tokens, tokens // 2, tokens // 2, np.zeros(4, int), ["s"], 1000)
     assert near["histogram"]["total"]["edges"][-1] == 1000  # close enough: the axis runs to max_length
     assert "max_length 1000" in plots.length_histogram(near, 1000, 0)
 

@@ -9,10 +9,10 @@ writes into the work folder, for every row, the keys the global steps need and n
 - `exact/<i>.{digest,key,pos,off}.npy`: every row's exact digest (16 bytes), its rank key for the keep policy and
   its global position, ordered by digest partition (first 8 digest bytes % P); `off` gives each partition's
   slice, so the exact step runs partition by partition and no process holds every digest;
-- `sig/<i>.npy`: the MinHash signatures (uint64 [rows, num_perm]), memory-mapped later to read only the rows
-  of candidate pairs;
-- `text/<i>.{bytes,off}.npy`: the normalised compared texts (UTF-8 bytes and offsets), memory-mapped later to
-  read only the rows `verify` compares exactly;
+- `sig/<i>.npy`: the MinHash signatures (uint64 [rows, num_perm]), read later row by row (`read_rows`) for
+  the rows of candidate pairs only;
+- `text/<i>.{bytes,off}.npy`: the normalised compared texts (UTF-8 bytes and offsets), read later for the
+  rows `verify` compares exactly only;
 - `bands/<i>.{keys,pos,off}.npy`: every usable row's band keys tagged with their band, with their global row
   position, ordered by partition (`tagged key % P`); `off` gives each partition's slice.
 
@@ -23,6 +23,7 @@ concatenated table.
 
 from __future__ import annotations
 
+import os
 from collections import Counter
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -133,6 +134,74 @@ def mapped(path: Path) -> np.ndarray:
         return np.load(path)
 
 
+# Byte ranges this close are read in one call (a 1 KB signature's neighbour rows: one read, at most twice the bytes).
+READ_GAP = 1024
+
+
+def _npy_layout(handle) -> tuple[int, np.dtype, tuple[int, ...]]:
+    """(offset of the data, dtype, shape) of the .npy file open in `handle` (C order, as np.save writes)."""
+    version = np.lib.format.read_magic(handle)
+    read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+    shape, fortran, dtype = read_header(handle)
+    if fortran:
+        raise ValueError(f"{handle.name}: a Fortran-ordered array (dedup writes C order)")
+    return handle.tell(), dtype, shape
+
+
+def _pread_into(fd: int, buffer: memoryview, offset: int) -> None:
+    """Fill `buffer` from the file at `offset` (a positioned read can return fewer bytes: read on until full)."""
+    done = 0
+    while done < len(buffer):
+        got = os.preadv(fd, [buffer[done:]], offset + done)
+        if got == 0:
+            raise OSError(f"file ended {len(buffer) - done} bytes short of offset {offset + len(buffer)}")
+        done += got
+
+
+def _read_ranges(fd: int, base: int, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """The bytes [lo, hi) of each range (relative to `base`), concatenated in the given order, as uint8.
+
+    Ranges are sorted and merged into spans (no more than READ_GAP apart), each span read with one positioned
+    read into one buffer. Why not a memory map: every page a map touches counts in the process's RSS while it
+    is mapped, and the kernel maps up to 16 pages around each one faulted in, so gathering 100,000 scattered
+    1 KB signatures from ten million rows' files held gigabytes of file pages; read into a buffer, the process
+    holds what it asked for (and at most READ_GAP bytes between two ranges)."""
+    lengths = hi - lo
+    total = int(lengths.sum())
+    if total == 0:
+        return np.zeros(0, np.uint8)
+    order = np.argsort(lo, kind="stable")
+    slo, shi = lo[order], hi[order]
+    reach = np.maximum.accumulate(shi)
+    new = np.concatenate(([True], slo[1:] > reach[:-1] + READ_GAP))
+    first = np.flatnonzero(new)
+    span_lo, span_hi = slo[first], np.maximum.reduceat(shi, first)
+    span_at = np.concatenate(([0], np.cumsum(span_hi - span_lo)))
+    buffer = np.empty(int(span_at[-1]), np.uint8)
+    view = memoryview(buffer)
+    for a, b, at in zip(span_lo.tolist(), span_hi.tolist(), span_at.tolist(), strict=False):
+        _pread_into(fd, view[at : at + b - a], base + a)
+    span_of = np.cumsum(new) - 1
+    where = np.empty(len(lo), np.int64)
+    where[order] = span_at[span_of] + (slo - span_lo[span_of])  # each range's first byte in `buffer`
+    out = np.concatenate(([0], np.cumsum(lengths)))
+    at = np.repeat(where - out[:-1], lengths) + np.arange(total)
+    return buffer[at]
+
+
+def read_rows(path: Path, rows: np.ndarray) -> np.ndarray:
+    """Rows `rows` (any order) of the .npy array in `path`, reading only their bytes (see `_read_ranges`)."""
+    rows = np.asarray(rows, dtype=np.int64)
+    with open(path, "rb") as handle:
+        base, dtype, shape = _npy_layout(handle)
+        width = int(np.prod(shape[1:], dtype=np.int64)) * dtype.itemsize
+        if len(rows) and (rows.min() < 0 or rows.max() >= shape[0]):
+            raise IndexError(f"{path}: row {int(rows.max())} of {shape[0]}")
+        lo = rows * width
+        data = _read_ranges(handle.fileno(), base, lo, lo + width)
+    return data.view(dtype).reshape((len(rows), *shape[1:]))
+
+
 def write_texts(texts: pa.Array, paths: tuple[Path, Path]) -> None:
     """`texts` as a bytes file and an offsets file, so that a few rows can be read back without the rest."""
     texts = texts.cast(pa.large_string())
@@ -145,12 +214,13 @@ def write_texts(texts: pa.Array, paths: tuple[Path, Path]) -> None:
 
 def read_texts(paths: tuple[Path, Path], rows: np.ndarray) -> pa.Array:
     """The texts of `rows` (local, any order) from `write_texts`'s files, reading only their bytes."""
-    offsets = mapped(paths[1])
-    lo, hi = np.asarray(offsets[rows], np.int64), np.asarray(offsets[rows + 1], np.int64)
-    lengths = hi - lo
-    out = np.concatenate(([0], np.cumsum(lengths))).astype(np.int64)
-    at = np.repeat(lo - out[:-1], lengths) + np.arange(int(out[-1]))
-    data = mapped(paths[0])[at] if len(at) else np.zeros(0, np.uint8)
+    rows = np.asarray(rows, dtype=np.int64)
+    ends = read_rows(paths[1], np.concatenate((rows, rows + 1))).astype(np.int64)
+    lo, hi = ends[: len(rows)], ends[len(rows) :]
+    out = np.concatenate(([0], np.cumsum(hi - lo))).astype(np.int64)
+    with open(paths[0], "rb") as handle:
+        base, _, _ = _npy_layout(handle)
+        data = _read_ranges(handle.fileno(), base, lo, hi)
     return pa.LargeStringArray.from_buffers(len(rows), pa.py_buffer(out), pa.py_buffer(np.ascontiguousarray(data)))
 
 

@@ -15,7 +15,7 @@ import numpy as np
 import pyarrow as pa
 
 from .candidates import LARGE_GROUP, _pairs_in_groups
-from .keys import mapped, read_texts
+from .keys import read_rows, read_texts
 from .near import NearSettings, similarities
 from .signatures import Signatures, distinct
 
@@ -141,10 +141,10 @@ class Store:
         return np.searchsorted(np.asarray(self.starts), rows, side="right") - 1
 
     def signatures_of(self, rows: np.ndarray) -> Signatures:
-        """Signatures of `rows` (sorted global positions), read from the memory-mapped part files (`empty` is
+        """Signatures of `rows` (sorted global positions), reading only those rows of the part files (`empty` is
         left False: rows with empty signatures are never in a candidate pair)."""
         part = self.part_of(rows)
-        values = [mapped(self.signatures[k])[rows[part == k] - self.starts[k]] for k in distinct(part).tolist()]
+        values = [read_rows(self.signatures[k], rows[part == k] - self.starts[k]) for k in distinct(part).tolist()]
         return Signatures(np.concatenate(values), np.zeros(len(rows), bool))
 
     def texts_of(self, rows: np.ndarray) -> pa.Array:

@@ -7,6 +7,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
 PERCENTILES = (50, 90, 99)
 BINS = 40
@@ -51,18 +53,22 @@ def length_stats(
     n_prompt: np.ndarray,
     n_trained: np.ndarray,
     sources: np.ndarray,
+    names: list[str],
     max_length: int,
     dropped_tokens: np.ndarray | None = None,
     dropped_sources: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """Summaries and histograms of total, prompt and trained tokens, overall and per source.
 
-    Rows the overflow policy dropped have a total length but no rendered prompt or labels: they count in the
-    totals (that tail is what the histogram is for) and not in the prompt and trained figures.
+    `sources` (and `dropped_sources`) are integer codes into `names`: a build of millions of rows holds one small
+    integer per row here, never its source's string. Rows the overflow policy dropped have a total length but no
+    rendered prompt or labels: they count in the totals (that tail is what the histogram is for) and not in the
+    prompt and trained figures.
     """
+    sources = np.asarray(sources, dtype=np.int64)
     if dropped_tokens is not None and len(dropped_tokens):
         all_tokens = np.concatenate([n_tokens, dropped_tokens])
-        all_sources = np.concatenate([sources, dropped_sources])
+        all_sources = np.concatenate([sources, np.asarray(dropped_sources, dtype=np.int64)])
     else:
         all_tokens, all_sources = n_tokens, sources
     # One axis for the three histograms, scaled to the data (see `axis_top`).
@@ -78,14 +84,63 @@ def length_stats(
         },
         "per_source": {},
     }
-    for s in sorted(set(all_sources.tolist())):
-        mask = sources == s
-        stats["per_source"][s] = {
-            "total": summary(all_tokens[all_sources == s]),
+    present = np.flatnonzero(np.bincount(all_sources, minlength=len(names))) if len(all_sources) else []
+    for code in sorted(present, key=lambda c: names[c]):
+        mask = sources == code
+        stats["per_source"][names[code]] = {
+            "total": summary(all_tokens[all_sources == code]),
             "prompt": summary(n_prompt[mask]),
             "trained": summary(n_trained[mask]),
         }
     return stats
+
+
+class RowLengths:
+    """The per-row token counts of a render target's rendered rows, gathered one table (part) at a time for
+    `length_stats`: three int32 arrays and an int32 source code per row, plus the first ids of rows longer
+    than `max_length`. What it holds is a few bytes a row, never a row's id or source string, so the statistics
+    of ten million rendered rows take tens of MB."""
+
+    def __init__(self, max_length: int, shown: int) -> None:
+        self.max_length, self.shown = max_length, shown
+        self.names: list[str] = []
+        self._code: dict[str, int] = {}
+        self._columns: dict[str, list[np.ndarray]] = {"n_tokens": [], "n_prompt": [], "n_trained": [], "source": []}
+        self.over = 0  # rows longer than max_length (kept by the overflow policy)
+        self.over_ids: list[str] = []  # the first `shown` of them, in row order
+
+    def code(self, name: str) -> int:
+        """`name`'s source code (a new one the first time it is seen)."""
+        if name not in self._code:
+            self._code[name] = len(self.names)
+            self.names.append(name)
+        return self._code[name]
+
+    def add(self, table: pa.Table) -> None:
+        """Append the rows of `table` (columns id, source, n_tokens, n_prompt, n_trained)."""
+        for name in ("n_tokens", "n_prompt", "n_trained"):
+            values = table[name].to_numpy()
+            self._columns[name].append(values.astype(np.int32, copy=False))
+        encoded = pc.dictionary_encode(table["source"].combine_chunks())
+        mapping = np.array([self.code(n) for n in encoded.dictionary.to_pylist()] or [0], dtype=np.int32)
+        self._columns["source"].append(mapping[encoded.indices.to_numpy(zero_copy_only=False)])
+        over = np.flatnonzero(self._columns["n_tokens"][-1] > self.max_length)
+        self.over += len(over)
+        wanted = self.shown - len(self.over_ids)
+        if wanted > 0 and len(over):
+            self.over_ids += table["id"].take(pa.array(over[:wanted])).to_pylist()
+
+    def column(self, name: str) -> np.ndarray:
+        """One gathered column over every added row (`source`: codes into `names`)."""
+        parts = self._columns[name]
+        return np.concatenate(parts) if parts else np.zeros(0, np.int32)
+
+    @classmethod
+    def of(cls, table: pa.Table, max_length: int, shown: int) -> RowLengths:
+        """The counts of one whole rendered table."""
+        lengths = cls(max_length, shown)
+        lengths.add(table)
+        return lengths
 
 
 def plot(stats: dict[str, Any], max_length: int, title: str, path: Path) -> None:

@@ -28,7 +28,7 @@ from ..rejects import REJECTS_SCHEMA, Outcome
 from ..render.engine import Rendered, RenderOptions, empty_turns, render_rows, template_checks
 from ..render.spans import SpanError
 from ..render.target import LoadedTarget
-from ..report.lengths import length_stats, suggested_max_length
+from ..report.lengths import RowLengths, length_stats, suggested_max_length
 from .base import Progress, StageInput
 
 # 4: spans located by sentinel renders, boundary tokens, unrendered policy, every row round-tripped;
@@ -43,6 +43,7 @@ BATCH = 512
 PARALLEL_MIN_ROWS = 20_000
 SHOWN_OVERFLOW_IDS = 20
 PACKED_OUTPUTS = ("packed_train", "packed_val")  # with `pack:`: the packed rows of each split
+LENGTH_COLUMNS = ("id", "source", "n_tokens", "n_prompt", "n_trained")  # what the length statistics read
 PACK_REASONS = {"too_long": TOO_LONG_REASON, "empty": "empty_row_to_pack"}  # rows packing leaves out → reject reason
 
 
@@ -188,7 +189,7 @@ def _pack_split(table: pa.Table, examples: pa.Table, spec: RenderTarget) -> tupl
 
 
 def render_stats(
-    both: pa.Table,
+    lengths: RowLengths,
     spec: RenderTarget,
     target: LoadedTarget,
     options: RenderOptions,
@@ -197,11 +198,13 @@ def render_stats(
     counts: dict[str, dict[str, int]],
     turns: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    n_tokens = both["n_tokens"].to_numpy()
-    over = np.flatnonzero(n_tokens > spec.max_length)
+    """The target's statistics (checks, rows, overflow, token lengths, the suggested max_length, loss per turn)
+    from the rendered rows' per-row counts (`lengths`) and the rows left out (`dropped`)."""
+    n_tokens = lengths.column("n_tokens")
     overflow_dropped = [d["example_id"] for d in dropped if d["reason"] in ("overflow", "overflow_error")]
-    over_lengths = [d["n_tokens"] for d in dropped if d.get("n_tokens")]
-    over_sources = [d["source"] for d in dropped if d.get("n_tokens")]
+    with_tokens = [d for d in dropped if d.get("n_tokens")]
+    over_lengths = np.array([d["n_tokens"] for d in with_tokens], dtype=np.int64)
+    over_sources = np.array([lengths.code(d["source"]) for d in with_tokens], dtype=np.int64)
     stats = {
         "target": {
             "tokenizer": target.source,
@@ -218,28 +221,25 @@ def render_stats(
         "overflow": {
             "policy": spec.overflow,
             "max_length": spec.max_length,
-            "rows_over": int(len(over)) + len(overflow_dropped),
-            "kept_over": int(len(over)),
+            "rows_over": lengths.over + len(overflow_dropped),
+            "kept_over": lengths.over,
             "dropped": len(overflow_dropped),
-            "ids": (both["id"].take(pa.array(over[:SHOWN_OVERFLOW_IDS])).to_pylist() + overflow_dropped)[
-                :SHOWN_OVERFLOW_IDS
-            ],
+            "ids": (lengths.over_ids + overflow_dropped)[:SHOWN_OVERFLOW_IDS],
         },
         "lengths": length_stats(
             n_tokens,
-            both["n_prompt"].to_numpy(),
-            both["n_trained"].to_numpy(),
-            np.asarray(both["source"].to_pylist(), dtype=object),
+            lengths.column("n_prompt"),
+            lengths.column("n_trained"),
+            lengths.column("source"),
+            lengths.names,
             spec.max_length,
-            np.array(over_lengths, dtype=np.int64),
-            np.array(over_sources, dtype=object),
+            over_lengths,
+            over_sources,
         ),
         "suggested_max_length": {
             "keep_share": spec.keep_share,
             # Rows dropped for overflow count too: the suggestion is about the data, not what survived.
-            "tokens": suggested_max_length(
-                np.concatenate([n_tokens, np.array(over_lengths, dtype=np.int64)]), spec.keep_share
-            ),
+            "tokens": suggested_max_length(np.concatenate([n_tokens, over_lengths]), spec.keep_share),
         },
     }
     if turns is not None:  # counted by the shards (`render_split`); `dataforge render` passes none yet
@@ -327,7 +327,8 @@ def render_finish(split_stage: str, spec: RenderTarget, target: LoadedTarget, in
         turns = sum_stats([empty_turns(), *(r.stats["turns"] for r in results)])
         counts: dict[str, dict[str, int]] = {}
         packed: dict[str, Any] = {}
-        slim: list[pa.Table] = []
+        # Per-row counts, part by part: a few bytes a row (see RowLengths), never a whole split's columns.
+        lengths = RowLengths(spec.max_length, SHOWN_OVERFLOW_IDS)
         for split in ("train", "val"):
             mine = [r for r in results if r.stats["split"] == split]
             split_dropped = [row for r in mine for row in pq.read_table(r.path / "dropped.parquet").to_pylist()]
@@ -349,25 +350,16 @@ def render_finish(split_stage: str, spec: RenderTarget, target: LoadedTarget, in
                 path = scratch / f"{split}.parquet"
                 write_parquet(table, path)
                 parts[split] = [path]
-                slim.append(table.select(["id", "source", "n_tokens", "n_prompt", "n_trained"]))
+                lengths.add(table.select(LENGTH_COLUMNS))
                 rendered_rows = table.num_rows
             else:
                 parts[split] = mine
                 for r in mine:
-                    slim.append(
-                        pq.read_table(
-                            r.path / f"{split}.parquet", columns=["id", "source", "n_tokens", "n_prompt", "n_trained"]
-                        )
-                    )
+                    lengths.add(pq.read_table(r.path / f"{split}.parquet", columns=list(LENGTH_COLUMNS)))
                 rendered_rows = sum(r.stats["rendered"] for r in mine)
             dropped += split_dropped
             counts[split] = {"in": rows_in, "rendered": rendered_rows, "dropped": len(split_dropped)}
-        both = (
-            pa.concat_tables(slim)
-            if slim
-            else _concat([], target, options).select(["id", "source", "n_tokens", "n_prompt", "n_trained"])
-        )
-        stats = render_stats(both, spec, target, options, dropped, notes, counts, turns)
+        stats = render_stats(lengths, spec, target, options, dropped, notes, counts, turns)
         if spec.pack is not None:
             stats["pack"] = {
                 **merge_stats({s: p.stats for s, p in packed.items()}),
