@@ -21,8 +21,12 @@ from .signatures import Signatures, distinct
 
 # Band-key entries per partition: partitions are sorted in memory one at a time (16 bytes an entry).
 PARTITION_ENTRIES = 1_000_000
-# Pairs verified per task: a task holds two signatures per pair (2 KB at 128 values) and their comparison.
-VERIFY_PAIRS = 50_000
+# Pairs verified per task: a task holds the signatures of the rows in its pairs (1 KB each at 128 values), two
+# gathered copies per pair and their comparison, and the shingle sets of its unsure pairs' texts.
+VERIFY_PAIRS = 20_000
+# Pair codes the main process gathers before folding them into the distinct ones found so far: a pair is found in
+# every band it shares, so the partitions' files hold several copies of most pairs.
+MERGE_CODES = 4_000_000
 
 
 def partition_count(entries: int) -> int:
@@ -84,26 +88,54 @@ def _all_pairs(members: np.ndarray, starts: np.ndarray, sizes: np.ndarray) -> np
 
 @dataclass(frozen=True)
 class PairParams:
-    """Band files of every part, the survivors to pair (global positions, sorted), and the engine."""
+    """Band files of every part, the survivors to pair (global positions, sorted), the engine, and the folder
+    the partitions' pair codes are written to."""
 
     files: list[tuple[Path, Path, Path]]
     survivors: Path  # .npy int64
     engine: str
+    out: Path
 
 
-def self_pairs(params: PairParams, p: int) -> np.ndarray:
-    """Shard function: candidate pairs (survivor indices, i < j, sorted unique) of band-key partition `p`.
+def pairs_path(out: Path, p: int) -> Path:
+    return out / f"pairs-{p}.npy"
+
+
+def self_pairs(params: PairParams, p: int) -> int:
+    """Shard function: writes the candidate pairs (survivor indices i < j) of band-key partition `p` to
+    `pairs_path(params.out, p)` as sorted distinct int64 codes i * len(survivors) + j; returns how many.
 
     A partition holds whole (band, key) groups, so its pairs are `candidates.candidate_pairs` restricted to its
-    groups: `banded` pairs large buckets as a star and a chain, `lsh` pairs every member."""
+    groups: `banded` pairs large buckets as a star and a chain, `lsh` pairs every member. The pairs go to a file,
+    not back to the caller, so the main process never holds every partition's copies at once (see `merge_pairs`)."""
     keys, pos = _read_partition(params.files, p)
-    ok, index = _survivor_index(pos, np.load(params.survivors, mmap_mode="r"))
+    survivors = np.load(params.survivors, mmap_mode="r")
+    ok, index = _survivor_index(pos, survivors)
     keys, index = keys[ok], index[ok]
     order, starts, sizes = _groups(keys)
     members = index[order]
-    if params.engine == "lsh":
-        return _all_pairs(members, starts, sizes)
-    return _pairs_in_groups(members, starts, sizes)
+    pairs = _all_pairs(members, starts, sizes) if params.engine == "lsh" else _pairs_in_groups(members, starts, sizes)
+    np.save(pairs_path(params.out, p), pairs[:, 0] * len(survivors) + pairs[:, 1])
+    return len(pairs)
+
+
+def merge_pairs(paths: list[Path], width: int, fold: int = MERGE_CODES) -> np.ndarray:
+    """The distinct pairs (int64 [m, 2], sorted) of the code files `paths` (codes i * width + j): equal to
+    `unique_pairs` of all their pairs, folding `fold` codes at a time into the distinct ones so far, so memory
+    is bounded by the distinct pairs, not by every band's copy of them."""
+    merged = np.zeros(0, np.int64)
+    pending: list[np.ndarray] = []
+    size = 0
+    for path in paths:
+        codes = np.load(path)
+        pending.append(codes)
+        size += len(codes)
+        if size >= fold:
+            merged = distinct(np.concatenate([merged, *pending]))
+            pending, size = [], 0
+    if pending:
+        merged = distinct(np.concatenate([merged, *pending]))
+    return np.stack((merged // width, merged % width), axis=1) if width else np.zeros((0, 2), np.int64)
 
 
 @dataclass(frozen=True)

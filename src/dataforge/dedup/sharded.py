@@ -64,6 +64,8 @@ from .partition import (
     clusters_from_edges,
     cross_partition_pairs,
     exact_partition,
+    merge_pairs,
+    pairs_path,
     partition_count,
     self_pairs,
     unique_pairs,
@@ -206,13 +208,15 @@ def _near_step(keys: _Keys, policy: Dedup, alive: np.ndarray, settings: NearSett
     survivors = np.flatnonzero(alive)
     np.save(work / "survivors.npy", survivors)
     band_files = [band_paths(work, i) for i in range(len(parts))]
-    found = executor.map(
+    out = work / "pairs"
+    out.mkdir(exist_ok=True)
+    executor.map(
         self_pairs,
-        PairParams(band_files, work / "survivors.npy", settings.engine),
+        PairParams(band_files, work / "survivors.npy", settings.engine, out),
         list(range(partitions)),
         describe=lambda p: f"dedup: band-key partition {p} of {partitions}",
     )
-    pairs = unique_pairs(np.concatenate(found))
+    pairs = merge_pairs([pairs_path(out, p) for p in range(partitions)], len(survivors))
     kinds = keys.kind[survivors[pairs]]  # rows of different kinds are never compared
     pairs = pairs[kinds[:, 0] == kinds[:, 1]]
     store = Store(
