@@ -242,6 +242,11 @@ def write_exact_keys(digest: np.ndarray, key: np.ndarray, start: int, paths, par
         np.save(path, array)
 
 
+def pairs_path(work: Path, partition: int) -> Path:
+    """Where band-key partition `partition` writes its candidate pairs' codes (`partition.self_pairs`)."""
+    return work / "pairs" / f"{partition}.npy"
+
+
 def band_paths(work: Path, index: int) -> tuple[Path, Path, Path]:
     folder = work / "bands"
     return folder / f"{index}.keys.npy", folder / f"{index}.pos.npy", folder / f"{index}.off.npy"
@@ -354,8 +359,8 @@ def prepare_references(files, root, near: NearDedup | None, settings: NearSettin
 
 
 def make_folders(work: Path) -> None:
-    """The work folder's subfolders (key files, signatures, texts, band keys, outputs)."""
-    for name in ("keys", "exact", "sig", "text", "bands", "out"):
+    """The work folder's subfolders (key files, signatures, texts, band keys, candidate pairs, outputs)."""
+    for name in ("keys", "exact", "sig", "text", "bands", "pairs", "out"):
         (work / name).mkdir(parents=True, exist_ok=True)
 
 

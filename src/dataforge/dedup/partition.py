@@ -15,7 +15,7 @@ import numpy as np
 import pyarrow as pa
 
 from .candidates import LARGE_GROUP, _pairs_in_groups
-from .keys import read_rows, read_texts
+from .keys import pairs_path, read_rows, read_texts
 from .near import NearSettings, similarities
 from .signatures import Signatures, distinct
 
@@ -88,22 +88,18 @@ def _all_pairs(members: np.ndarray, starts: np.ndarray, sizes: np.ndarray) -> np
 
 @dataclass(frozen=True)
 class PairParams:
-    """Band files of every part, the survivors to pair (global positions, sorted), the engine, and the folder
-    the partitions' pair codes are written to."""
+    """Band files of every part, the survivors to pair (global positions, sorted), the engine, and the work
+    folder the partitions' pair codes are written to (`keys.pairs_path`)."""
 
     files: list[tuple[Path, Path, Path]]
     survivors: Path  # .npy int64
     engine: str
-    out: Path
-
-
-def pairs_path(out: Path, p: int) -> Path:
-    return out / f"pairs-{p}.npy"
+    work: Path
 
 
 def self_pairs(params: PairParams, p: int) -> int:
     """Shard function: writes the candidate pairs (survivor indices i < j) of band-key partition `p` to
-    `pairs_path(params.out, p)` as sorted distinct int64 codes i * len(survivors) + j; returns how many.
+    `keys.pairs_path(params.work, p)` as sorted distinct int64 codes i * len(survivors) + j; returns how many.
 
     A partition holds whole (band, key) groups, so its pairs are `candidates.candidate_pairs` restricted to its
     groups: `banded` pairs large buckets as a star and a chain, `lsh` pairs every member. The pairs go to a file,
@@ -115,7 +111,7 @@ def self_pairs(params: PairParams, p: int) -> int:
     order, starts, sizes = _groups(keys)
     members = index[order]
     pairs = _all_pairs(members, starts, sizes) if params.engine == "lsh" else _pairs_in_groups(members, starts, sizes)
-    np.save(pairs_path(params.out, p), pairs[:, 0] * len(survivors) + pairs[:, 1])
+    np.save(pairs_path(params.work, p), pairs[:, 0] * len(survivors) + pairs[:, 1])
     return len(pairs)
 
 
@@ -135,7 +131,7 @@ def merge_pairs(paths: list[Path], width: int, fold: int = MERGE_CODES) -> np.nd
             pending, size = [], 0
     if pending:
         merged = distinct(np.concatenate([merged, *pending]))
-    return np.stack((merged // width, merged % width), axis=1) if width else np.zeros((0, 2), np.int64)
+    return np.stack((merged // width, merged % width), axis=1)
 
 
 @dataclass(frozen=True)

@@ -47,6 +47,7 @@ from .keys import (
     key_values,
     local_rows,
     make_folders,
+    pairs_path,
     part_keys,
     prepare_references,
     row_starts,
@@ -65,7 +66,6 @@ from .partition import (
     cross_partition_pairs,
     exact_partition,
     merge_pairs,
-    pairs_path,
     partition_count,
     self_pairs,
     unique_pairs,
@@ -208,15 +208,13 @@ def _near_step(keys: _Keys, policy: Dedup, alive: np.ndarray, settings: NearSett
     survivors = np.flatnonzero(alive)
     np.save(work / "survivors.npy", survivors)
     band_files = [band_paths(work, i) for i in range(len(parts))]
-    out = work / "pairs"
-    out.mkdir(exist_ok=True)
     executor.map(
         self_pairs,
-        PairParams(band_files, work / "survivors.npy", settings.engine, out),
+        PairParams(band_files, work / "survivors.npy", settings.engine, work),
         list(range(partitions)),
         describe=lambda p: f"dedup: band-key partition {p} of {partitions}",
     )
-    pairs = merge_pairs([pairs_path(out, p) for p in range(partitions)], len(survivors))
+    pairs = merge_pairs([pairs_path(work, p) for p in range(partitions)], len(survivors))
     kinds = keys.kind[survivors[pairs]]  # rows of different kinds are never compared
     pairs = pairs[kinds[:, 0] == kinds[:, 1]]
     store = Store(
